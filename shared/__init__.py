@@ -1,0 +1,1 @@
+"""The job queue core: schema, lifecycle operations and the runner. Imports no Flask."""

@@ -1,0 +1,213 @@
+"""Connections: the lifecycle statements, a session over one connection, and a small pool.
+
+Connections are reused across warm invocations (a new TLS connection costs 10 to 80 ms).
+The Cloud SQL connector looks for Google credentials as soon as it is constructed, so it
+is created lazily, on the first connection, and only when INSTANCE_CONNECTION_NAME is set.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pg8000.native
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from shared.errors import DatabaseUnavailable
+from shared.settings import DatabaseTarget, Settings
+
+SQL_DIR = Path(__file__).parent / "sql"
+STATEMENTS: dict[str, str] = {path.stem: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
+
+# SQLSTATE classes that mean "the server is going away or cannot take us", not "your SQL
+# is wrong": connection exceptions, insufficient resources, operator intervention.
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+_connector = None
+_connector_lock = threading.Lock()
+
+
+def _cloud_sql_connector():
+    global _connector
+    with _connector_lock:
+        if _connector is None:
+            from google.cloud.sql.connector import Connector  # noqa: PLC0415 (lazy: slow import)
+
+            _connector = Connector(refresh_strategy="lazy")
+        return _connector
+
+
+def connect(target: DatabaseTarget, timeout: float = 10.0, application_name: str = "jobqueue"):
+    """A new connection to the configured database (any pg8000 core connection).
+
+    `timeout` bounds the connect and every read: a hung network must not hang an
+    invocation forever. Lifecycle statements are short (sweep and archive run in batches).
+    """
+    try:
+        if target.uses_connector:
+            return _cloud_sql_connector().connect(
+                target.instance_connection_name,
+                "pg8000",
+                user=target.user,
+                db=target.database,
+                enable_iam_auth=True,
+                ip_type=target.ip_type,
+            )
+        return pg8000.native.Connection(
+            user=target.user or "postgres",
+            host=target.host or "127.0.0.1",
+            port=target.port,
+            database=target.database,
+            password=target.password,
+            ssl_context=True if target.ssl else None,
+            timeout=timeout,
+            application_name=application_name,
+        )
+    except (InterfaceError, OSError) as exc:
+        raise DatabaseUnavailable() from exc
+    except DatabaseError as exc:
+        if sqlstate(exc)[:2] in _UNAVAILABLE_CLASSES:
+            raise DatabaseUnavailable() from exc
+        raise
+
+
+def sqlstate(exc: DatabaseError) -> str:
+    detail = exc.args[0] if exc.args else None
+    return detail.get("C", "") if isinstance(detail, dict) else ""
+
+
+class Session:
+    """One connection; each named statement is prepared once on it, then reused."""
+
+    def __init__(self, conn, reconnect: Callable[[], Any] | None = None):
+        self.conn = conn
+        self.broken = False
+        self._reconnect = reconnect
+        self._prepared: dict[str, pg8000.native.PreparedStatement] = {}
+
+    def reopen(self) -> None:
+        """Replace a broken connection with a new one (DatabaseUnavailable if it cannot)."""
+        if self._reconnect is None:
+            raise DatabaseUnavailable()
+        self.close()
+        self._prepared.clear()
+        self.conn = self._reconnect()
+        self.broken = False
+
+    def _statement(self, name: str) -> pg8000.native.PreparedStatement:
+        statement = self._prepared.get(name)
+        if statement is None:
+            statement = pg8000.native.PreparedStatement(self.conn, STATEMENTS[name])
+            self._prepared[name] = statement
+        return statement
+
+    def rows(self, name: str, **params: Any) -> list[dict]:
+        """Run a named statement and return its rows as dicts."""
+        with self._guard():
+            statement = self._statement(name)
+            rows = statement.run(**params) or []
+            if not rows:
+                return []
+            names = [column["name"] for column in statement.columns]
+            return [dict(zip(names, row)) for row in rows]
+
+    def row(self, name: str, **params: Any) -> dict | None:
+        rows = self.rows(name, **params)
+        return rows[0] if rows else None
+
+    def run_sql(self, sql: str, **params: Any) -> list:
+        """Run ad-hoc SQL (migrations, tests, tools); the lifecycle uses named statements."""
+        with self._guard():
+            if not params:  # the simple protocol: may hold several statements
+                return self.conn.execute_simple(sql).rows or []
+            statement, make_vals = pg8000.native.to_statement(sql)
+            return self.conn.execute_unnamed(statement, make_vals(params)).rows or []
+
+    @contextmanager
+    def transaction(self) -> Iterator["Session"]:
+        self.run_sql("BEGIN")
+        try:
+            yield self
+        except BaseException:
+            if not self.broken:
+                self.run_sql("ROLLBACK")
+            raise
+        self.run_sql("COMMIT")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except (InterfaceError, OSError) as exc:
+            self.broken = True
+            raise DatabaseUnavailable() from exc
+        except DatabaseError as exc:
+            if sqlstate(exc)[:2] in _UNAVAILABLE_CLASSES:
+                self.broken = True
+                raise DatabaseUnavailable() from exc
+            raise
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 (closing a dead connection may fail any way it likes)
+            pass
+
+
+class Pool:
+    """At most `size` connections for this process, kept open between invocations.
+
+    When every connection is busy for `timeout` seconds the caller gets DatabaseUnavailable
+    (a 503 with Retry-After), never an unbounded queue. A connection found broken makes the
+    pool drop its idle ones too: after a database restart they are all dead.
+    """
+
+    def __init__(self, settings: Settings, application_name: str = "jobqueue"):
+        self.target = settings.database
+        self.size = settings.db_pool_size
+        self.timeout = settings.db_pool_timeout_seconds
+        self.io_timeout = settings.db_timeout_seconds
+        self.application_name = application_name
+        self._slots = threading.BoundedSemaphore(self.size)
+        self._idle: deque[Session] = deque()
+        self._lock = threading.Lock()
+
+    def _connect(self):
+        return connect(self.target, self.io_timeout, self.application_name)
+
+    def _new_session(self) -> Session:
+        return Session(self._connect(), reconnect=self._connect)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        if not self._slots.acquire(timeout=self.timeout):
+            raise DatabaseUnavailable(f"All {self.size} database connections are busy; retry shortly")
+        session = None
+        try:
+            with self._lock:
+                session = self._idle.pop() if self._idle else None
+            if session is None:
+                session = self._new_session()
+            yield session
+        finally:
+            if session is not None:
+                if session.broken:
+                    session.close()
+                    self._drop_idle()
+                else:
+                    with self._lock:
+                        self._idle.append(session)
+            self._slots.release()
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = list(self._idle), deque()
+        for session in idle:
+            session.close()
+
+    def close(self) -> None:
+        self._drop_idle()

@@ -1,0 +1,42 @@
+"""A built-in `demo` job: a few timed steps with progress and log lines, and a small result.
+
+Useful to watch the queue work without any feed, and as the example of the handler contract.
+Payload: {"steps": 5, "stepSeconds": 1.0, "failWith": null}.
+"""
+
+from __future__ import annotations
+
+from shared.errors import ValidationError
+
+
+def demo_handler(payload: dict, ctx) -> dict:
+    steps = payload.get("steps", 5)
+    step_seconds = payload.get("stepSeconds", 1.0)
+    ctx.progress(0, step="Processing", message=f"Working through {steps} steps")
+    for step in range(1, steps + 1):
+        if ctx.cancelled.wait(step_seconds):
+            ctx.log("Cancel requested; stopping", level="warning")
+            return {"stepsDone": step - 1}
+        ctx.log(f"Step {step} of {steps} done")
+        ctx.progress(round(90 * step / steps) if steps else 90)
+    if payload.get("failWith"):
+        raise RuntimeError(payload["failWith"])
+    ctx.progress(95, step="Formatting", message="Formatting the result")
+    return {"stepsDone": steps, "message": f"Finished {steps} steps"}
+
+
+def _validate(payload: dict, session) -> None:
+    problems = []
+    steps = payload.get("steps", 5)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps <= 1000:
+        problems.append(("steps", "must be a whole number from 0 to 1000"))
+    seconds = payload.get("stepSeconds", 1.0)
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= 60:
+        problems.append(("stepSeconds", "must be a number of seconds from 0 to 60"))
+    if "failWith" in payload and not isinstance(payload["failWith"], (str, type(None))):
+        problems.append(("failWith", "must be a string or null"))
+    if problems:
+        raise ValidationError.of(problems)
+
+
+demo_handler.validate = _validate

@@ -1,0 +1,74 @@
+"""The job record and its JSON form, which keeps the seed's camelCase field names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a Z, as the frontends parse it."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    job_status: str
+    payload: dict
+    result: Any
+    error: str | None
+    progress: int
+    current_step: str | None
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    processed_at: datetime | None
+    finished_at: datetime | None
+    last_heartbeat: datetime | None
+    idempotency_key: str | None
+    worker_token: str | None
+    cancel_requested_at: datetime | None
+    last_event_seq: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Job":
+        fields = {name: row[name] for name in cls.__dataclass_fields__}
+        fields["id"] = str(row["id"])
+        fields["worker_token"] = str(row["worker_token"]) if row["worker_token"] else None
+        return cls(**fields)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.job_status in TERMINAL_STATUSES
+
+    def to_json(self) -> dict:
+        """The contract's job object. The lease token and idempotency key stay private."""
+        return {
+            "id": self.id,
+            "generationId": self.id,
+            "kind": self.kind,
+            "jobStatus": self.job_status,
+            "progress": self.progress,
+            "currentStep": self.current_step,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "maxAttempts": self.max_attempts,
+            "createdAt": iso(self.created_at),
+            "runAt": iso(self.run_at),
+            "processedAt": iso(self.processed_at),
+            "finishedAt": iso(self.finished_at),
+            "lastHeartbeat": iso(self.last_heartbeat),
+            "result": self.result,
+            "error": self.error,
+            "cancelRequested": self.cancel_requested_at is not None,
+        }

@@ -1,0 +1,29 @@
+"""Structured log lines that Cloud Logging understands: one JSON object per line on stdout.
+
+Only the fields passed are written; callers never pass tokens or secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+
+def log(severity: str, message: str, **fields) -> None:
+    entry = {"severity": severity, "message": message, "time": datetime.now(timezone.utc).isoformat()}
+    entry.update({key: value for key, value in fields.items() if value is not None})
+    sys.stdout.write(json.dumps(entry, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str, **fields) -> None:
+    log("INFO", message, **fields)
+
+
+def warning(message: str, **fields) -> None:
+    log("WARNING", message, **fields)
+
+
+def error(message: str, **fields) -> None:
+    log("ERROR", message, **fields)

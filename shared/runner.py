@@ -1,0 +1,215 @@
+"""The runner that the process function calls: claim one job, run its handler, end it.
+
+While the handler runs (in the caller's thread), a watcher thread checks the lease once
+every CANCEL_CHECK_SECONDS (a read) and writes the heartbeat every HEARTBEAT_SECONDS, so
+a cancel request reaches the handler as `ctx.cancelled` within about a second. The job
+ends in exactly one of: completed, failed, requeued for a retry, or cancelled. An
+invocation that lost its lease (swept and claimed again elsewhere) writes nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from shared import log, queue
+from shared.db import Pool, Session
+from shared.errors import DatabaseUnavailable, JobCancelled, LeaseLost
+from shared.handlers import HandlerRegistry
+from shared.jobs import Job
+from shared.queue import Lease
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+# How long a write keeps trying through a database blip before giving up on it.
+WRITE_RETRY_SECONDS = 15.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class LeaseKeeper:
+    """The invocation's one connection to its job. Every write goes through here, under a
+    lock (the handler and the watcher share the connection), and survives a short outage
+    by reconnecting: the lease is a token in the row, not a property of the connection."""
+
+    def __init__(self, session: Session, lease: Lease):
+        self.session = session
+        self.lease = lease
+        self._lock = threading.Lock()
+
+    def call(self, operation: Callable[..., T], *args: Any, retry_for: float = WRITE_RETRY_SECONDS) -> T:
+        deadline = time.monotonic() + retry_for
+        while True:
+            with self._lock:
+                try:
+                    if self.session.broken:
+                        self.session.reopen()
+                    return operation(self.session, self.lease, *args)
+                except DatabaseUnavailable:
+                    if time.monotonic() >= deadline:
+                        raise
+            time.sleep(0.5)
+
+
+class JobContext:
+    """What a handler gets besides its payload."""
+
+    def __init__(self, job: Job, keeper: LeaseKeeper):
+        self.job_id = job.id
+        self.attempt = job.attempts
+        self.max_attempts = job.max_attempts
+        self.cancelled = threading.Event()  # set on a cancel request, or when the lease is lost
+        self.lease_lost = threading.Event()
+        self._keeper = keeper
+
+    def progress(self, percent: float | None, step: str | None = None, message: str | None = None) -> None:
+        """Report progress (0 to 100), optionally the current step and a message."""
+        clamped = None if percent is None else max(0, min(100, round(percent)))
+        self._write(queue.record_progress, clamped, step, message)
+
+    def log(self, message: str, level: str = "info") -> None:
+        """A log line for the job's status stream."""
+        self._write(queue.append_event, "log", {"level": _level(level), "message": str(message)})
+
+    def emit(self, kind: str, data: dict) -> None:
+        """Another event for the status stream (the newsletter sends `preview`)."""
+        self._write(queue.append_event, kind, data)
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled()
+
+    def _write(self, operation, *args) -> None:
+        try:
+            self._keeper.call(operation, *args)
+        except LeaseLost:
+            self.lease_lost.set()
+            self.cancelled.set()
+            raise
+
+
+def _level(level: str) -> str:
+    return level if level in LOG_LEVELS else "info"
+
+
+class _Watcher(threading.Thread):
+    """Checks the lease every second and beats every HEARTBEAT_SECONDS."""
+
+    def __init__(self, keeper: LeaseKeeper, ctx: JobContext, settings: Settings):
+        super().__init__(name=f"watch-{ctx.job_id}", daemon=True)
+        self.keeper = keeper
+        self.ctx = ctx
+        self.check_every = settings.cancel_check_seconds
+        self.beat_every = settings.heartbeat_seconds
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        next_beat = time.monotonic() + self.beat_every
+        while not self.stopped.wait(self.check_every):
+            beat = time.monotonic() >= next_beat
+            try:
+                operation = queue.record_heartbeat if beat else queue.check_lease
+                cancel_requested = self.keeper.call(operation, retry_for=0)
+            except LeaseLost:
+                log.warning("Lease lost; stopping the handler", jobId=self.ctx.job_id)
+                self.ctx.lease_lost.set()
+                self.ctx.cancelled.set()
+                return
+            except DatabaseUnavailable:
+                continue  # try again next tick; the handler's own writes retry too
+            if beat:
+                next_beat = time.monotonic() + self.beat_every
+            if cancel_requested and not self.ctx.cancelled.is_set():
+                log.info("Cancel requested", jobId=self.ctx.job_id)
+                self.ctx.cancelled.set()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How an invocation ended: completed, failed, retrying, cancelled, or lost (the lease
+    went elsewhere and this invocation wrote nothing more)."""
+
+    outcome: str
+    job: Job
+
+
+class Runner:
+    def __init__(self, pool: Pool, registry: HandlerRegistry, settings: Settings):
+        self.pool = pool
+        self.registry = registry
+        self.settings = settings
+
+    def run_next(self) -> RunOutcome | None:
+        """Claim and run the next due job; None when nothing is due."""
+        with self.pool.session() as session:
+            job = queue.claim_next(session)
+            return self._run(session, job) if job else None
+
+    def run_named(self, job_id: str) -> RunOutcome | None:
+        """Claim and run that job; None when it is not queued and due (the caller reads why)."""
+        with self.pool.session() as session:
+            job = queue.claim_named(session, job_id)
+            return self._run(session, job) if job else None
+
+    def _run(self, session: Session, job: Job) -> RunOutcome:
+        keeper = LeaseKeeper(session, Lease.of(job))
+        ctx = JobContext(job, keeper)
+        log.info("Job started", jobId=job.id, kind=job.kind, attempt=job.attempts)
+        try:
+            handler = self.registry.get(job.kind)
+        except Exception as exc:  # noqa: BLE001 (an unknown kind or a broken import fails the job)
+            detail = f"No handler for kind {job.kind!r}" if job.kind not in self.registry else str(exc)
+            return self._fail(keeper, job, detail, retryable=False)
+        watcher = _Watcher(keeper, ctx, self.settings)
+        watcher.start()
+        try:
+            result = handler(dict(job.payload), ctx)
+            error = None
+        except JobCancelled:
+            result, error = None, None
+        except LeaseLost:
+            result, error = None, None
+        except Exception as exc:  # noqa: BLE001 (any handler failure fails the attempt)
+            result, error = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        finally:
+            watcher.stopped.set()
+            watcher.join()
+        return self._finish(keeper, ctx, job, result, error)
+
+    def _finish(self, keeper: LeaseKeeper, ctx: JobContext, job: Job, result: Any, error: str | None) -> RunOutcome:
+        if ctx.lease_lost.is_set():
+            log.warning("Job lost its lease; nothing written", jobId=job.id)
+            return RunOutcome("lost", job)
+        if ctx.cancelled.is_set():
+            return self._end(keeper, job, "cancelled", queue.finish_cancelled)
+        if error is not None:
+            return self._fail(keeper, job, error, retryable=True)
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return self._fail(keeper, job, f"The handler's result is not JSON: {exc}", retryable=False)
+        return self._end(keeper, job, "completed", queue.complete, result)
+
+    def _fail(self, keeper: LeaseKeeper, job: Job, error: str, retryable: bool) -> RunOutcome:
+        delay = queue.retry_delay_seconds(job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
+        outcome = self._end(keeper, job, "failed", queue.fail, error, delay, retryable)
+        if outcome.outcome == "failed" and outcome.job.job_status == "queued":
+            log.warning("Job attempt failed; retry scheduled", jobId=job.id, error=error, runAt=str(outcome.job.run_at))
+            return RunOutcome("retrying", outcome.job)
+        if outcome.outcome == "failed":
+            log.error("Job failed", jobId=job.id, error=error)
+        return outcome
+
+    def _end(self, keeper: LeaseKeeper, job: Job, name: str, operation, *args) -> RunOutcome:
+        try:
+            ended = keeper.call(operation, *args)
+        except LeaseLost:
+            log.warning("Job lost its lease before it ended; nothing written", jobId=job.id)
+            return RunOutcome("lost", job)
+        if name != "failed":
+            log.info(f"Job {name}", jobId=job.id)
+        return RunOutcome(name, ended)

@@ -1,0 +1,198 @@
+"""Settings: one frozen object read from the environment once.
+
+A missing or malformed setting fails at start with one message naming every bad variable,
+instead of a confusing error on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from shared.errors import SettingsError
+
+_HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where to connect: a direct URL, or a Cloud SQL instance through the connector."""
+
+    host: str | None = None
+    port: int = 5432
+    user: str | None = None
+    password: str | None = None
+    database: str | None = None
+    ssl: bool = False
+    instance_connection_name: str | None = None
+    ip_type: str = "PUBLIC"
+
+    @property
+    def uses_connector(self) -> bool:
+        return self.instance_connection_name is not None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseTarget
+    heartbeat_seconds: float = 30.0
+    cancel_check_seconds: float = 1.0
+    stalled_after_seconds: float = 900.0
+    retention_days: int = 30
+    retry_base_seconds: float = 10.0
+    retry_max_seconds: float = 3600.0
+    job_handlers: tuple[tuple[str, str], ...] = ()
+    db_pool_size: int = 10
+    db_pool_timeout_seconds: float = 5.0
+    db_timeout_seconds: float = 10.0
+    api_token: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = ("*",)
+    status_url: str | None = None
+    max_body_bytes: int = 64 * 1024
+    stream_max_seconds: float = 300.0
+    stream_keepalive_seconds: float = 15.0
+    stream_poll_seconds: float = 2.0
+    stream_retry_ms: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        return _SettingsReader(os.environ if env is None else env).read()
+
+
+class _SettingsReader:
+    """Collects every problem before failing, so one run names them all."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.problems: list[str] = []
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value if value not in (None, "") else None
+
+    def number(self, name: str, default: float, minimum: float, integer: bool = False):
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            kind = "a whole number" if integer else "a number"
+            self.problems.append(f"{name} must be {kind}, got {raw!r}")
+            return default
+        if value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {raw!r}")
+            return default
+        return value
+
+    def database(self) -> DatabaseTarget:
+        url = self._raw("DATABASE_URL")
+        instance = self._raw("INSTANCE_CONNECTION_NAME")
+        if url and instance:
+            self.problems.append("set DATABASE_URL or INSTANCE_CONNECTION_NAME, not both")
+            return DatabaseTarget()
+        if instance:
+            return self._cloud_sql(instance)
+        if url:
+            return self._url(url)
+        self.problems.append(
+            "DATABASE_URL is not set (or set INSTANCE_CONNECTION_NAME, DB_USER and DB_NAME "
+            "for Cloud SQL with IAM authentication)"
+        )
+        return DatabaseTarget()
+
+    def _cloud_sql(self, instance: str) -> DatabaseTarget:
+        if instance.count(":") != 2:
+            self.problems.append(
+                f"INSTANCE_CONNECTION_NAME must look like project:region:instance, got {instance!r}"
+            )
+        for name in ("DB_USER", "DB_NAME"):
+            if self._raw(name) is None:
+                self.problems.append(f"{name} is required with INSTANCE_CONNECTION_NAME")
+        ip_type = (self._raw("DB_IP_TYPE") or "PUBLIC").upper()
+        if ip_type not in ("PUBLIC", "PRIVATE", "PSC"):
+            self.problems.append(f"DB_IP_TYPE must be PUBLIC, PRIVATE or PSC, got {ip_type!r}")
+        return DatabaseTarget(
+            user=self._raw("DB_USER"),
+            database=self._raw("DB_NAME"),
+            instance_connection_name=instance,
+            ip_type=ip_type,
+        )
+
+    def _url(self, url: str) -> DatabaseTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+            self.problems.append("DATABASE_URL must look like postgresql://user@host:port/dbname")
+            return DatabaseTarget()
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            self.problems.append("DATABASE_URL has a port that is not a number")
+            port = 5432
+        database = unquote(parts.path.lstrip("/")) or None
+        if database is None:
+            self.problems.append("DATABASE_URL must name a database")
+        return DatabaseTarget(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username) if parts.username else "postgres",
+            password=unquote(parts.password) if parts.password else None,
+            database=database,
+            ssl="sslmode=require" in parts.query or "sslmode=verify" in parts.query,
+        )
+
+    def handlers(self) -> tuple[tuple[str, str], ...]:
+        raw = self._raw("JOB_HANDLERS")
+        if raw is None:
+            return ()
+        pairs = []
+        for item in filter(None, (piece.strip() for piece in raw.split(","))):
+            match = _HANDLER_PAIR.match(item)
+            if not match:
+                self.problems.append(
+                    f"JOB_HANDLERS entry {item!r} must look like kind=package.module:callable"
+                )
+                continue
+            kind, module, attribute = match.groups()
+            pairs.append((kind, f"{module}:{attribute}"))
+        return tuple(pairs)
+
+    def origins(self) -> tuple[str, ...]:
+        raw = self._raw("ALLOWED_ORIGINS") or "*"
+        return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+
+    def read(self) -> Settings:
+        heartbeat = self.number("HEARTBEAT_SECONDS", 30.0, 0.1)
+        stalled = self.number("STALLED_AFTER_SECONDS", 900.0, 1.0)
+        if stalled <= heartbeat:
+            self.problems.append(
+                f"STALLED_AFTER_SECONDS ({stalled:g}) must be longer than "
+                f"HEARTBEAT_SECONDS ({heartbeat:g}), or every running job looks stalled"
+            )
+        settings = Settings(
+            database=self.database(),
+            heartbeat_seconds=heartbeat,
+            cancel_check_seconds=self.number("CANCEL_CHECK_SECONDS", 1.0, 0.05),
+            stalled_after_seconds=stalled,
+            retention_days=self.number("RETENTION_DAYS", 30, 1, integer=True),
+            retry_base_seconds=self.number("RETRY_BASE_SECONDS", 10.0, 0.0),
+            retry_max_seconds=self.number("RETRY_MAX_SECONDS", 3600.0, 0.0),
+            job_handlers=self.handlers(),
+            db_pool_size=self.number("DB_POOL_SIZE", 10, 1, integer=True),
+            db_pool_timeout_seconds=self.number("DB_POOL_TIMEOUT_SECONDS", 5.0, 0.0),
+            db_timeout_seconds=self.number("DB_TIMEOUT_SECONDS", 10.0, 0.1),
+            api_token=self._raw("API_TOKEN"),
+            allowed_origins=self.origins(),
+            status_url=self._raw("STATUS_URL"),
+            max_body_bytes=self.number("MAX_BODY_BYTES", 64 * 1024, 1024, integer=True),
+            stream_max_seconds=self.number("STREAM_MAX_SECONDS", 300.0, 1.0),
+            stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
+            stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
+            stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
+        )
+        if self.problems:
+            raise SettingsError("Bad settings: " + "; ".join(self.problems))
+        return settings

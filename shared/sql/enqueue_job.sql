@@ -1,0 +1,16 @@
+-- enqueue: a new queued job. A repeated idempotency key inserts nothing (the caller then
+-- reads the existing job). The first event, seq 1, records the queued state.
+WITH inserted AS (
+    INSERT INTO jobs (kind, payload, priority, run_at, max_attempts, idempotency_key,
+                      current_step, last_event_seq)
+    VALUES (:kind, CAST(:payload AS jsonb), :priority,
+            COALESCE(CAST(:run_at AS timestamptz), now()), :max_attempts,
+            CAST(:idempotency_key AS text), 'Queued', 1)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+), event AS (
+    INSERT INTO job_events (job_id, seq, kind, data)
+    SELECT id, 1, 'status', jsonb_build_object('jobStatus', job_status, 'currentStep', current_step)
+    FROM inserted
+)
+SELECT * FROM inserted

@@ -1,0 +1,114 @@
+"""The test harness: one real PostgreSQL per run, a fresh database per test.
+
+With DATABASE_URL set, the tests use that server (creating scratch databases on it);
+otherwise they start a throwaway server (see local/postgres.py), as root too. The schema
+is built once in a template database; each test gets a copy of it (CREATE DATABASE ...
+TEMPLATE), so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from local import postgres
+from shared.db import Pool, Session, connect
+from shared.handlers import BUILTIN_HANDLERS, HandlerRegistry
+from shared.migrate import apply_migrations
+from shared.settings import Settings
+
+TEMPLATE = "jobqueue_test_template"
+_counter = itertools.count()
+
+# Fast knobs so that lifecycle tests take milliseconds, not minutes.
+FAST_ENV = {
+    "HEARTBEAT_SECONDS": "0.5",
+    "CANCEL_CHECK_SECONDS": "0.05",
+    "STALLED_AFTER_SECONDS": "60",
+    "RETRY_BASE_SECONDS": "0",
+    "RETRY_MAX_SECONDS": "0",
+    "DB_POOL_SIZE": "20",
+}
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def admin_session(url: str) -> Session:
+    return Session(connect(Settings.from_env({"DATABASE_URL": url}).database, timeout=60))
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> Iterator[str]:
+    """A URL to a maintenance database on a server the tests may create databases on."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield with_database(external, "postgres")
+        return
+    server = postgres.throwaway_server()
+    try:
+        yield server.url
+    finally:
+        server.stop(mode="immediate")
+        postgres.remove(server)
+
+
+@pytest.fixture(scope="session")
+def template_database(admin_url: str) -> str:
+    admin = admin_session(admin_url)
+    admin.run_sql(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+    admin.run_sql(f"CREATE DATABASE {TEMPLATE}")
+    admin.close()
+    template = admin_session(with_database(admin_url, TEMPLATE))
+    apply_migrations(template)
+    template.close()
+    return TEMPLATE
+
+
+@pytest.fixture
+def database_url(admin_url: str, template_database: str) -> Iterator[str]:
+    name = f"jobqueue_test_{os.getpid()}_{next(_counter)}"
+    admin = admin_session(admin_url)
+    admin.run_sql(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        admin.run_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def env(database_url: str) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, **FAST_ENV}
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def pool(settings: Settings) -> Iterator[Pool]:
+    pool = Pool(settings)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def session(pool: Pool) -> Iterator[Session]:
+    with pool.session() as session:
+        yield session
+
+
+@pytest.fixture
+def registry() -> HandlerRegistry:
+    """The built-ins plus the test handlers in tests/handlers.py."""
+    from tests import handlers  # noqa: PLC0415
+
+    return HandlerRegistry({**BUILTIN_HANDLERS, **handlers.ALL})

@@ -1,0 +1,62 @@
+"""Handlers the tests register. Module-level state lets a test see what ran."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+RUNS: Counter = Counter()  # job payload "tag" -> times its handler returned
+_runs_lock = threading.Lock()
+GATES: dict[str, threading.Event] = {}  # payload "gate" -> event the handler waits for
+STARTED: dict[str, threading.Event] = {}
+
+
+def noop(payload: dict, ctx) -> dict:
+    return {"ok": True}
+
+
+def count(payload: dict, ctx) -> dict:
+    """Counts each run by tag, so a test can prove every job ran exactly once."""
+    with _runs_lock:
+        RUNS[payload["tag"]] += 1
+    return {"tag": payload["tag"]}
+
+
+def fail_until(payload: dict, ctx) -> dict:
+    """Fails its first `failures` attempts, then succeeds."""
+    if ctx.attempt <= payload.get("failures", 0):
+        raise RuntimeError(f"attempt {ctx.attempt} failed on purpose")
+    return {"attempt": ctx.attempt}
+
+
+def steps(payload: dict, ctx) -> dict:
+    for i in range(payload.get("steps", 3)):
+        ctx.progress(100 * (i + 1) // (payload.get("steps", 3) + 1), step="Processing", message=f"step {i + 1}")
+        ctx.log(f"line {i + 1}")
+    return {"steps": payload.get("steps", 3)}
+
+
+def wait_for_cancel(payload: dict, ctx) -> dict:
+    """Announces it started, then waits (up to `seconds`) for a cancel or a gate."""
+    STARTED.setdefault(payload["gate"], threading.Event()).set()
+    gate = GATES.setdefault(payload["gate"], threading.Event())
+    deadline = time.monotonic() + payload.get("seconds", 10)
+    while time.monotonic() < deadline and not gate.is_set():
+        if ctx.cancelled.wait(0.01):
+            return {"stopped": "cancelled"}
+    return {"stopped": "gate"}
+
+
+def not_json(payload: dict, ctx):
+    return {"when": object()}
+
+
+ALL = {
+    "noop": noop,
+    "count": count,
+    "fail_until": fail_until,
+    "steps": steps,
+    "wait_for_cancel": wait_for_cancel,
+    "not_json": not_json,
+}
