@@ -145,7 +145,7 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
 
-    def start(self, durable: bool = False) -> "PostgresServer":
+    def start(self, durable: bool = False) -> PostgresServer:
         self._ensure_datadir()
         # Tests and the dev stack trade durability for speed; benchmarks keep fsync on.
         fast = "" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

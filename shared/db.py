@@ -128,7 +128,7 @@ class Session:
             return self.conn.execute_unnamed(statement, make_vals(params)).rows or []
 
     @contextmanager
-    def transaction(self) -> Iterator["Session"]:
+    def transaction(self) -> Iterator[Session]:
         self.run_sql("BEGIN")
         try:
             yield self

@@ -31,7 +31,7 @@ class ValidationError(JobQueueError):
     default_message = "The request is not valid"
 
     @classmethod
-    def of(cls, problems: list[tuple[str, str]]) -> "ValidationError":
+    def of(cls, problems: list[tuple[str, str]]) -> ValidationError:
         details = [{"field": field, "message": message} for field, message in problems]
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return cls(f"Invalid request: {summary}", details)

@@ -65,7 +65,7 @@ class HandlerRegistry:
             validate(payload, session)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "HandlerRegistry":
+    def from_settings(cls, settings: Settings) -> HandlerRegistry:
         """Built-ins plus JOB_HANDLERS. Those are imported now: a typo fails at start."""
         handlers: dict[str, Handler | str] = dict(BUILTIN_HANDLERS)
         problems = []

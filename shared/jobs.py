@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -13,7 +13,7 @@ def iso(moment: datetime | None) -> str | None:
     """ISO-8601 in UTC with a Z, as the frontends parse it."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Job:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: dict) -> "Job":
+    def from_row(cls, row: dict) -> Job:
         fields = {name: row[name] for name in cls.__dataclass_fields__}
         fields["id"] = str(row["id"])
         fields["worker_token"] = str(row["worker_token"]) if row["worker_token"] else None

@@ -14,8 +14,8 @@ import json
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.db import Session
@@ -37,11 +37,11 @@ class Lease:
     token: str
 
     @classmethod
-    def of(cls, job: Job) -> "Lease":
+    def of(cls, job: Job) -> Lease:
         return cls(job.id, job.worker_token)
 
 
-class CancelOutcome(str, Enum):
+class CancelOutcome(StrEnum):
     CANCELLED = "cancelled"  # it was queued: cancelled now
     REQUESTED = "cancel_requested"  # it is running: its invocation will stop it
     ALREADY_CANCELLED = "already_cancelled"
@@ -74,7 +74,7 @@ def parse_time(value: Any) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     else:
         raise TypeError("not a time")
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _whole(value: Any) -> bool:
@@ -179,9 +179,7 @@ def check_lease(session: Session, lease: Lease) -> bool:
     return bool(_fenced(row, lease)["cancel_requested"])
 
 
-def record_progress(
-    session: Session, lease: Lease, percent: int | None, step: str | None, message: str | None
-) -> int:
+def record_progress(session: Session, lease: Lease, percent: int | None, step: str | None, message: str | None) -> int:
     row = session.row(
         "record_progress", id=lease.job_id, token=lease.token, progress=percent, step=step, message=message
     )

@@ -195,7 +195,9 @@ class Runner:
         return self._end(keeper, job, "completed", queue.complete, result)
 
     def _fail(self, keeper: LeaseKeeper, job: Job, error: str, retryable: bool) -> RunOutcome:
-        delay = queue.retry_delay_seconds(job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
+        delay = queue.retry_delay_seconds(
+            job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
+        )
         outcome = self._end(keeper, job, "failed", queue.fail, error, delay, retryable)
         if outcome.outcome == "failed" and outcome.job.job_status == "queued":
             log.warning("Job attempt failed; retry scheduled", jobId=job.id, error=error, runAt=str(outcome.job.run_at))

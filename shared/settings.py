@@ -24,7 +24,7 @@ class DatabaseTarget:
     host: str | None = None
     port: int = 5432
     user: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     database: str | None = None
     ssl: bool = False
     instance_connection_name: str | None = None
@@ -58,7 +58,7 @@ class Settings:
     stream_retry_ms: int = 1000
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         return _SettingsReader(os.environ if env is None else env).read()
 
 
@@ -106,9 +106,7 @@ class _SettingsReader:
 
     def _cloud_sql(self, instance: str) -> DatabaseTarget:
         if instance.count(":") != 2:
-            self.problems.append(
-                f"INSTANCE_CONNECTION_NAME must look like project:region:instance, got {instance!r}"
-            )
+            self.problems.append(f"INSTANCE_CONNECTION_NAME must look like project:region:instance, got {instance!r}")
         for name in ("DB_USER", "DB_NAME"):
             if self._raw(name) is None:
                 self.problems.append(f"{name} is required with INSTANCE_CONNECTION_NAME")
@@ -152,9 +150,7 @@ class _SettingsReader:
         for item in filter(None, (piece.strip() for piece in raw.split(","))):
             match = _HANDLER_PAIR.match(item)
             if not match:
-                self.problems.append(
-                    f"JOB_HANDLERS entry {item!r} must look like kind=package.module:callable"
-                )
+                self.problems.append(f"JOB_HANDLERS entry {item!r} must look like kind=package.module:callable")
                 continue
             kind, module, attribute = match.groups()
             pairs.append((kind, f"{module}:{attribute}"))

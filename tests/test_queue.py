@@ -1,6 +1,6 @@
 """The lifecycle operations, one SQL statement each, on a real PostgreSQL."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -84,7 +84,7 @@ def test_a_handler_validator_refuses_a_bad_payload(session, registry):
 
 
 def test_claim_takes_highest_priority_then_oldest_and_skips_future_jobs(session, registry):
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     low_old = enqueue(session, registry)
     low_new = enqueue(session, registry)
     high = enqueue(session, registry, priority=5)
@@ -104,7 +104,7 @@ def test_claim_bumps_attempts_and_hands_out_a_fresh_lease(session, registry):
 
 def test_claim_of_a_named_job_needs_it_queued_and_due(session, registry):
     due = enqueue(session, registry)
-    future = enqueue(session, registry, run_at=datetime.now(timezone.utc) + timedelta(minutes=5))
+    future = enqueue(session, registry, run_at=datetime.now(UTC) + timedelta(minutes=5))
     assert queue.claim_named(session, future.id) is None
     claimed = queue.claim_named(session, due.id)
     assert claimed.id == due.id and claimed.job_status == "running"
@@ -134,7 +134,7 @@ def test_a_failure_retries_with_backoff_then_fails_for_good(session, registry):
     first = queue.claim_next(session)
     retried = queue.fail(session, Lease.of(first), "boom 1", retry_delay=30)
     assert retried.job_status == "queued" and retried.error == "boom 1" and retried.finished_at is None
-    assert retried.run_at > datetime.now(timezone.utc) + timedelta(seconds=25)
+    assert retried.run_at > datetime.now(UTC) + timedelta(seconds=25)
     assert queue.claim_next(session) is None  # not due yet
     session.run_sql("UPDATE jobs SET run_at = now() WHERE id = CAST(:id AS uuid)", id=job.id)
     second = queue.claim_next(session)
