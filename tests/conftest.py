@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -112,3 +114,47 @@ def registry() -> HandlerRegistry:
     from tests import handlers  # noqa: PLC0415
 
     return HandlerRegistry({**BUILTIN_HANDLERS, **handlers.ALL})
+
+
+REPO = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("enqueue", "process", "status", "cancel", "sweep")
+API_TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+def function_env(env: dict[str, str]) -> dict[str, str]:
+    """What the functions run with in tests: the test database, test handlers, a token."""
+    kinds = ",".join(
+        f"{kind}=tests.handlers:{kind}" for kind in ("noop", "count", "fail_until", "steps", "wait_for_cancel")
+    )
+    return {
+        **env,
+        "JOB_HANDLERS": kinds,
+        "API_TOKEN": API_TOKEN,
+        "STREAM_MAX_SECONDS": "20",
+        "STREAM_KEEPALIVE_SECONDS": "1",
+    }
+
+
+@pytest.fixture
+def make_client(monkeypatch, function_env):
+    """make_client(name, **env) -> a functions-framework test client for functions/<name>."""
+    import functions_framework  # noqa: PLC0415
+
+    modules = []
+
+    def make(name: str, **overrides: str):
+        for key, value in {**function_env, **overrides}.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        app = functions_framework.create_app(target=name, source=str(REPO / "functions" / name / "main.py"))
+        modules.append(sys.modules["main"])
+        return app.test_client()
+
+    yield make
+    for module in modules:
+        module.service.pool.close()
+        if hasattr(module, "listener"):
+            module.listener.stop()

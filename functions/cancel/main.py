@@ -1,0 +1,28 @@
+"""cancel: POST {"generationId": "<uuid>"} (or "id") with Authorization: Bearer <API_TOKEN>.
+
+A queued job is cancelled at once; a running one is asked to stop and its invocation ends
+it within about a second. 409 for a job that already completed or failed.
+"""
+
+import functions_framework
+
+from shared import queue
+from shared.errors import Conflict
+from shared.queue import CancelOutcome
+from shared.web.service import Service
+
+service = Service("cancel")
+
+
+@functions_framework.http
+@service.endpoint(["POST"])
+def cancel(request):
+    service.require_bearer(request, service.settings.api_token, required=True)
+    body = service.read_json(request)
+    field = "generationId" if "generationId" in body else "id"
+    job_id = queue.parse_job_id(body.get(field), field=field)
+    with service.pool.session() as session:
+        outcome, job = queue.cancel(session, job_id)
+    if outcome is CancelOutcome.ALREADY_FINISHED:
+        raise Conflict(f"Job {job_id} already {job.job_status}; there is nothing to cancel")
+    return service.json(service.job_body(job, outcome=outcome.value))

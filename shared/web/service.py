@@ -1,0 +1,162 @@
+"""What every function builds once per instance, at start: settings, pool, handlers.
+
+Built when the function's module is imported, so a bad setting fails the instance at start
+with one message. Nothing here connects yet: the first request opens the first connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import traceback
+from collections.abc import Callable, Iterable
+
+import flask
+
+from shared import log
+from shared.db import Pool
+from shared.errors import DatabaseUnavailable, JobQueueError, Unauthorized, ValidationError
+from shared.handlers import HandlerRegistry
+from shared.jobs import Job
+from shared.settings import Settings
+
+ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+JSON_TYPES = ("application/json",)
+
+
+class Service:
+    def __init__(self, name: str, settings: Settings | None = None):
+        self.name = name
+        self.settings = settings or Settings.from_env()
+        self.registry = HandlerRegistry.from_settings(self.settings)
+        self.pool = Pool(self.settings, application_name=f"jobqueue-{name}")
+
+    # -- responses -----------------------------------------------------------------------
+
+    def json(self, body: dict, status: int = 200, headers: dict | None = None) -> flask.Response:
+        response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    def error(self, exc: JobQueueError) -> flask.Response:
+        headers = {}
+        if isinstance(exc, DatabaseUnavailable):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="jobqueue"'
+        return self.json(exc.to_json(), exc.status, headers)
+
+    def job_body(self, job: Job, **extra) -> dict:
+        body = job.to_json()
+        if self.settings.status_url:
+            base = self.settings.status_url.rstrip("/")
+            body["statusUrl"] = f"{base}?id={job.id}"
+            body["streamUrl"] = f"{base}?id={job.id}&stream=1"
+        body.update(extra)
+        return body
+
+    # -- requests ------------------------------------------------------------------------
+
+    def endpoint(self, methods: Iterable[str]) -> Callable:
+        """Wrap a view: CORS preflight, 405, JSON errors (a 500 is logged as the bug it is)."""
+        allowed = tuple(methods)
+
+        def wrap(view: Callable[[flask.Request], flask.Response]) -> Callable:
+            @functools.wraps(view)
+            def handle(request: flask.Request) -> flask.Response:
+                if request.method == "OPTIONS":
+                    response = flask.Response(status=204)
+                    response.headers["Access-Control-Allow-Methods"] = ", ".join((*allowed, "OPTIONS"))
+                    response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+                    response.headers["Access-Control-Max-Age"] = "3600"
+                elif request.method not in allowed:
+                    response = self.json(
+                        {"error": {"code": "method_not_allowed", "message": f"Use {' or '.join(allowed)}"}},
+                        405,
+                        {"Allow": ", ".join((*allowed, "OPTIONS"))},
+                    )
+                else:
+                    response = self._call(view, request)
+                return self._with_cors(request, response)
+
+            return handle
+
+        return wrap
+
+    def _call(self, view: Callable, request: flask.Request) -> flask.Response:
+        try:
+            return view(request)
+        except JobQueueError as exc:
+            if exc.status >= 500:
+                log.warning(exc.message, function=self.name)
+            return self.error(exc)
+        except Exception:  # noqa: BLE001 (the last line of defence: a 500 is a bug, logged as one)
+            log.error("Unhandled error", function=self.name, traceback=traceback.format_exc())
+            return self.json({"error": {"code": "internal", "message": "Internal error"}}, 500)
+
+    def _with_cors(self, request: flask.Request, response: flask.Response) -> flask.Response:
+        origins = self.settings.allowed_origins
+        origin = request.headers.get("Origin")
+        if "*" in origins:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    def read_json(self, request: flask.Request, allow_empty: bool = False) -> dict:
+        """The body as a JSON object, or the 4xx that names what is wrong with it."""
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
+        raw = request.stream.read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
+        if not raw.strip():
+            if allow_empty:
+                return {}
+            raise ValidationError("The body must be a JSON object", [{"field": "body", "message": "is empty"}])
+        if request.mimetype not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"Send JSON with Content-Type: application/json (got {request.mimetype or 'none'!r})"
+            )
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidJson("The body is not valid UTF-8") from None
+        except (ValueError, RecursionError) as exc:
+            raise InvalidJson(f"The body is not valid JSON: {str(exc)[:200]}") from None
+        if not isinstance(body, dict):
+            raise ValidationError("The body must be a JSON object", [{"field": "body", "message": "must be an object"}])
+        return body
+
+    def require_bearer(self, request: flask.Request, token: str | None, required: bool) -> None:
+        """Check `Authorization: Bearer <token>` in constant time.
+
+        With no token configured, `required` endpoints refuse everyone; others are open.
+        """
+        if token is None:
+            if required:
+                raise Unauthorized("This endpoint is disabled until API_TOKEN is configured")
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            raise Unauthorized()
+
+
+class PayloadTooLarge(JobQueueError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(JobQueueError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidJson(JobQueueError):
+    status = 400
+    code = "invalid_json"

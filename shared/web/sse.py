@@ -1,0 +1,110 @@
+"""A job's live status as Server-Sent Events, resumable from any event sequence number.
+
+    retry: <ms>                 reconnect delay hint
+    event: snapshot             the job as it is now (fresh connections only; no id)
+    id: <seq> / event: <kind>   every event after the client's Last-Event-ID, in order:
+                                status, progress, log, preview ...
+    : keep-alive                a comment every STREAM_KEEPALIVE_SECONDS of silence
+    event: done                 the finished job, after which the stream closes
+
+A stream also closes after STREAM_MAX_SECONDS (below the function's timeout); the client
+reconnects with Last-Event-ID and gets exactly the events it missed. Database connections
+are borrowed per query, never held for the life of a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+
+from shared import queue
+from shared.db import Pool
+from shared.errors import DatabaseUnavailable
+from shared.jobs import TERMINAL_STATUSES, Job, iso
+from shared.listener import JobEventListener
+from shared.queue import Event
+from shared.settings import Settings
+
+EVENTS_PER_READ = 500
+
+
+def sse(event: str, data: dict, event_id: int | None = None) -> str:
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append(f"event: {event}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+def event_body(event: Event) -> dict:
+    return {"seq": event.seq, "kind": event.kind, "at": iso(event.created_at), **event.data}
+
+
+def is_terminal_event(event: Event) -> bool:
+    return event.kind == "status" and event.data.get("jobStatus") in TERMINAL_STATUSES
+
+
+class JobStream:
+    def __init__(
+        self,
+        pool: Pool,
+        listener: JobEventListener,
+        settings: Settings,
+        job_body: Callable[[Job], dict],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.pool = pool
+        self.listener = listener
+        self.settings = settings
+        self.job_body = job_body
+        self.clock = clock
+
+    def _read(self, job_id: str, after_seq: int) -> list[Event]:
+        with self.pool.session() as session:
+            return queue.list_events(session, job_id, after_seq, EVENTS_PER_READ)
+
+    def _job(self, job_id: str) -> Job:
+        with self.pool.session() as session:
+            return queue.get_job(session, job_id)
+
+    def events(self, job: Job, after_seq: int, fresh: bool) -> Iterator[str]:
+        """The stream's text, chunk by chunk. `job` was read by the caller (it 404s first)."""
+        settings = self.settings
+        started = last_write = self.clock()
+        yield f"retry: {settings.stream_retry_ms}\n\n"
+        if fresh:
+            yield sse("snapshot", {**self.job_body(job), "lastEventSeq": job.last_event_seq})
+        self.listener.start()
+        with self.listener.watching(job.id):
+            try:
+                while True:
+                    version = self.listener.version(job.id)
+                    finished = False
+                    batch = self._read(job.id, after_seq)
+                    for event in batch:
+                        yield sse(event.kind, event_body(event), event.seq)
+                        after_seq = event.seq
+                        last_write = self.clock()
+                        finished = finished or is_terminal_event(event)
+                    if finished:
+                        final = self._job(job.id)
+                        yield sse("done", self.job_body(final), final.last_event_seq)
+                        return
+                    if len(batch) == EVENTS_PER_READ:
+                        continue  # more are waiting: no need to sleep
+                    remaining = settings.stream_max_seconds - (self.clock() - started)
+                    if remaining <= 0:
+                        yield ": stream time limit reached; reconnect with Last-Event-ID\n\n"
+                        return
+                    # With the listener up, wake on its signal; without it, poll.
+                    patience = (
+                        settings.stream_keepalive_seconds if self.listener.healthy else settings.stream_poll_seconds
+                    )
+                    changed = self.listener.wait_for_change(job.id, version, min(patience, remaining)) != version
+                    if not changed and self.clock() - last_write >= settings.stream_keepalive_seconds:
+                        yield ": keep-alive\n\n"
+                        last_write = self.clock()
+            except DatabaseUnavailable:
+                yield ": the job database is unavailable; reconnect with Last-Event-ID\n\n"
