@@ -30,3 +30,11 @@ migrate: venv ## Apply the migrations to DATABASE_URL
 	$(PY) -m shared.migrate
 
 .PHONY: help venv test migrate
+
+dev: venv ## Serve the five functions locally on ports 8081-8085 with PostgreSQL (Ctrl-C stops)
+	$(PY) -m local.stack
+
+demo: venv ## Run a job end to end on a local stack and follow it live
+	$(PY) -m local.demo
+
+.PHONY: dev demo

@@ -51,9 +51,9 @@ class Service:
     def job_body(self, job: Job, **extra) -> dict:
         body = job.to_json()
         if self.settings.status_url:
-            base = self.settings.status_url.rstrip("/")
-            body["statusUrl"] = f"{base}?id={job.id}"
-            body["streamUrl"] = f"{base}?id={job.id}&stream=1"
+            base = self.settings.status_url
+            body["statusUrl"] = f"{base}{'&' if '?' in base else '?'}id={job.id}"
+            body["streamUrl"] = body["statusUrl"] + "&stream=1"
         body.update(extra)
         return body
 

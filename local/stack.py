@@ -1,0 +1,214 @@
+"""The local stack: PostgreSQL, the five functions as real functions-framework servers, and a
+stand-in for Cloud Scheduler. `make dev` runs it until Ctrl-C; `make demo` and the
+end-to-end tests start and stop it around their work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from local import postgres
+from shared.db import Session, connect
+from shared.migrate import apply_migrations
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("enqueue", "process", "status", "cancel", "sweep")
+DEFAULT_PORTS = dict(zip(FUNCTIONS, range(8081, 8086)))
+DEV_TOKEN = "dev-token"
+
+
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server for port {port} exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port} within {timeout:.0f} s")
+
+
+class Scheduler(threading.Thread):
+    """Cloud Scheduler's part, locally: POST process every `every` seconds (up to `workers`
+    invocations in flight, since each holds its request until its job ends) and sweep
+    every `sweep_every` seconds."""
+
+    def __init__(
+        self, process_url: str, sweep_url: str, every: float = 1.0, sweep_every: float = 60.0, workers: int = 2
+    ):
+        super().__init__(name="local-scheduler", daemon=True)
+        self.process_url, self.sweep_url = process_url, sweep_url
+        self.every, self.sweep_every = every, sweep_every
+        self.slots = threading.Semaphore(workers)
+        self.stopped = threading.Event()
+
+    def _call(self, url: str, release: bool) -> None:
+        try:
+            httpx.post(url, timeout=3600)
+        except httpx.HTTPError:
+            pass  # the function may be restarting; the next tick tries again
+        finally:
+            if release:
+                self.slots.release()
+
+    def run(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_every
+        while not self.stopped.wait(self.every):
+            if self.slots.acquire(blocking=False):
+                threading.Thread(target=self._call, args=(self.process_url, True), daemon=True).start()
+            if time.monotonic() >= next_sweep:
+                self._call(self.sweep_url, False)
+                next_sweep = time.monotonic() + self.sweep_every
+
+
+@dataclass
+class Stack:
+    database_url: str | None = None  # None: start a local PostgreSQL
+    persistent: bool = True  # keep the local PostgreSQL's data between runs (make dev)
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    scheduler: bool = True
+    log_dir: Path | None = None  # None: the functions log to this terminal
+    server: postgres.PostgresServer | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _scheduler: Scheduler | None = None
+    _log_files: list = field(default_factory=list)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.database_url or "",
+            "STATUS_URL": self.url("status"),
+            "API_TOKEN": DEV_TOKEN,
+            "THREADS": "32",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+
+    def start_database(self) -> None:
+        if self.database_url is None:
+            if self.persistent:
+                bindir = postgres.find_bindir()
+                if bindir is None:
+                    raise RuntimeError("No PostgreSQL server binaries found; run `make venv` first")
+                user = "nobody" if os.geteuid() == 0 else None
+                if user:
+                    bindir = postgres._bindir_for_unprivileged(bindir)
+                datadir = postgres.persistent_datadir(REPO)
+                port = int(os.environ.get("DEV_DB_PORT", "54329"))
+                self.server = postgres.PostgresServer(datadir, port, bindir, user).start()
+            else:
+                self.server = postgres.throwaway_server()
+            self.database_url = self.server.url
+        session = Session(connect(Settings.from_env({"DATABASE_URL": self.database_url}).database, timeout=60))
+        try:
+            apply_migrations(session)
+        finally:
+            session.close()
+
+    def start_functions(self) -> None:
+        env = {**os.environ, **self.env}
+        for name in FUNCTIONS:
+            command = [
+                sys.executable, "-m", "functions_framework",
+                "--source", str(REPO / "functions" / name / "main.py"),
+                "--target", name, "--host", "127.0.0.1", "--port", str(self.ports[name]),
+            ]  # fmt: skip
+            output = None
+            if self.log_dir is not None:
+                output = open(self.log_dir / f"{name}.log", "ab")
+                self._log_files.append(output)
+            self.processes[name] = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT if output else None
+            )
+        for name, process in self.processes.items():
+            wait_for_port(self.ports[name], process=process)
+
+    def start(self) -> Stack:
+        try:
+            self.start_database()
+            self.start_functions()
+            if self.scheduler:
+                self._scheduler = Scheduler(self.url("process"), self.url("sweep"))
+                self._scheduler.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stopped.set()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+        for output in self._log_files:
+            output.close()
+        self._log_files.clear()
+        if self.server is not None:
+            self.server.stop()
+            if not self.persistent:
+                postgres.remove(self.server)
+            self.server = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> int:
+    """make dev: serve until Ctrl-C."""
+    stack = Stack(database_url=os.environ.get("DATABASE_URL") or None)
+    for name in FUNCTIONS:
+        variable = f"{name.upper()}_PORT"
+        if os.environ.get(variable):
+            stack.ports[name] = int(os.environ[variable])
+    stack.start()
+    print("\nThe job queue is running locally:")
+    for name in FUNCTIONS:
+        print(f"  {name:8s} {stack.url(name)}")
+    print(f"  database {stack.database_url}")
+    print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process every 1 s, sweep every 60 s)")
+    print("\nTry:")
+    print(f"  curl -s -X POST {stack.url('enqueue')} -H 'Authorization: Bearer {DEV_TOKEN}' \\")
+    print('       -H \'Content-Type: application/json\' -d \'{"kind": "demo", "steps": 5}\'')
+    print(f"  curl -N '{stack.url('status')}?id=<id>&stream=1'")
+    print(f'  .venv/bin/python -m client --token {DEV_TOKEN} enqueue \'{{"kind": "demo"}}\' --follow')
+    print("\nCtrl-C stops everything.\n", flush=True)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping...", flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
