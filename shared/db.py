@@ -105,7 +105,7 @@ class Session:
             self._prepared[name] = statement
         return statement
 
-    def rows(self, name: str, **params: Any) -> list[dict]:
+    def rows(self, name: str, /, **params: Any) -> list[dict]:
         """Run a named statement and return its rows as dicts."""
         with self._guard():
             statement = self._statement(name)
@@ -115,11 +115,11 @@ class Session:
             names = [column["name"] for column in statement.columns]
             return [dict(zip(names, row)) for row in rows]
 
-    def row(self, name: str, **params: Any) -> dict | None:
+    def row(self, name: str, /, **params: Any) -> dict | None:
         rows = self.rows(name, **params)
         return rows[0] if rows else None
 
-    def run_sql(self, sql: str, **params: Any) -> list:
+    def run_sql(self, sql: str, /, **params: Any) -> list:
         """Run ad-hoc SQL (migrations, tests, tools); the lifecycle uses named statements."""
         with self._guard():
             if not params:  # the simple protocol: may hold several statements

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +41,14 @@ class LeaseKeeper:
         self.session = session
         self.lease = lease
         self._lock = threading.Lock()
+
+    @contextmanager
+    def borrowed(self) -> Iterator[Session]:
+        """The connection itself, for a handler's own short reads (the watcher waits)."""
+        with self._lock:
+            if self.session.broken:
+                self.session.reopen()
+            yield self.session
 
     def call(self, operation: Callable[..., T], *args: Any, retry_for: float = WRITE_RETRY_SECONDS) -> T:
         deadline = time.monotonic() + retry_for
@@ -78,6 +87,11 @@ class JobContext:
     def emit(self, kind: str, data: dict) -> None:
         """Another event for the status stream (the newsletter sends `preview`)."""
         self._write(queue.append_event, kind, data)
+
+    def session(self):
+        """`with ctx.session() as session:` the job's connection, for reading the app's own
+        tables (the newsletter reads its sources). Keep it short: heartbeats wait meanwhile."""
+        return self._keeper.borrowed()
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -101,3 +101,18 @@ def test_the_cli_enqueues_and_follows(stack, capsys):
     out = capsys.readouterr().out
     assert "Step 2 of 2 done" in out and "completed" in out
     worker.join(30)
+
+
+def test_make_demo_ends_with_a_newsletter_from_the_demo_feeds():
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from local.stack import REPO  # noqa: PLC0415
+
+    done = subprocess.run([sys.executable, "-m", "local.demo"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "100% Complete (completed)" in out
+    assert "# Newsletter for January 1–7, 2025" in out and "5 stories from 3 sources" in out
+    assert "Cutting cold starts in half on Cloud Run" in out
+    assert "Our 2024 year in review" not in out  # outside the range

@@ -1,0 +1,86 @@
+"""The `newsletter` handler: fetch each selected feed, keep the entries in the date range,
+and render the newsletter, reporting the seed's steps (Processing, Formatting, Complete),
+a log line and a progress step per source, and a preview as it grows.
+
+A source that times out, answers an error or serves a broken feed is logged and skipped;
+the newsletter says which. When every source fails, the job fails.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shared.errors import JobCancelled
+from shared.newsletter.compose import BrokenFeed, Section, entries_in_range
+from shared.newsletter.fetch import FeedError, fetch_feed
+from shared.newsletter.render import render, title_for
+from shared.newsletter.request import parse_request, validate_newsletter
+from shared.newsletter.sources import find_sources
+
+FEED_TIMEOUT_SECONDS = float(os.environ.get("FEED_TIMEOUT_SECONDS", "15"))
+FEED_MAX_BYTES = int(os.environ.get("FEED_MAX_BYTES", str(5 * 1024 * 1024)))
+PREVIEW_MAX_CHARS = 20_000
+FETCH_SHARE = 85  # percent of the progress bar spent fetching
+
+
+class AllSourcesFailed(Exception):
+    pass
+
+
+def generate_newsletter(payload: dict, ctx) -> dict | None:
+    request, problems = parse_request(payload)
+    if request is None:  # enqueue validated it; a hand-written row may not have been
+        raise ValueError("Invalid newsletter request: " + "; ".join(f"{f}: {m}" for f, m in problems))
+    start, end = request.window
+    with ctx.session() as session:
+        sources = find_sources(session, list(request.source_ids))
+    total = len(request.source_ids)
+    ctx.progress(2, step="Processing", message=f"Fetching {total} {'source' if total == 1 else 'sources'}")
+    sections: list[Section] = []
+    failed: list[dict] = []
+    counts: dict[str, int] = {}
+    for done, source_id in enumerate(request.source_ids, start=1):
+        source = sources.get(source_id)
+        if source is None or not source.active:
+            reason = "removed" if source is None else "disabled"
+            failed.append(
+                {"id": source_id, "name": source.name if source else f"#{source_id}", "error": f"source {reason}"}
+            )
+            ctx.log(f"Source {source_id} was {reason} after this newsletter was queued; skipped", level="warning")
+            continue
+        ctx.log(f"Fetching {source.name}")
+        try:
+            body = fetch_feed(source.feed_url, FEED_TIMEOUT_SECONDS, FEED_MAX_BYTES, ctx.cancelled)
+            entries, undated = entries_in_range(body, start, end)
+        except JobCancelled:
+            return None
+        except (FeedError, BrokenFeed) as exc:
+            failed.append({"id": source.id, "name": source.name, "error": str(exc)})
+            ctx.log(f"{source.name}: skipped ({exc})", level="warning")
+        else:
+            sections.append(Section(source.id, source.name, tuple(entries)))
+            counts[str(source.id)] = len(entries)
+            note = f", {undated} undated skipped" if undated else ""
+            ctx.log(f"{source.name}: {len(entries)} {'entry' if len(entries) == 1 else 'entries'} in range{note}")
+            preview = render(request.output_format, request.start, request.end, sections, [])
+            ctx.emit("preview", {"format": request.output_format, "content": preview[:PREVIEW_MAX_CHARS]})
+        ctx.progress(2 + FETCH_SHARE * done // total, message=f"{done} of {total} sources read")
+        if ctx.cancelled.is_set():
+            return None
+    if not sections:
+        reasons = "; ".join(f"{f['name']}: {f['error']}" for f in failed)
+        raise AllSourcesFailed(f"Every source failed ({reasons})")
+    ctx.progress(90, step="Formatting", message=f"Rendering {request.output_format}")
+    document = render(request.output_format, request.start, request.end, sections, failed)
+    return {
+        "title": title_for(request.start, request.end),
+        "format": request.output_format,
+        "dateRange": {"from": request.start.isoformat(), "to": request.end.isoformat()},
+        "document": document,
+        "entryCount": sum(counts.values()),
+        "countsBySource": counts,
+        "failedSources": failed,
+    }
+
+
+generate_newsletter.validate = validate_newsletter
