@@ -21,7 +21,9 @@ def follow_in_terminal(client: JobQueueClient, job_id: str, out=sys.stdout) -> i
         data = event.data
         if event.event == "log":
             out.write(f"  {data.get('level', 'info'):7s} {data.get('message')}\n")
-        elif event.event in ("snapshot", "status", "progress"):
+        elif event.event == "snapshot":
+            continue  # the current state; the replayed events that follow tell the story
+        elif event.event in ("status", "progress"):
             progress = data.get("progress", progress)
             step = data.get("currentStep") or step
             status = data.get("jobStatus")

@@ -30,7 +30,8 @@ def main() -> int:
     ports = {name: postgres.free_port() for name in FUNCTIONS}
     feeds_port = postgres.free_port()
     print("Starting PostgreSQL and the five functions...", flush=True)
-    with Stack(persistent=False, ports=ports, feeds_port=feeds_port, log_dir=logs) as stack:
+    stack = Stack(persistent=False, ports=ports, feeds_port=feeds_port, tasks_port=postgres.free_port(), log_dir=logs)
+    with stack:
         client = JobQueueClient(
             enqueue_url=stack.url("enqueue"),
             status_url=stack.url("status"),
@@ -38,7 +39,7 @@ def main() -> int:
             token=DEV_TOKEN,
         )
         job = client.enqueue(newsletter_request([source.id for source in stack.demo_sources]))
-        print(f"Enqueued job {job['id']}; following {job['streamUrl']}\n", flush=True)
+        print(f"Enqueued job {job['id']} (Cloud Task {job['dispatch']}); following {job['streamUrl']}\n", flush=True)
         code = follow_in_terminal(client, job["id"])
         final = client.status(job["id"])
         result = final["result"] or {}

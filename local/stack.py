@@ -22,6 +22,7 @@ import httpx
 
 from local import postgres
 from local.feedserver import seed_demo_sources, serve_feeds
+from local.tasks_emulator import TasksEmulator
 from shared.db import Session, connect
 from shared.migrate import apply_migrations
 from shared.settings import Settings
@@ -84,6 +85,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     scheduler: bool = True
     feeds_port: int = 8086  # the demo feeds' server
+    tasks_port: int | None = None  # run the Cloud Tasks emulator on this port (make dev: 8123)
     demo_sources: list = field(default_factory=list)
     log_dir: Path | None = None  # None: the functions log to this terminal
     server: postgres.PostgresServer | None = None
@@ -91,6 +93,7 @@ class Stack:
     _scheduler: Scheduler | None = None
     _log_files: list = field(default_factory=list)
     _feeds: ThreadingHTTPServer | None = None
+    _tasks: TasksEmulator | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}/"
@@ -103,7 +106,21 @@ class Stack:
             "API_TOKEN": DEV_TOKEN,
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
+            **self.tasks_env,
             **self.extra_env,
+        }
+
+    @property
+    def tasks_env(self) -> dict[str, str]:
+        """With the emulator, enqueue pushes real Cloud Tasks through the real client."""
+        if self.tasks_port is None:
+            return {}
+        return {
+            "TASKS_QUEUE": "projects/local/locations/local/queues/jobs",
+            "PROCESS_URL": self.url("process"),
+            "TASKS_SERVICE_ACCOUNT": "invoker@local.iam.gserviceaccount.com",
+            "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
+            "WEBHOOK_SECRET": "dev-webhook-secret",
         }
 
     def start_database(self) -> None:
@@ -149,10 +166,14 @@ class Stack:
     def start(self) -> Stack:
         try:
             self._feeds = serve_feeds(self.feeds_port)
+            if self.tasks_port is not None:
+                self._tasks = TasksEmulator(port=self.tasks_port).start()
             self.start_database()
             self.start_functions()
             if self.scheduler:
-                self._scheduler = Scheduler(self.url("process"), self.url("sweep"))
+                # With Cloud Tasks, Scheduler is the safety net and ticks as in production.
+                every = 60.0 if self._tasks else 1.0
+                self._scheduler = Scheduler(self.url("process"), self.url("sweep"), every=every)
                 self._scheduler.start()
         except BaseException:
             self.stop()
@@ -174,6 +195,9 @@ class Stack:
         for output in self._log_files:
             output.close()
         self._log_files.clear()
+        if self._tasks is not None:
+            self._tasks.stop()
+            self._tasks = None
         if self._feeds is not None:
             self._feeds.shutdown()
             self._feeds.server_close()
@@ -198,7 +222,8 @@ def print_welcome(stack: Stack) -> None:
     print(f"  database {stack.database_url}")
     ids = [source.id for source in stack.demo_sources]
     print(f"  feeds    http://127.0.0.1:{stack.feeds_port}/ (demo sources {', '.join(map(str, ids))})")
-    print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process every 1 s, sweep every 60 s)")
+    print(f"  tasks    http://127.0.0.1:{stack.tasks_port}/ (Cloud Tasks emulator: enqueue dispatches at once)")
+    print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process and sweep every 60 s)")
     body = json.dumps(
         {"dateRange": {"from": "2025-01-01", "to": "2025-01-07"}, "selectedSources": ids, "outputFormat": "markdown"}
     )
@@ -218,6 +243,7 @@ def main() -> int:
         if os.environ.get(variable):
             stack.ports[name] = int(os.environ[variable])
     stack.feeds_port = int(os.environ.get("FEEDS_PORT", stack.feeds_port))
+    stack.tasks_port = int(os.environ.get("TASKS_PORT", "8123"))
     stopping = threading.Event()
     # Handlers of our own: a shell's background job starts with SIGINT ignored, and Ctrl-C
     # must still stop everything.

@@ -39,10 +39,11 @@ class Job:
     last_event_seq: int
     created_at: datetime
     updated_at: datetime
+    callback_url: str | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
-        fields = {name: row[name] for name in cls.__dataclass_fields__}
+        fields = {name: row.get(name) for name in cls.__dataclass_fields__}
         fields["id"] = str(row["id"])
         fields["worker_token"] = str(row["worker_token"]) if row["worker_token"] else None
         return cls(**fields)
@@ -71,4 +72,5 @@ class Job:
             "result": self.result,
             "error": self.error,
             "cancelRequested": self.cancel_requested_at is not None,
+            "callbackUrl": self.callback_url,
         }

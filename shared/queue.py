@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.db import Session
 from shared.errors import LeaseLost, NotFound, ValidationError
@@ -81,10 +82,30 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def callback_url_problem(url: Any) -> str | None:
+    """Webhooks go to https URLs; plain http only to this machine, for development."""
+    if not isinstance(url, str) or len(url) > 2000:
+        return "must be an https URL"
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        return None
+    return "must be an https URL (http only for localhost)"
+
+
 def _enqueue_problems(
-    kind: Any, payload: Any, priority: Any, run_at: Any, max_attempts: Any, idempotency_key: Any
+    kind: Any,
+    payload: Any,
+    priority: Any,
+    run_at: Any,
+    max_attempts: Any,
+    idempotency_key: Any,
+    callback_url: Any,
 ) -> tuple[list[tuple[str, str]], datetime | None]:
     problems: list[tuple[str, str]] = []
+    if callback_url is not None and (problem := callback_url_problem(callback_url)):
+        problems.append(("callbackUrl", problem))
     if not isinstance(kind, str) or not 1 <= len(kind) <= 100:
         problems.append(("kind", "must be a non-empty string of at most 100 characters"))
     if not isinstance(payload, dict):
@@ -116,12 +137,13 @@ def enqueue(
     run_at: datetime | str | None = None,
     max_attempts: int = 3,
     idempotency_key: str | None = None,
+    callback_url: str | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
     Everything is checked before anything is written, and every problem is named at once.
     """
-    problems, when = _enqueue_problems(kind, payload, priority, run_at, max_attempts, idempotency_key)
+    problems, when = _enqueue_problems(kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url)
     if not problems:
         try:
             registry.validate(kind, payload, session)
@@ -137,6 +159,7 @@ def enqueue(
         run_at=when,
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
+        callback_url=callback_url,
     )
     if row is not None:
         return Job.from_row(row), True
@@ -144,7 +167,7 @@ def enqueue(
     if existing is None:  # the keyed job was archived between the two statements
         return enqueue(
             session, registry, kind=kind, payload=payload, priority=priority,
-            run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key,
+            run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
         )  # fmt: skip
     return Job.from_row(existing), False
 
@@ -232,6 +255,13 @@ def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 
     return [Event(r["seq"], r["kind"], r["data"], r["created_at"]) for r in rows]
 
 
+def waiting_jobs(session: Session, waited_seconds: float, limit: int = SWEEP_BATCH) -> list[Job]:
+    """Queued jobs still waiting `waited_seconds` after their run_at: a task may be lost."""
+    return [
+        Job.from_row(row) for row in session.rows("find_waiting_jobs", waited_seconds=waited_seconds, batch_size=limit)
+    ]
+
+
 def cancel(session: Session, job_id: str) -> tuple[CancelOutcome, Job]:
     """Cancel a job: at once if queued, by request if running. Twice is harmless."""
     row = session.row("request_cancel", id=job_id)
@@ -253,7 +283,8 @@ class SweepReport:
     failed: int = 0
     cancelled: int = 0
     archived: int = 0
-    requeued_ids: tuple[str, ...] = ()
+    requeued_ids: tuple[str, ...] = ()  # to dispatch again
+    finished_ids: tuple[str, ...] = ()  # failed or cancelled: their webhooks are due
 
     def to_json(self) -> dict:
         return {
@@ -268,6 +299,7 @@ def sweep(session: Session, stalled_after_seconds: float, retention_days: int, m
     """Recover stalled running jobs, then archive old finished ones, in bounded batches."""
     report = SweepReport()
     requeued: list[str] = []
+    finished: list[str] = []
     for _ in range(max_batches):
         rows = session.rows("sweep_stalled", stalled_after_seconds=stalled_after_seconds, batch_size=SWEEP_BATCH)
         for row in rows:
@@ -275,13 +307,16 @@ def sweep(session: Session, stalled_after_seconds: float, retention_days: int, m
             if status == "queued":
                 report.requeued += 1
                 requeued.append(str(row["id"]))
-            elif status == "failed":
-                report.failed += 1
             else:
-                report.cancelled += 1
+                finished.append(str(row["id"]))
+                if status == "failed":
+                    report.failed += 1
+                else:
+                    report.cancelled += 1
         if len(rows) < SWEEP_BATCH:
             break
     report.requeued_ids = tuple(requeued)
+    report.finished_ids = tuple(finished)
     for _ in range(max_batches):
         archived = session.row("archive_finished", retention_days=retention_days, batch_size=SWEEP_BATCH)["archived"]
         report.archived += archived

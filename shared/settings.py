@@ -56,6 +56,17 @@ class Settings:
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
+    tasks_queue: str | None = None
+    process_url: str | None = None
+    tasks_service_account: str | None = None
+    tasks_emulator_host: str | None = None
+    job_timeout_seconds: float = 1800.0
+    redispatch_after_seconds: float = 300.0
+    webhook_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def tasks_enabled(self) -> bool:
+        return bool(self.tasks_queue and self.process_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +167,25 @@ class _SettingsReader:
             pairs.append((kind, f"{module}:{attribute}"))
         return tuple(pairs)
 
+    def tasks(self) -> dict:
+        queue = self._raw("TASKS_QUEUE")
+        process_url = self._raw("PROCESS_URL")
+        if queue and not re.fullmatch(r"projects/[^/]+/locations/[^/]+/queues/[^/]+", queue):
+            self.problems.append(f"TASKS_QUEUE must look like projects/P/locations/L/queues/Q, got {queue!r}")
+        if bool(queue) != bool(process_url):
+            self.problems.append("TASKS_QUEUE and PROCESS_URL go together: set both to dispatch with Cloud Tasks")
+        if process_url and not process_url.startswith(("https://", "http://")):
+            self.problems.append("PROCESS_URL must be an http(s) URL")
+        return {
+            "tasks_queue": queue,
+            "process_url": process_url,
+            "tasks_service_account": self._raw("TASKS_SERVICE_ACCOUNT"),
+            "tasks_emulator_host": self._raw("CLOUD_TASKS_EMULATOR_HOST"),
+            # Cloud Tasks allows a dispatch deadline of at most 30 minutes.
+            "job_timeout_seconds": min(self.number("JOB_TIMEOUT_SECONDS", 1800.0, 15.0), 1800.0),
+            "redispatch_after_seconds": self.number("REDISPATCH_AFTER_SECONDS", 300.0, 1.0),
+        }
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -188,6 +218,8 @@ class _SettingsReader:
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
+            webhook_secret=self._raw("WEBHOOK_SECRET"),
+            **self.tasks(),
         )
         if self.problems:
             raise SettingsError("Bad settings: " + "; ".join(self.problems))

@@ -25,4 +25,6 @@ def cancel(request):
         outcome, job = queue.cancel(session, job_id)
     if outcome is CancelOutcome.ALREADY_FINISHED:
         raise Conflict(f"Job {job_id} already {job.job_status}; there is nothing to cancel")
+    if outcome is CancelOutcome.CANCELLED:
+        service.dispatcher.notify(job)  # a running job's invocation notifies when it stops
     return service.json(service.job_body(job, outcome=outcome.value))

@@ -1,6 +1,8 @@
 """enqueue: POST a job. Queue options are top-level fields; every other field is the payload.
 
 202 with the new job; 200 with the existing one when the idempotency key was seen before.
+With Cloud Tasks configured, the job's task is pushed before answering, and `dispatch`
+says "sent", or "pending" when the push failed (the Scheduler path then runs the job).
 """
 
 import functions_framework
@@ -14,6 +16,7 @@ QUEUE_OPTIONS = {
     "runAt": "run_at",
     "maxAttempts": "max_attempts",
     "idempotencyKey": "idempotency_key",
+    "callbackUrl": "callback_url",
 }
 DEFAULTS = {"kind": "newsletter", "priority": 0, "max_attempts": 3}
 
@@ -37,4 +40,9 @@ def enqueue(request):
     options, payload = split_body(service.read_json(request))
     with service.pool.session() as session:
         job, created = queue.enqueue(session, service.registry, payload=payload, **options)
-    return service.json(service.job_body(job), 202 if created else 200)
+    extra = {}
+    if service.dispatcher.tasks_enabled and job.job_status == "queued":
+        # Also on a repeated key: the task name is the job's, so this adds nothing when the
+        # first push worked, and heals it when it did not.
+        extra["dispatch"] = service.dispatcher.dispatch(job)
+    return service.json(service.job_body(job, **extra), 202 if created else 200)

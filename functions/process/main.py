@@ -41,4 +41,6 @@ def process(request):
         ran = runner.run_next()
         if ran is None:
             return flask.Response(status=204)  # nothing due
+    if ran.outcome != "lost":  # a retry gets its task; a finished job, its webhook
+        service.dispatcher.follow_up(ran.job)
     return service.json(service.job_body(ran.job, outcome=ran.outcome))

@@ -2,10 +2,10 @@
 -- reads the existing job). The first event, seq 1, records the queued state.
 WITH inserted AS (
     INSERT INTO jobs (kind, payload, priority, run_at, max_attempts, idempotency_key,
-                      current_step, last_event_seq)
+                      callback_url, current_step, last_event_seq)
     VALUES (:kind, CAST(:payload AS jsonb), :priority,
             COALESCE(CAST(:run_at AS timestamptz), now()), :max_attempts,
-            CAST(:idempotency_key AS text), 'Queued', 1)
+            CAST(:idempotency_key AS text), CAST(:callback_url AS text), 'Queued', 1)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING *
 ), event AS (

@@ -16,6 +16,7 @@ import flask
 
 from shared import log
 from shared.db import Pool
+from shared.dispatch import Dispatcher
 from shared.errors import DatabaseUnavailable, JobQueueError, Unauthorized, ValidationError
 from shared.handlers import HandlerRegistry
 from shared.jobs import Job
@@ -31,6 +32,7 @@ class Service:
         self.settings = settings or Settings.from_env()
         self.registry = HandlerRegistry.from_settings(self.settings)
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}")
+        self.dispatcher = Dispatcher(self.settings)
 
     # -- responses -----------------------------------------------------------------------
 

@@ -1,0 +1,258 @@
+"""A small Cloud Tasks emulator, bound to loopback, that speaks the REST API the real
+google-cloud-tasks client uses (`transport="rest"`), and dispatches tasks over HTTP.
+
+What it does as Cloud Tasks does: task names are unique (a second create with the same
+name is 409 ALREADY_EXISTS), tasks wait until their schedule time, an HTTP target gets the
+task's method, headers and body plus the X-CloudTasks-* headers and, with an OIDC token
+configured, an `Authorization: Bearer` token naming the service account and audience
+(unsigned: nothing local can verify Google's signature), a non-2xx answer is retried with
+backoff, and at most `max_concurrent_dispatches` run at once. Not emulated: queue
+management, rate limits, IAM.
+
+    python -m local.tasks_emulator --port 8123
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import heapq
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_TASKS = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/queues/[^/]+)/tasks(?:/([^/?]+))?$")
+_METHODS = {1: "POST", 2: "GET", 3: "HEAD", 4: "PUT", 5: "DELETE", 6: "PATCH", 7: "OPTIONS"}
+
+
+def _timestamp(value: str | None) -> float:
+    if not value:
+        return time.time()
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _seconds(duration: str | None, default: float) -> float:
+    return float(duration.rstrip("s")) if duration else default
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def fake_oidc_token(email: str, audience: str) -> str:
+    """Shaped like a JWT (header.claims.signature) so that receivers can read the claims."""
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return ".".join((part({"alg": "none", "typ": "JWT"}), part({"email": email, "aud": audience, "iss": "local"}), ""))
+
+
+@dataclass
+class Dispatch:
+    """One HTTP delivery of a task: what the receiver saw, for tests to inspect."""
+
+    status: int | None
+    headers: dict
+    at: float
+
+
+@dataclass(order=True)
+class Task:
+    due: float
+    name: str = field(compare=False)
+    http_request: dict = field(compare=False)
+    deadline: float = field(compare=False, default=600.0)
+    created: float = field(compare=False, default_factory=time.time)
+    dispatches: list[Dispatch] = field(compare=False, default_factory=list)
+    done: bool = field(compare=False, default=False)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "httpRequest": self.http_request,
+            "scheduleTime": _iso(self.due),
+            "createTime": _iso(self.created),
+            "dispatchDeadline": f"{self.deadline:g}s",
+            "dispatchCount": len(self.dispatches),
+            "responseCount": sum(1 for d in self.dispatches if d.status is not None),
+        }
+
+
+class TasksEmulator:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_attempts: int = 5, max_concurrent: int = 10):
+        self.tasks: dict[str, Task] = {}
+        self.max_attempts = max_attempts
+        self._due: list[Task] = []
+        self._lock = threading.Condition()
+        self._slots = threading.Semaphore(max_concurrent)
+        self._stopped = threading.Event()
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"{host}:{port}"
+
+    def start(self) -> TasksEmulator:
+        threading.Thread(target=self.server.serve_forever, name="tasks-emulator-http", daemon=True).start()
+        threading.Thread(target=self._dispatch_forever, name="tasks-emulator-dispatch", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            self._lock.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- the API -------------------------------------------------------------------------
+
+    def create(self, queue: str, body: dict) -> tuple[int, dict]:
+        spec = body.get("task") or {}
+        name = spec.get("name") or f"{queue}/tasks/{time.time_ns()}"
+        if not name.startswith(queue + "/tasks/"):
+            return 400, _error(400, "INVALID_ARGUMENT", "The task name must be in the queue it is created in")
+        if "httpRequest" not in spec:
+            return 400, _error(400, "INVALID_ARGUMENT", "Only HTTP targets are emulated")
+        with self._lock:
+            if name in self.tasks:
+                return 409, _error(409, "ALREADY_EXISTS", "Requested entity already exists")
+            task = Task(
+                due=_timestamp(spec.get("scheduleTime")),
+                name=name,
+                http_request=spec["httpRequest"],
+                deadline=_seconds(spec.get("dispatchDeadline"), 600.0),
+            )
+            self.tasks[name] = task
+            heapq.heappush(self._due, task)
+            self._lock.notify_all()
+        return 200, task.to_json()
+
+    def _handler(self):
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self):
+                return _TASKS.match(self.path.split("?")[0])
+
+            def do_POST(self):
+                match = self._route()
+                if not match or match.group(2):
+                    return self._answer(404, _error(404, "NOT_FOUND", "Unknown method"))
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except ValueError:
+                    return self._answer(400, _error(400, "INVALID_ARGUMENT", "Body is not JSON"))
+                self._answer(*emulator.create(match.group(1), body))
+
+            def do_GET(self):
+                match = self._route()
+                if not match:
+                    return self._answer(404, _error(404, "NOT_FOUND", "Unknown method"))
+                with emulator._lock:
+                    if match.group(2):
+                        task = emulator.tasks.get(f"{match.group(1)}/tasks/{match.group(2)}")
+                        if task is None:
+                            return self._answer(404, _error(404, "NOT_FOUND", "No such task"))
+                        return self._answer(200, task.to_json())
+                    listed = [t.to_json() for t in emulator.tasks.values() if t.name.startswith(match.group(1) + "/")]
+                self._answer(200, {"tasks": listed})
+
+        return Handler
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    def _dispatch_forever(self) -> None:
+        while not self._stopped.is_set():
+            with self._lock:
+                while not self._stopped.is_set() and (not self._due or self._due[0].due > time.time()):
+                    wait = self._due[0].due - time.time() if self._due else None
+                    self._lock.wait(timeout=wait)
+                if self._stopped.is_set():
+                    return
+                task = heapq.heappop(self._due)
+            self._slots.acquire()
+            threading.Thread(target=self._deliver, args=(task,), daemon=True).start()
+
+    def _deliver(self, task: Task) -> None:
+        try:
+            status = self._send(task)
+        finally:
+            self._slots.release()
+        with self._lock:
+            if status is not None and 200 <= status < 300:
+                task.done = True
+            elif len(task.dispatches) < self.max_attempts:
+                task.due = time.time() + min(0.2 * 2 ** len(task.dispatches), 5)
+                heapq.heappush(self._due, task)
+                self._lock.notify_all()
+            else:
+                task.done = True
+
+    def _send(self, task: Task) -> int | None:
+        spec = task.http_request
+        headers = dict(spec.get("headers") or {})
+        queue, _, short = task.name.partition("/tasks/")
+        headers.update(
+            {
+                "X-CloudTasks-QueueName": queue.rsplit("/", 1)[-1],
+                "X-CloudTasks-TaskName": short,
+                "X-CloudTasks-TaskRetryCount": str(len(task.dispatches)),
+                "X-CloudTasks-TaskExecutionCount": str(sum(1 for d in task.dispatches if d.status is not None)),
+            }
+        )
+        oidc = spec.get("oidcToken")
+        if oidc:
+            audience = oidc.get("audience") or spec["url"]
+            headers["Authorization"] = "Bearer " + fake_oidc_token(oidc.get("serviceAccountEmail", ""), audience)
+        body = base64.b64decode(spec["body"]) if spec.get("body") else None
+        method = spec.get("httpMethod", "POST")
+        method = _METHODS.get(method, "POST") if isinstance(method, int) else method
+        request = urllib.request.Request(spec["url"], data=body, headers=headers, method=method)
+        status = None
+        try:
+            with urllib.request.urlopen(request, timeout=task.deadline) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            status = None
+        task.dispatches.append(Dispatch(status, headers, time.time()))
+        return status
+
+
+def _error(code: int, status: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8123)
+    args = parser.parse_args()
+    emulator = TasksEmulator(port=args.port).start()
+    print(f"Cloud Tasks emulator on http://{emulator.endpoint}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

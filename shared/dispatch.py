@@ -1,0 +1,126 @@
+"""Follow-ups to a job's transitions: a Cloud Task to run it, a webhook when it finishes.
+
+With TASKS_QUEUE and PROCESS_URL set, a queued job gets one Cloud Task that POSTs {"id"} to
+the process function at the job's run_at, with an OIDC token for TASKS_SERVICE_ACCOUNT.
+Task names are a hash of the job id and the attempt, so a retried enqueue cannot make two
+tasks, while a retry (a new attempt) gets a new one. A failed push is logged and left to
+the Scheduler path: the job stays queued and is never lost.
+
+google-cloud-tasks is imported on the first dispatch only, and never without TASKS_QUEUE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+from shared import log
+from shared.jobs import Job
+from shared.settings import Settings
+from shared.webhooks import deliver_directly, signed_headers, webhook_body
+
+
+def task_id(job: Job, purpose: str) -> str:
+    """Cloud Tasks names allow [A-Za-z0-9_-]; the same job, attempt and purpose give the same name."""
+    return "job-" + hashlib.sha256(f"{job.id}:{job.attempts}:{purpose}".encode()).hexdigest()[:40]
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def tasks_enabled(self) -> bool:
+        return self.settings.tasks_enabled
+
+    def _tasks_client(self):
+        with self._lock:
+            if self._client is None:
+                # Lazy: google-cloud-tasks costs about half a second to import.
+                from google.cloud import tasks_v2  # noqa: PLC0415
+
+                if self.settings.tasks_emulator_host:
+                    from google.api_core.client_options import ClientOptions  # noqa: PLC0415
+                    from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+
+                    self._client = tasks_v2.CloudTasksClient(
+                        transport="rest",
+                        credentials=AnonymousCredentials(),
+                        client_options=ClientOptions(api_endpoint=f"http://{self.settings.tasks_emulator_host}"),
+                    )
+                else:
+                    self._client = tasks_v2.CloudTasksClient(transport="rest")
+            return self._client
+
+    def _create_task(self, name: str, http_request: dict, schedule_epoch: float | None, deadline: float) -> bool:
+        from google.api_core import exceptions  # noqa: PLC0415 (loaded with the client)
+        from google.protobuf import duration_pb2, timestamp_pb2  # noqa: PLC0415
+
+        task = {"name": f"{self.settings.tasks_queue}/tasks/{name}", "http_request": http_request}
+        if schedule_epoch is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromNanoseconds(int(schedule_epoch * 1e9))
+            task["schedule_time"] = stamp
+        task["dispatch_deadline"] = duration_pb2.Duration(seconds=int(deadline))
+        try:
+            self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
+            return True
+        except exceptions.Conflict:  # ALREADY_EXISTS (409; AlreadyExists over gRPC is a subclass)
+            return True  # this very task was pushed before: nothing to add
+        except Exception as exc:  # noqa: BLE001 (any failure leaves the job to the Scheduler path)
+            log.warning("Cloud Task push failed; the Scheduler path will pick the job up", task=name, error=str(exc))
+            return False
+
+    def dispatch(self, job: Job, purpose: str = "run") -> str:
+        """Push the task that runs a queued job: "sent", "pending" (push failed) or "off"."""
+        if not self.tasks_enabled:
+            return "off"
+        process_url = self.settings.process_url
+        http_request = {
+            "http_method": "POST",
+            "url": process_url,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"id": job.id}).encode(),
+        }
+        if self.settings.tasks_service_account:
+            http_request["oidc_token"] = {
+                "service_account_email": self.settings.tasks_service_account,
+                "audience": process_url,
+            }
+        created = self._create_task(
+            task_id(job, purpose), http_request, job.run_at.timestamp(), self.settings.job_timeout_seconds
+        )
+        return "sent" if created else "pending"
+
+    def notify(self, job: Job) -> None:
+        """The completion webhook of a finished job, if it asked for one. Never raises."""
+        if not job.callback_url or not job.is_terminal:
+            return
+        if self.tasks_enabled:
+            body = webhook_body(job)
+            http_request = {
+                "http_method": "POST",
+                "url": job.callback_url,
+                "headers": signed_headers(self.settings.webhook_secret, body),
+                "body": body,
+            }
+            if self._create_task(task_id(job, f"webhook-{job.job_status}"), http_request, None, 30):
+                return
+        deliver_directly(job.callback_url, self.settings.webhook_secret, job)
+
+    def follow_up(self, job: Job, purpose: str = "run") -> str | None:
+        """After a transition: dispatch a queued job, notify for a finished one."""
+        if job.job_status == "queued":
+            return self.dispatch(job, purpose)
+        self.notify(job)
+        return None
+
+    def redispatch_waiting(self, jobs: list[Job]) -> int:
+        """Sweep's part: a new task for each job that waited too long (its task may be lost).
+        One name per job per REDISPATCH_AFTER_SECONDS window, so repeated sweeps add one task."""
+        window = int(time.time() // self.settings.redispatch_after_seconds)
+        return sum(self.dispatch(job, f"redispatch-{window}") == "sent" for job in jobs)
