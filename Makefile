@@ -38,3 +38,21 @@ demo: venv ## Run a job end to end on a local stack and follow it live
 	$(PY) -m local.demo
 
 .PHONY: dev demo
+
+bundles: venv ## Build one deploy bundle per function under build/
+	$(PY) -m local.bundle
+
+plan: venv ## Show what `make deploy` would change (terraform plan in infra/)
+	$(PY) -m local.deploy plan
+
+deploy: venv ## Build the bundles and deploy with Terraform (needs infra/terraform.tfvars)
+	$(PY) -m local.deploy apply
+
+.PHONY: bundles plan deploy
+
+scan: ## Static security scan of infra/ with checkov (its own venv: it pins other versions)
+	test -x .venv-scan/bin/checkov || ($(PYTHON) -m venv .venv-scan && .venv-scan/bin/pip install --quiet checkov==3.3.30)
+	terraform fmt -check -recursive infra
+	.venv-scan/bin/checkov -d infra --framework terraform --quiet --compact --skip-download
+
+.PHONY: scan

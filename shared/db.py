@@ -166,8 +166,9 @@ class Pool:
     pool drop its idle ones too: after a database restart they are all dead.
     """
 
-    def __init__(self, settings: Settings, application_name: str = "jobqueue"):
+    def __init__(self, settings: Settings, application_name: str = "jobqueue", on_first_connection=None):
         self.target = settings.database
+        self._on_first_connection = on_first_connection  # e.g. apply migrations, once per instance
         self.size = settings.db_pool_size
         self.timeout = settings.db_pool_timeout_seconds
         self.io_timeout = settings.db_timeout_seconds
@@ -180,7 +181,18 @@ class Pool:
         return connect(self.target, self.io_timeout, self.application_name)
 
     def _new_session(self) -> Session:
-        return Session(self._connect(), reconnect=self._connect)
+        session = Session(self._connect(), reconnect=self._connect)
+        if self._on_first_connection is not None:
+            with self._lock:
+                first, self._on_first_connection = self._on_first_connection, None
+            if first is not None:
+                try:
+                    first(session)
+                except BaseException:
+                    self._on_first_connection = first  # the next connection tries again
+                    session.close()
+                    raise
+        return session
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -63,6 +63,7 @@ class Settings:
     job_timeout_seconds: float = 1800.0
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
+    migrate_on_start: bool = False
 
     @property
     def tasks_enabled(self) -> bool:
@@ -219,6 +220,7 @@ class _SettingsReader:
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
+            migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
             **self.tasks(),
         )
         if self.problems:

@@ -359,3 +359,20 @@ def free_port():
     from local.postgres import free_port  # noqa: PLC0415
 
     return free_port()
+
+
+def test_migrate_on_start_brings_an_empty_database_up_to_date(make_client, admin_url):
+    from tests.conftest import admin_session, with_database  # noqa: PLC0415
+
+    admin = admin_session(admin_url)
+    admin.run_sql("DROP DATABASE IF EXISTS jobqueue_fresh_deploy")
+    admin.run_sql("CREATE DATABASE jobqueue_fresh_deploy")
+    try:
+        client = make_client(
+            "enqueue", DATABASE_URL=with_database(admin_url, "jobqueue_fresh_deploy"), MIGRATE_ON_START="1"
+        )
+        assert post(client, {"kind": "noop"}).status_code == 202
+        assert post(client, {"kind": "noop"}).status_code == 202
+    finally:
+        admin.run_sql("DROP DATABASE jobqueue_fresh_deploy WITH (FORCE)")
+        admin.close()

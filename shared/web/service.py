@@ -20,6 +20,7 @@ from shared.dispatch import Dispatcher
 from shared.errors import DatabaseUnavailable, JobQueueError, Unauthorized, ValidationError
 from shared.handlers import HandlerRegistry
 from shared.jobs import Job
+from shared.migrate import apply_migrations
 from shared.settings import Settings
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
@@ -31,7 +32,10 @@ class Service:
         self.name = name
         self.settings = settings or Settings.from_env()
         self.registry = HandlerRegistry.from_settings(self.settings)
-        self.pool = Pool(self.settings, application_name=f"jobqueue-{name}")
+        # With MIGRATE_ON_START (set by infra/), the first connection of an instance applies
+        # pending migrations; concurrent cold starts wait on the migration lock, then skip.
+        migrate = apply_migrations if self.settings.migrate_on_start else None
+        self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
 
     # -- responses -----------------------------------------------------------------------

@@ -1,0 +1,35 @@
+output "function_urls" {
+  description = "The URL of each function."
+  value       = { for name, fn in google_cloudfunctions2_function.fn : name => fn.service_config[0].uri }
+}
+
+output "enqueue_url" {
+  description = "POST jobs here."
+  value       = google_cloudfunctions2_function.fn["enqueue"].service_config[0].uri
+}
+
+output "status_url" {
+  description = "GET ?id=<job id> here (JSON, or &stream=1 for the live stream)."
+  value       = google_cloudfunctions2_function.fn["status"].service_config[0].uri
+}
+
+output "cancel_url" {
+  description = "POST {\"generationId\"} here with the bearer token."
+  value       = google_cloudfunctions2_function.fn["cancel"].service_config[0].uri
+}
+
+output "tasks_queue" {
+  description = "The Cloud Tasks queue that dispatches jobs."
+  value       = local.queue_path
+}
+
+output "database_instance" {
+  description = "The Cloud SQL instance connection name."
+  value       = google_sql_database_instance.main.connection_name
+}
+
+output "api_token" {
+  description = "The bearer token for cancel and enqueue."
+  value       = local.secret_values["API_TOKEN"]
+  sensitive   = true
+}
