@@ -56,3 +56,17 @@ scan: ## Static security scan of infra/ with checkov (its own venv: it pins othe
 	.venv-scan/bin/checkov -d infra --framework terraform --quiet --compact --skip-download
 
 .PHONY: scan
+
+browser-test: venv ## Test the status page in headless Chromium (installs Debian's chromium when root)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "No chromium on PATH: install it (Debian: sudo apt-get install chromium), then run make browser-test again."; \
+	    exit 1; \
+	  fi
+	$(PY) -m pip install --quiet -r requirements-browser.txt
+	$(PY) -m pytest -m browser tests/test_status_page.py
+
+.PHONY: browser-test

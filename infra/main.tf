@@ -48,7 +48,7 @@ locals {
       timeout = 3600
       threads = var.status_streams_per_instance
       # Streams close before the function's timeout; clients reconnect with Last-Event-ID.
-      env     = merge(local.database_env, { STREAM_MAX_SECONDS = "3300" })
+      env     = merge(local.database_env, { STREAM_MAX_SECONDS = "3300", CANCEL_URL = local.url["cancel"] })
       secrets = []
     }
     cancel = {

@@ -103,6 +103,7 @@ class Stack:
         return {
             "DATABASE_URL": self.database_url or "",
             "STATUS_URL": self.url("status"),
+            "CANCEL_URL": self.url("cancel"),
             "API_TOKEN": DEV_TOKEN,
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
@@ -145,21 +146,36 @@ class Stack:
         finally:
             session.close()
 
+    def start_function(self, name: str) -> None:
+        command = [
+            sys.executable, "-m", "functions_framework",
+            "--source", str(REPO / "functions" / name / "main.py"),
+            "--target", name, "--host", "127.0.0.1", "--port", str(self.ports[name]),
+        ]  # fmt: skip
+        output = None
+        if self.log_dir is not None:
+            output = open(self.log_dir / f"{name}.log", "ab")
+            self._log_files.append(output)
+        # Its own process group: gunicorn's workers go with it, as an instance's would.
+        self.processes[name] = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
+        )
+
+    def stop_function(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Stop one function, by default abruptly (a crash, or an instance going away)."""
+        process = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        process.wait(10)
+
     def start_functions(self) -> None:
-        env = {**os.environ, **self.env}
         for name in FUNCTIONS:
-            command = [
-                sys.executable, "-m", "functions_framework",
-                "--source", str(REPO / "functions" / name / "main.py"),
-                "--target", name, "--host", "127.0.0.1", "--port", str(self.ports[name]),
-            ]  # fmt: skip
-            output = None
-            if self.log_dir is not None:
-                output = open(self.log_dir / f"{name}.log", "ab")
-                self._log_files.append(output)
-            self.processes[name] = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT if output else None
-            )
+            self.start_function(name)
         for name, process in self.processes.items():
             wait_for_port(self.ports[name], process=process)
 
@@ -184,13 +200,14 @@ class Stack:
         if self._scheduler is not None:
             self._scheduler.stopped.set()
         for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
         self.processes.clear()
         for output in self._log_files:
             output.close()
@@ -231,6 +248,7 @@ def print_welcome(stack: Stack) -> None:
     print(f"  curl -s -X POST {stack.url('enqueue')} -H 'Authorization: Bearer {DEV_TOKEN}' \\")
     print(f"       -H 'Content-Type: application/json' -d '{body}'")
     print(f"  curl -N '{stack.url('status')}?id=<id>&stream=1'")
+    print(f"  open {stack.url('status')}?id=<id> in a browser: the status page (cancel with token {DEV_TOKEN})")
     print(f"  .venv/bin/python -m client --token {DEV_TOKEN} enqueue '{body}' --follow")
     print("\nCtrl-C stops everything.\n", flush=True)
 

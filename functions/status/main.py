@@ -1,5 +1,6 @@
 """status: GET ?id=<uuid> for the job and its log lines, or a live Server-Sent Events stream
-(Accept: text/event-stream, or ?stream=1) that resumes from Last-Event-ID.
+(Accept: text/event-stream, or ?stream=1) that resumes from Last-Event-ID, or, for a
+browser (Accept: text/html, or ?view=page), a page that follows the job and can cancel it.
 
 Each open stream holds one functions-framework thread: set THREADS to the number of
 streams one instance should serve (see the README).
@@ -9,15 +10,52 @@ import flask
 import functions_framework
 
 from shared import queue
-from shared.errors import ValidationError
+from shared.errors import NotFound, ValidationError
 from shared.jobs import iso
 from shared.listener import JobEventListener
+from shared.web.page import DOCUMENT_POLICY, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream
 
 service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
+
+
+def wants_page(request) -> bool:
+    """A person's browser (Accept: text/html), or ?view=page."""
+    if request.args.get("view") == "page":
+        return True
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and not wants_stream(request) and request.args.get("view") is None
+
+
+def page(job_id: str):
+    html, headers = render_status_page(job_id, request_path(), service.settings.cancel_url)
+    return flask.Response(html, mimetype="text/html", headers=headers)
+
+
+def request_path() -> str:
+    # The stream is this same function: behind Cloud Run it is served at the root.
+    return flask.request.path or "/"
+
+
+def document(job, view: str):
+    """The finished newsletter (view=document) or the latest preview (view=preview) on its
+    own, under a sandboxing policy, for the page's frame."""
+    if view == "preview":
+        with service.pool.session() as session:
+            previews = [e.data for e in queue.list_events(session, job.id) if e.kind == "preview"]
+        shown = previews[-1] if previews else {}
+        content, output_format = shown.get("content"), shown.get("format")
+    else:
+        result = job.result if isinstance(job.result, dict) and job.job_status == "completed" else {}
+        content, output_format = result.get("document"), result.get("format")
+    if not isinstance(content, str):
+        raise NotFound(f"This job has no {view} yet")
+    mimetype = "text/html" if output_format == "html" else "text/plain"
+    headers = {"Content-Security-Policy": DOCUMENT_POLICY, "X-Content-Type-Options": "nosniff"}
+    return flask.Response(content, mimetype=mimetype, headers=headers)
 
 
 def wants_stream(request) -> bool:
@@ -47,6 +85,10 @@ def status(request):
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
+    if request.args.get("view") in ("document", "preview"):
+        return document(job, request.args["view"])
+    if wants_page(request):
+        return page(job_id)
     if not wants_stream(request):
         return service.json(service.job_body(job, logs=log_lines(job_id)))
     after = resume_point(request)

@@ -1,0 +1,54 @@
+"""The status page: one self-contained HTML page that follows a job's stream, shows its
+steps, log and preview, and can cancel it. No build step, no external fonts or scripts,
+and a strict Content-Security-Policy: inline code runs only with this response's nonce."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PAGE = Path(__file__).with_name("status_page.html")
+
+
+@cache
+def _template() -> str:
+    return PAGE.read_text()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
+    """(the page, its security headers) for one job."""
+    nonce = secrets.token_urlsafe(16)
+    config = {
+        "jobId": job_id,
+        "streamPath": stream_path,
+        "documentUrl": f"{stream_path}?id={job_id}&view=document",
+        "cancelUrl": cancel_url,
+    }
+    # JSON inside <script>: "</" must not close the element.
+    config_js = json.dumps(config).replace("</", "<\\/")
+    page = _template().replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
+    connect = "'self'" + (f" {_origin(cancel_url)}" if cancel_url else "")
+    policy = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        f"connect-src {connect}; frame-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return page, {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+# The finished newsletter, framed by the page: sandboxed (a unique origin, no scripts), with
+# its own stylesheet allowed and nothing else.
+DOCUMENT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'"

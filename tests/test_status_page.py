@@ -1,0 +1,215 @@
+"""The status page in a real headless Chromium, against the functions running locally.
+
+Needs Debian's chromium and Playwright: `make browser-test` installs both (chromium as root)
+and runs these; elsewhere they are skipped with the reason. Screenshots of each state go to
+build/screenshots/.
+"""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local import postgres
+from local.stack import DEV_TOKEN, FUNCTIONS, REPO, Stack
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = REPO / "build" / "screenshots"
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover (depends on the machine)
+    sync_playwright = None
+
+if sync_playwright is None or CHROMIUM is None:
+    missing = "Playwright is not installed" if sync_playwright is None else "no chromium on PATH"
+    pytest.skip(
+        f"browser tests skipped: {missing}; run `make browser-test` to install and run them", allow_module_level=True
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, admin_url, template_database):
+    from tests.conftest import admin_session, with_database  # noqa: PLC0415
+
+    admin = admin_session(admin_url)
+    admin.run_sql("DROP DATABASE IF EXISTS jobqueue_browser")
+    admin.run_sql(f"CREATE DATABASE jobqueue_browser TEMPLATE {template_database}")
+    ports = {name: postgres.free_port() for name in FUNCTIONS}
+    extra = {"CANCEL_CHECK_SECONDS": "0.1", "STREAM_KEEPALIVE_SECONDS": "2"}
+    running = Stack(
+        database_url=with_database(admin_url, "jobqueue_browser"),
+        ports=ports,
+        feeds_port=postgres.free_port(),
+        extra_env=extra,
+        scheduler=False,
+        log_dir=tmp_path_factory.mktemp("logs"),
+    ).start()
+    yield running
+    running.stop()
+    admin.run_sql("DROP DATABASE jobqueue_browser WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 420, "height": 900})  # a phone-sized window
+    opened = context.new_page()
+    errors = []
+    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+
+
+def enqueue(stack, body):
+    response = httpx.post(stack.url("enqueue"), json=body, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def process_in_background(stack, job_id):
+    thread = threading.Thread(
+        target=lambda: httpx.post(stack.url("process"), json={"id": job_id}, timeout=120), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def shot(page, name: str) -> Path:
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_for_lines(page, at_least: int, timeout: float = 10) -> None:
+    """Poll from outside: the page's policy forbids the eval that wait_for_function needs."""
+    deadline = time.monotonic() + timeout
+    while page.locator("#log li").count() < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} log lines after {timeout} s"
+        time.sleep(0.05)
+
+
+def log_lines(page) -> list[str]:
+    return page.locator("#log li").evaluate_all("items => items.map(i => i.lastChild.textContent)")
+
+
+def test_the_page_follows_a_job_through_a_reload_without_losing_or_repeating_lines(stack, page):
+    job = enqueue(stack, {"kind": "demo", "steps": 10, "stepSeconds": 0.35})
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(page.locator('#stepper li[aria-current="step"]')).to_have_text("Queued")
+    shot(page, "01-queued")
+
+    worker = process_in_background(stack, job["id"])
+    expect(page.locator('#stepper li[aria-current="step"]')).to_have_text("Processing")
+    wait_for_lines(page, 3)
+    shot(page, "02-processing")
+
+    page.reload()  # close and reopen in the middle of the job
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
+    worker.join(10)
+    lines = log_lines(page)
+    assert lines == [f"Step {i} of 10 done" for i in range(1, 11)]
+    expect(page.locator("#stepper li.done")).to_have_count(4)
+    expect(page.locator("#progress")).to_have_attribute("value", "100")
+    expect(page.locator("#connection-text")).to_contain_text("Finished")
+    expect(page.locator("#cancel")).to_be_disabled()
+    shot(page, "03-completed")
+
+
+def test_cancel_from_the_page(stack, page):
+    job = enqueue(stack, {"kind": "demo", "steps": 100, "stepSeconds": 0.3})
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    worker = process_in_background(stack, job["id"])
+    expect(page.locator("#log li").first).to_be_visible(timeout=10_000)
+    page.get_by_role("button", name="Cancel generation").click()
+    expect(page.get_by_label("API token")).to_be_focused()
+    page.get_by_label("API token").fill("wrong-token")
+    shot(page, "04-cancel-dialog")
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.locator("#cancel-result")).to_contain_text("bearer token")
+    page.get_by_role("button", name="Cancel generation").click()
+    page.get_by_label("API token").fill(DEV_TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.locator("#cancel-result")).to_contain_text("Cancel requested")
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=5_000)
+    expect(page.locator("#stepper li.stopped")).to_have_count(1)
+    worker.join(10)
+    shot(page, "05-cancelled")
+
+
+@pytest.mark.parametrize("output_format", ["markdown", "html"])
+def test_the_finished_newsletter_is_shown(stack, page, output_format):
+    ids = [source.id for source in stack.demo_sources]
+    body = {
+        "dateRange": {"from": "2025-01-01", "to": "2025-01-07"},
+        "selectedSources": ids,
+        "outputFormat": output_format,
+    }
+    job = enqueue(stack, body)
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    process_in_background(stack, job["id"]).join(30)
+    expect(page.locator("#result-section")).to_be_visible(timeout=10_000)
+    if output_format == "markdown":
+        expect(page.locator("#result pre")).to_contain_text("# Newsletter for January 1–7, 2025")
+    else:
+        frame = page.frame_locator("#result iframe")
+        expect(frame.locator("h1")).to_have_text("Newsletter for January 1–7, 2025")
+        expect(page.locator("#result iframe")).to_have_attribute("sandbox", "")
+    expect(page.locator("#log li")).to_have_count(6)
+    shot(page, f"06-newsletter-{output_format}")
+
+
+def test_the_page_has_labels_and_works_from_the_keyboard(stack, page):
+    job = enqueue(stack, {"kind": "demo", "steps": 50, "stepSeconds": 0.5})
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    expect(page.get_by_role("log", name="Job log")).to_be_visible()
+    expect(page.get_by_label("Progress")).to_be_visible()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Cancel generation")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 420, "no sideways scrolling on a phone"
+    httpx.post(stack.url("cancel"), json={"id": job["id"]}, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
+
+
+def test_the_page_says_it_is_reconnecting_and_resumes_when_the_function_is_back(stack, page):
+    from local.stack import wait_for_port  # noqa: PLC0415
+
+    job = enqueue(stack, {"kind": "demo", "steps": 12, "stepSeconds": 0.6})
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    worker = process_in_background(stack, job["id"])
+    wait_for_lines(page, 2)
+    stack.stop_function("status")  # the instance serving the stream goes away
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+    expect(page.locator("#connection-text")).to_contain_text("reconnecting in")
+    shot(page, "07-reconnecting")
+    stack.start_function("status")
+    wait_for_port(stack.ports["status"])
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)
+    worker.join(10)
+    assert log_lines(page) == [f"Step {i} of 12 done" for i in range(1, 13)]
