@@ -32,7 +32,7 @@ def skipped(job_id: str):
 @service.endpoint(["POST"])
 def process(request):
     body = service.read_json(request, allow_empty=True)
-    if body.get("id") is not None:
+    if "id" in body:  # a Cloud Task names its job; a null or malformed id is refused, not ignored
         job_id = queue.parse_job_id(body["id"])
         ran = runner.run_named(job_id)
         if ran is None:
