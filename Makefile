@@ -70,3 +70,8 @@ browser-test: venv ## Test the status page in headless Chromium (installs Debian
 	$(PY) -m pytest -m browser tests/test_status_page.py
 
 .PHONY: browser-test
+
+chaos: venv ## Slow reliability runs: a database restart under load, overload (figures in build/chaos.json)
+	$(PY) -m pytest -m slow tests/test_chaos.py -s
+
+.PHONY: chaos

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import httpx
 from httpx_sse import connect_sse
 
+RETRYABLE = (429, 502, 503, 504)
+
 
 class JobQueueHTTPError(Exception):
     def __init__(self, response: httpx.Response):
@@ -82,9 +84,13 @@ class JobQueueClient:
             try:
                 with httpx.Client(timeout=httpx.Timeout(self.timeout, read=60)) as http:
                     with connect_sse(http, "GET", self.status_url, params={"id": job_id}, headers=headers) as source:
-                        if source.response.status_code == 204:
+                        code = source.response.status_code
+                        if code == 204:
                             return  # the job is over and nothing was missed
-                        if source.response.status_code >= 400:
+                        if code in RETRYABLE:  # the database or the instance is busy: come back later
+                            retry_seconds = float(source.response.headers.get("Retry-After") or retry_seconds)
+                            raise httpx.TransportError(f"HTTP {code}")
+                        if code >= 400:
                             source.response.read()
                             raise JobQueueHTTPError(source.response)
                         for sse in source.iter_sse():

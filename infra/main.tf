@@ -46,9 +46,13 @@ locals {
     status = {
       memory  = "512Mi"
       timeout = 3600
-      threads = var.status_streams_per_instance
+      threads = var.status_streams_per_instance + 4 # a few threads beyond the streams for plain requests
       # Streams close before the function's timeout; clients reconnect with Last-Event-ID.
-      env     = merge(local.database_env, { STREAM_MAX_SECONDS = "3300", CANCEL_URL = local.url["cancel"] })
+      env = merge(local.database_env, {
+        STREAM_MAX_SECONDS = "3300"
+        MAX_OPEN_STREAMS   = tostring(var.status_streams_per_instance)
+        CANCEL_URL         = local.url["cancel"]
+      })
       secrets = []
     }
     cancel = {

@@ -205,9 +205,10 @@ class Stack:
         for process in self.processes.values():
             try:
                 process.wait(10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # e.g. open streams holding a graceful shutdown
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
         self.processes.clear()
         for output in self._log_files:
             output.close()

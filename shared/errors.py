@@ -64,6 +64,13 @@ class DatabaseUnavailable(JobQueueError):
     retry_after_seconds = 5
 
 
+class TooManyStreams(JobQueueError):
+    status = 429
+    code = "too_many_streams"
+    default_message = "This instance holds as many status streams as it may; retry shortly"
+    retry_after_seconds = 2
+
+
 class LeaseLost(JobQueueError):
     """The invocation no longer owns its job (swept and claimed again, or finished elsewhere)."""
 

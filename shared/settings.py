@@ -57,6 +57,7 @@ class Settings:
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
+    max_open_streams: int = 100
     tasks_queue: str | None = None
     process_url: str | None = None
     tasks_service_account: str | None = None
@@ -221,6 +222,7 @@ class _SettingsReader:
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
+            max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
             **self.tasks(),

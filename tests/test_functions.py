@@ -376,3 +376,18 @@ def test_migrate_on_start_brings_an_empty_database_up_to_date(make_client, admin
     finally:
         admin.run_sql("DROP DATABASE jobqueue_fresh_deploy WITH (FORCE)")
         admin.close()
+
+
+def test_streams_past_the_limit_are_refused_with_429_and_a_closed_one_frees_its_slot(make_client):
+    job = post(make_client("enqueue"), {"kind": "noop"}).get_json()
+    status = make_client("status", MAX_OPEN_STREAMS="1")
+    first = status.get(f"/?id={job['id']}&stream=1")
+    assert next(iter(first.response)).startswith(b"retry: ")
+    refused = status.get(f"/?id={job['id']}&stream=1")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    assert refused.get_json()["error"]["code"] == "too_many_streams"
+    assert status.get(f"/?id={job['id']}").status_code == 200  # plain requests are not limited
+    first.close()
+    again = status.get(f"/?id={job['id']}&stream=1")
+    assert again.status_code == 200
+    again.close()

@@ -86,7 +86,8 @@ def test_timeouts_memory_and_threads_suit_each_function():
     functions = local("functions")
     assert functions["process"]["timeout"] == "${var.job_timeout_seconds}"
     assert variable("job_timeout_seconds")["default"] <= 3600
-    assert functions["status"]["threads"] == "${var.status_streams_per_instance}"
+    assert functions["status"]["threads"] == "${var.status_streams_per_instance + 4}"
+    assert "MAX_OPEN_STREAMS" in functions["status"]["env"]
     assert functions["status"]["timeout"] == 3600 and "STREAM_MAX_SECONDS" in functions["status"]["env"]
     for short in ("enqueue", "cancel", "sweep"):
         assert functions[short]["timeout"] <= 300

@@ -10,7 +10,7 @@ import flask
 import functions_framework
 
 from shared import queue
-from shared.errors import NotFound, ValidationError
+from shared.errors import NotFound, TooManyStreams, ValidationError
 from shared.jobs import iso
 from shared.listener import JobEventListener
 from shared.web.page import DOCUMENT_POLICY, render_status_page
@@ -94,6 +94,8 @@ def status(request):
     after = resume_point(request)
     if job.is_terminal and after and after >= job.last_event_seq:
         return flask.Response(status=204)  # nothing missed, nothing to come: EventSource stops here
+    if not streams.try_open():
+        raise TooManyStreams()
     body = streams.events(job, after, fresh=not after)
     return flask.Response(
         body,

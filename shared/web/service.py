@@ -17,7 +17,7 @@ import flask
 from shared import log
 from shared.db import Pool
 from shared.dispatch import Dispatcher
-from shared.errors import DatabaseUnavailable, JobQueueError, Unauthorized, ValidationError
+from shared.errors import DatabaseUnavailable, JobQueueError, TooManyStreams, Unauthorized, ValidationError
 from shared.handlers import HandlerRegistry
 from shared.jobs import Job
 from shared.migrate import apply_migrations
@@ -48,7 +48,7 @@ class Service:
 
     def error(self, exc: JobQueueError) -> flask.Response:
         headers = {}
-        if isinstance(exc, DatabaseUnavailable):
+        if isinstance(exc, (DatabaseUnavailable, TooManyStreams)):
             headers["Retry-After"] = str(exc.retry_after_seconds)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="jobqueue"'

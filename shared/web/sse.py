@@ -15,6 +15,7 @@ are borrowed per query, never held for the life of a stream.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -27,6 +28,31 @@ from shared.queue import Event
 from shared.settings import Settings
 
 EVENTS_PER_READ = 500
+
+
+class _ReleasingStream:
+    """An iterator that runs `release` once, when it is exhausted or closed (the server
+    closes a response's iterable when the client goes away)."""
+
+    def __init__(self, inner: Iterator[str], release: Callable[[], None]):
+        self._inner = inner
+        self._release = release
+
+    def __iter__(self) -> _ReleasingStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._inner)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def sse(event: str, data: dict, event_id: int | None = None) -> str:
@@ -60,6 +86,15 @@ class JobStream:
         self.settings = settings
         self.job_body = job_body
         self.clock = clock
+        # Each open stream holds a server thread; past the limit, new ones are refused (429)
+        # so that plain requests still find a thread.
+        self._open = threading.BoundedSemaphore(settings.max_open_streams)
+
+    def try_open(self) -> bool:
+        return self._open.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._open.release()
 
     def _read(self, job_id: str, after_seq: int) -> list[Event]:
         with self.pool.session() as session:
@@ -70,7 +105,12 @@ class JobStream:
             return queue.get_job(session, job_id)
 
     def events(self, job: Job, after_seq: int, fresh: bool) -> Iterator[str]:
-        """The stream's text, chunk by chunk. `job` was read by the caller (it 404s first)."""
+        """The stream's text, chunk by chunk. `job` was read by the caller (it 404s first), and
+        the caller took a slot with try_open(); the stream gives it back when it ends or is
+        closed, even if it never started."""
+        return _ReleasingStream(self._events(job, after_seq, fresh), self.release)
+
+    def _events(self, job: Job, after_seq: int, fresh: bool) -> Iterator[str]:
         settings = self.settings
         started = last_write = self.clock()
         yield f"retry: {settings.stream_retry_ms}\n\n"
