@@ -75,3 +75,8 @@ chaos: venv ## Slow reliability runs: a database restart under load, overload (f
 	$(PY) -m pytest -m slow tests/test_chaos.py -s
 
 .PHONY: chaos
+
+bench: venv ## Benchmarks on a durable throwaway PostgreSQL: table on stdout, JSON in build/bench.json
+	$(PY) -m bench.run
+
+.PHONY: bench

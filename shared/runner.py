@@ -1,8 +1,9 @@
 """The runner that the process function calls: claim one job, run its handler, end it.
 
-While the handler runs (in the caller's thread), a watcher thread checks the lease once
-every CANCEL_CHECK_SECONDS (a read) and writes the heartbeat every HEARTBEAT_SECONDS, so
-a cancel request reaches the handler as `ctx.cancelled` within about a second. The job
+While the handler runs (in the caller's thread), the runner's watcher thread checks the
+lease once every CANCEL_CHECK_SECONDS (a read) and writes the heartbeat every
+HEARTBEAT_SECONDS, so a cancel request reaches the handler as `ctx.cancelled` within about
+a second. The job
 ends in exactly one of: completed, failed, requeued for a retry, or cancelled. An
 invocation that lost its lease (swept and claimed again elsewhere) writes nothing more.
 """
@@ -111,35 +112,57 @@ def _level(level: str) -> str:
 
 
 class _Watcher(threading.Thread):
-    """Checks the lease every second and beats every HEARTBEAT_SECONDS."""
+    """One thread per runner that looks after every job the runner has in flight: a lease
+    check (a read) every CANCEL_CHECK_SECONDS and a heartbeat every HEARTBEAT_SECONDS.
+    One long-lived thread, not one per job: starting and joining a thread per job cost more
+    than a no-op job's own statements."""
 
-    def __init__(self, keeper: LeaseKeeper, ctx: JobContext, settings: Settings):
-        super().__init__(name=f"watch-{ctx.job_id}", daemon=True)
-        self.keeper = keeper
-        self.ctx = ctx
+    def __init__(self, settings: Settings):
+        super().__init__(name="lease-watcher", daemon=True)
         self.check_every = settings.cancel_check_seconds
         self.beat_every = settings.heartbeat_seconds
-        self.stopped = threading.Event()
+        self._jobs: dict[str, tuple[LeaseKeeper, JobContext, list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, keeper: LeaseKeeper, ctx: JobContext) -> None:
+        with self._lock:
+            self._jobs[ctx.job_id] = (keeper, ctx, [time.monotonic() + self.beat_every])
+
+    def unwatch(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def _watched(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._jobs
 
     def run(self) -> None:
-        next_beat = time.monotonic() + self.beat_every
-        while not self.stopped.wait(self.check_every):
-            beat = time.monotonic() >= next_beat
-            try:
-                operation = queue.record_heartbeat if beat else queue.check_lease
-                cancel_requested = self.keeper.call(operation, retry_for=0)
-            except LeaseLost:
-                log.warning("Lease lost; stopping the handler", jobId=self.ctx.job_id)
-                self.ctx.lease_lost.set()
-                self.ctx.cancelled.set()
-                return
-            except DatabaseUnavailable:
-                continue  # try again next tick; the handler's own writes retry too
-            if beat:
-                next_beat = time.monotonic() + self.beat_every
-            if cancel_requested and not self.ctx.cancelled.is_set():
-                log.info("Cancel requested", jobId=self.ctx.job_id)
-                self.ctx.cancelled.set()
+        while True:
+            time.sleep(self.check_every)
+            with self._lock:
+                jobs = list(self._jobs.values())
+            for keeper, ctx, next_beat in jobs:
+                self._look_after(keeper, ctx, next_beat)
+
+    def _look_after(self, keeper: LeaseKeeper, ctx: JobContext, next_beat: list[float]) -> None:
+        beat = time.monotonic() >= next_beat[0]
+        try:
+            operation = queue.record_heartbeat if beat else queue.check_lease
+            cancel_requested = keeper.call(operation, retry_for=0)
+        except LeaseLost:
+            if self._watched(ctx.job_id):  # not merely finished while we looked
+                log.warning("Lease lost; stopping the handler", jobId=ctx.job_id)
+                ctx.lease_lost.set()
+                ctx.cancelled.set()
+                self.unwatch(ctx.job_id)
+            return
+        except DatabaseUnavailable:
+            return  # try again next tick; the handler's own writes retry too
+        if beat:
+            next_beat[0] = time.monotonic() + self.beat_every
+        if cancel_requested and not ctx.cancelled.is_set():
+            log.info("Cancel requested", jobId=ctx.job_id)
+            ctx.cancelled.set()
 
 
 @dataclass(frozen=True)
@@ -156,6 +179,15 @@ class Runner:
         self.pool = pool
         self.registry = registry
         self.settings = settings
+        self._watcher: _Watcher | None = None
+        self._watcher_lock = threading.Lock()
+
+    def _watcher_thread(self) -> _Watcher:
+        with self._watcher_lock:  # started on the first job: importing costs nothing
+            if self._watcher is None:
+                self._watcher = _Watcher(self.settings)
+                self._watcher.start()
+            return self._watcher
 
     def run_next(self) -> RunOutcome | None:
         """Claim and run the next due job; None when nothing is due."""
@@ -178,8 +210,8 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 (an unknown kind or a broken import fails the job)
             detail = f"No handler for kind {job.kind!r}" if job.kind not in self.registry else str(exc)
             return self._fail(keeper, job, detail, retryable=False)
-        watcher = _Watcher(keeper, ctx, self.settings)
-        watcher.start()
+        watcher = self._watcher_thread()
+        watcher.watch(keeper, ctx)
         try:
             result = handler(dict(job.payload), ctx)
             error = None
@@ -190,8 +222,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 (any handler failure fails the attempt)
             result, error = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         finally:
-            watcher.stopped.set()
-            watcher.join()
+            watcher.unwatch(job.id)
         return self._finish(keeper, ctx, job, result, error)
 
     def _finish(self, keeper: LeaseKeeper, ctx: JobContext, job: Job, result: Any, error: str | None) -> RunOutcome:
