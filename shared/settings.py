@@ -39,7 +39,7 @@ class DatabaseTarget:
 class Settings:
     database: DatabaseTarget
     heartbeat_seconds: float = 30.0
-    cancel_check_seconds: float = 1.0
+    cancel_check_seconds: float = 0.5
     stalled_after_seconds: float = 900.0
     retention_days: int = 30
     retry_base_seconds: float = 10.0
@@ -204,7 +204,7 @@ class _SettingsReader:
         settings = Settings(
             database=self.database(),
             heartbeat_seconds=heartbeat,
-            cancel_check_seconds=self.number("CANCEL_CHECK_SECONDS", 1.0, 0.05),
+            cancel_check_seconds=self.number("CANCEL_CHECK_SECONDS", 0.5, 0.05),
             stalled_after_seconds=stalled,
             retention_days=self.number("RETENTION_DAYS", 30, 1, integer=True),
             retry_base_seconds=self.number("RETRY_BASE_SECONDS", 10.0, 0.0),
