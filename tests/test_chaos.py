@@ -216,91 +216,102 @@ def _post(url, body):
         return None
 
 
+class ConnectionSampler(threading.Thread):
+    """Samples the database connections each function holds, keeping the peak."""
+
+    def __init__(self, database_url: str):
+        super().__init__(daemon=True)
+        self.database_url = database_url
+        self.peak: Counter = Counter()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            for name, count in connections_by_function(self.database_url).items():
+                self.peak[name] = max(self.peak[name], count)
+            time.sleep(0.05)
+
+
+def enqueue_burst(stack, count: int, clients: int) -> dict:
+    local = threading.local()
+
+    def enqueue(i):
+        # A client per thread: a new httpx client builds an SSL context (about 30 ms).
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(timeout=60)
+        return local.http.post(stack.url("enqueue"), json={"kind": "noop", "n": i}, headers=AUTH).status_code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        codes = Counter(pool.map(enqueue, range(count)))
+    assert set(codes) <= {202, 429, 503}
+    return {"answers": dict(codes), "seconds": round(time.monotonic() - started, 1)}
+
+
+def process_burst(stack, count: int) -> dict:
+    for i in range(count):
+        body = {"kind": "slow_count", "tag": f"over-{i}", "steps": 5, "stepSeconds": 0.3}
+        httpx.post(stack.url("enqueue"), json=body, headers=AUTH)
+    with ThreadPoolExecutor(count) as pool:
+        codes = Counter(pool.map(lambda _: _post(stack.url("process"), {}), range(count)))
+    assert set(codes) <= {200, 204, 503}
+    return dict(codes)
+
+
+def open_streams(stack, count: int) -> dict:
+    job = httpx.post(stack.url("enqueue"), json={"kind": "noop"}, headers=AUTH).json()
+    rss_before = rss_mb(stack.processes["status"].pid)
+    opened, refused = [], 0
+    for _ in range(count):
+        http = httpx.Client(timeout=30)
+        request = http.build_request("GET", stack.url("status"), params={"id": job["id"], "stream": "1"})
+        response = http.send(request, stream=True)
+        if response.status_code == 200:
+            opened.append((http, response))
+            continue
+        assert response.status_code in (429, 503), response.status_code
+        refused += 1
+        response.close()
+        http.close()
+    time.sleep(1)
+    plain = httpx.get(stack.url("status"), params={"id": job["id"]}, timeout=30)
+    figures = {
+        "opened": len(opened),
+        "refused_429": refused,
+        "plain_request_meanwhile": plain.status_code,
+        "status_rss_mb_before": round(rss_before, 1),
+        "status_rss_mb_with_streams": round(rss_mb(stack.processes["status"].pid), 1),
+    }
+    for http, response in opened:
+        response.close()
+        http.close()
+    assert plain.status_code == 200
+    return figures
+
+
 def test_overload_is_served_or_refused_cleanly_with_bounded_connections(database_url, tmp_path):
     pool_size = 4
-    stack = start_stack(
-        database_url,
-        tmp_path,
-        DB_POOL_SIZE=str(pool_size),
-        DB_POOL_TIMEOUT_SECONDS="2",
-        THREADS="220",
-        MAX_OPEN_STREAMS="150",
-    )
-    figures = {"db_pool_size": pool_size}
+    settings = {
+        "DB_POOL_SIZE": str(pool_size),
+        "DB_POOL_TIMEOUT_SECONDS": "2",
+        "THREADS": "220",
+        "MAX_OPEN_STREAMS": "150",
+    }
+    stack = start_stack(database_url, tmp_path, **settings)
+    sampler = ConnectionSampler(database_url)
+    sampler.start()
     try:
-        # 1,000 enqueues from 16 clients.
-        local = threading.local()
-
-        def enqueue(i):
-            # A client per thread: a new httpx client builds an SSL context (about 30 ms).
-            if not hasattr(local, "http"):
-                local.http = httpx.Client(timeout=60)
-            return local.http.post(stack.url("enqueue"), json={"kind": "noop", "n": i}, headers=AUTH).status_code
-
-        peak = Counter()
-        sampling = threading.Event()
-
-        def sample():
-            while not sampling.is_set():
-                for name, count in connections_by_function(database_url).items():
-                    peak[name] = max(peak[name], count)
-                time.sleep(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        started = time.monotonic()
-        with ThreadPoolExecutor(16) as pool:
-            codes = Counter(pool.map(enqueue, range(1000)))
-        figures["enqueue_burst"] = {"answers": dict(codes), "seconds": round(time.monotonic() - started, 1)}
-        assert set(codes) <= {202, 429, 503}
-
-        # 16 concurrent process invocations on one instance.
-        for i in range(16):
-            httpx.post(
-                stack.url("enqueue"),
-                json={"kind": "slow_count", "tag": f"over-{i}", "steps": 5, "stepSeconds": 0.3},
-                headers=AUTH,
-            )
-        with ThreadPoolExecutor(16) as pool:
-            process_codes = Counter(pool.map(lambda _: _post(stack.url("process"), {}), range(16)))
-        figures["process_16_at_once"] = dict(process_codes)
-        assert set(process_codes) <= {200, 204, 503}
-
-        # 200 status streams on one instance.
-        job = httpx.post(stack.url("enqueue"), json={"kind": "noop"}, headers=AUTH).json()
-        rss_before = rss_mb(stack.processes["status"].pid)
-        opened, refused, clients = 0, 0, []
-        for _ in range(200):
-            http = httpx.Client(timeout=30)
-            response = http.send(
-                http.build_request("GET", stack.url("status"), params={"id": job["id"], "stream": "1"}), stream=True
-            )
-            if response.status_code == 200:
-                opened += 1
-                clients.append((http, response))
-            else:
-                assert response.status_code in (429, 503), response.status_code
-                refused += 1
-                response.close()
-                http.close()
-        time.sleep(1)
-        plain = httpx.get(stack.url("status"), params={"id": job["id"]}, timeout=30)
-        figures["streams_200"] = {
-            "opened": opened,
-            "refused_429": refused,
-            "plain_request_meanwhile": plain.status_code,
-            "status_rss_mb_before": round(rss_before, 1),
-            "status_rss_mb_with_streams": round(rss_mb(stack.processes["status"].pid), 1),
+        figures = {
+            "db_pool_size": pool_size,
+            "enqueue_burst": enqueue_burst(stack, 1000, clients=16),
+            "process_16_at_once": process_burst(stack, 16),
+            "streams_200": open_streams(stack, 200),
         }
-        for http, response in clients:
-            response.close()
-            http.close()
-        sampling.set()
-        sampler.join()
-        figures["peak_connections"] = dict(peak)
-        assert plain.status_code == 200
-        for name, count in peak.items():
-            assert count <= pool_size + (1 if name == "jobqueue-listener" else 0), (name, count)
     finally:
+        sampler.stopped.set()
+        sampler.join()
         stack.stop()
+    figures["peak_connections"] = dict(sampler.peak)
     record("overload", figures)
+    for name, count in sampler.peak.items():
+        assert count <= pool_size + (1 if name == "jobqueue-listener" else 0), (name, count)
