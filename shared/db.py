@@ -82,6 +82,7 @@ def connect(target: DatabaseTarget, timeout: float = 10.0, application_name: str
 
 
 TIMESTAMPTZ_OID = 1184
+UUID_OID = 2950
 
 
 def _timestamptz(text: str):
@@ -95,6 +96,7 @@ def _timestamptz(text: str):
 
 def _prepare_connection(conn):
     conn.register_in_adapter(TIMESTAMPTZ_OID, _timestamptz)
+    conn.register_in_adapter(UUID_OID, str)  # ids travel as strings; no UUID objects to convert back
     return conn
 
 

@@ -43,10 +43,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
-        fields = {name: row.get(name) for name in cls.__dataclass_fields__}
-        fields["id"] = str(row["id"])
-        fields["worker_token"] = str(row["worker_token"]) if row["worker_token"] else None
-        return cls(**fields)
+        return cls(**{name: row.get(name) for name in cls.__dataclass_fields__})
 
     @property
     def is_terminal(self) -> bool:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 
 
 def log(severity: str, message: str, **fields) -> None:
-    entry = {"severity": severity, "message": message, "time": datetime.now(UTC).isoformat()}
+    # No timestamp of our own: Cloud Logging stamps each line as it arrives.
+    entry = {"severity": severity, "message": message}
     entry.update({key: value for key, value in fields.items() if value is not None})
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
     sys.stdout.flush()

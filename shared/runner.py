@@ -10,7 +10,6 @@ invocation that lost its lease (swept and claimed again elsewhere) writes nothin
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,7 +72,7 @@ class JobContext:
         self.attempt = job.attempts
         self.max_attempts = job.max_attempts
         self.cancelled = threading.Event()  # set on a cancel request, or when the lease is lost
-        self.lease_lost = threading.Event()
+        self.lease_lost = False  # set with cancelled when another invocation owns the job
         self._keeper = keeper
 
     def progress(self, percent: float | None, step: str | None = None, message: str | None = None) -> None:
@@ -102,7 +101,7 @@ class JobContext:
         try:
             self._keeper.call(operation, *args)
         except LeaseLost:
-            self.lease_lost.set()
+            self.lease_lost = True
             self.cancelled.set()
             raise
 
@@ -152,7 +151,7 @@ class _Watcher(threading.Thread):
         except LeaseLost:
             if self._watched(ctx.job_id):  # not merely finished while we looked
                 log.warning("Lease lost; stopping the handler", jobId=ctx.job_id)
-                ctx.lease_lost.set()
+                ctx.lease_lost = True
                 ctx.cancelled.set()
                 self.unwatch(ctx.job_id)
             return
@@ -226,7 +225,7 @@ class Runner:
         return self._finish(keeper, ctx, job, result, error)
 
     def _finish(self, keeper: LeaseKeeper, ctx: JobContext, job: Job, result: Any, error: str | None) -> RunOutcome:
-        if ctx.lease_lost.is_set():
+        if ctx.lease_lost:
             log.warning("Job lost its lease; nothing written", jobId=job.id)
             return RunOutcome("lost", job)
         if ctx.cancelled.is_set():
@@ -234,10 +233,9 @@ class Runner:
         if error is not None:
             return self._fail(keeper, job, error, retryable=True)
         try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
+            return self._end(keeper, job, "completed", queue.complete, result)
+        except (TypeError, ValueError) as exc:  # serialising the result failed: nothing was written
             return self._fail(keeper, job, f"The handler's result is not JSON: {exc}", retryable=False)
-        return self._end(keeper, job, "completed", queue.complete, result)
 
     def _fail(self, keeper: LeaseKeeper, job: Job, error: str, retryable: bool) -> RunOutcome:
         delay = queue.retry_delay_seconds(

@@ -233,17 +233,20 @@ class ConnectionSampler(threading.Thread):
 
 
 def enqueue_burst(stack, count: int, clients: int) -> dict:
-    local = threading.local()
+    local, opened = threading.local(), []
 
     def enqueue(i):
         # A client per thread: a new httpx client builds an SSL context (about 30 ms).
         if not hasattr(local, "http"):
             local.http = httpx.Client(timeout=60)
+            opened.append(local.http)
         return local.http.post(stack.url("enqueue"), json={"kind": "noop", "n": i}, headers=AUTH).status_code
 
     started = time.monotonic()
     with ThreadPoolExecutor(clients) as pool:
         codes = Counter(pool.map(enqueue, range(count)))
+    for http in opened:
+        http.close()
     assert set(codes) <= {202, 429, 503}
     return {"answers": dict(codes), "seconds": round(time.monotonic() - started, 1)}
 
