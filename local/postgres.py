@@ -161,7 +161,7 @@ class PostgresServer:
         status = self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"])
         return status.returncode == 0
 
-    def start(self, durable: bool = False) -> PostgresServer:
+    def start(self, durable: bool = False, options: str = "") -> PostgresServer:
         self._ensure_datadir()
         if self.running():  # left over from an earlier run that did not stop it: reuse it
             self.wait_ready()
@@ -170,7 +170,7 @@ class PostgresServer:
         fast = "" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
-            f" -c max_connections=300 -c shared_buffers=128MB{fast}"
+            f" -c max_connections=300 -c shared_buffers=128MB{fast} {options}"
         )
         logfile = self.datadir / "server.log"
         done = self._run(
@@ -215,7 +215,7 @@ def _server_user() -> str | None:
     return "nobody" if _runs_as_root() else None
 
 
-def throwaway_server(durable: bool = False) -> PostgresServer:
+def throwaway_server(durable: bool = False, options: str = "") -> PostgresServer:
     """Start a fresh server in a temporary directory; the caller stops it and removes it."""
     bindir = find_bindir()
     if bindir is None:
@@ -229,7 +229,7 @@ def throwaway_server(durable: bool = False) -> PostgresServer:
     base = Path(tempfile.mkdtemp(prefix="jobqueue-pg-"))
     os.chmod(base, 0o755)
     server = PostgresServer(datadir=base / "data", port=free_port(), bindir=bindir, user=user)
-    return server.start(durable=durable)
+    return server.start(durable=durable, options=options)
 
 
 def persistent_datadir(repo: Path) -> Path:

@@ -10,10 +10,10 @@ import flask
 import functions_framework
 
 from shared import queue
-from shared.errors import NotFound, TooManyStreams, ValidationError
+from shared.errors import TooManyStreams, ValidationError
 from shared.jobs import iso
 from shared.listener import JobEventListener
-from shared.web.page import DOCUMENT_POLICY, render_status_page
+from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream
 
@@ -31,29 +31,17 @@ def wants_page(request) -> bool:
 
 
 def page(job_id: str):
-    html, headers = render_status_page(job_id, request_path(), service.settings.cancel_url)
+    # The page's stream is this same function, at the path it was asked for.
+    html, headers = render_status_page(job_id, flask.request.path or "/", service.settings.cancel_url)
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
-def request_path() -> str:
-    # The stream is this same function: behind Cloud Run it is served at the root.
-    return flask.request.path or "/"
-
-
 def document(job, view: str):
-    """The finished newsletter (view=document) or the latest preview (view=preview) on its
-    own, under a sandboxing policy, for the page's frame."""
+    events = []
     if view == "preview":
         with service.pool.session() as session:
-            previews = [e.data for e in queue.list_events(session, job.id) if e.kind == "preview"]
-        shown = previews[-1] if previews else {}
-        content, output_format = shown.get("content"), shown.get("format")
-    else:
-        result = job.result if isinstance(job.result, dict) and job.job_status == "completed" else {}
-        content, output_format = result.get("document"), result.get("format")
-    if not isinstance(content, str):
-        raise NotFound(f"This job has no {view} yet")
-    mimetype = "text/html" if output_format == "html" else "text/plain"
+            events = queue.list_events(session, job.id)
+    content, mimetype = framed_document(job, events, view)
     headers = {"Content-Security-Policy": DOCUMENT_POLICY, "X-Content-Type-Options": "nosniff"}
     return flask.Response(content, mimetype=mimetype, headers=headers)
 

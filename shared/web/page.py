@@ -1,6 +1,9 @@
 """The status page: one self-contained HTML page that follows a job's stream, shows its
 steps, log and preview, and can cancel it. No build step, no external fonts or scripts,
-and a strict Content-Security-Policy: inline code runs only with this response's nonce."""
+and a strict Content-Security-Policy: inline code runs only with this response's nonce.
+
+Also the framed documents it shows: the finished newsletter and the latest preview, each
+served alone under a sandboxing policy of its own."""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ import secrets
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from shared.errors import NotFound
+from shared.jobs import Job
+from shared.queue import Event
 
 PAGE = Path(__file__).with_name("status_page.html")
 
@@ -49,6 +56,20 @@ def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) ->
     }
 
 
-# The finished newsletter, framed by the page: sandboxed (a unique origin, no scripts), with
-# its own stylesheet allowed and nothing else.
+# The documents the page frames: sandboxed (a unique origin, no scripts), their own
+# stylesheet allowed and nothing else.
 DOCUMENT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'"
+
+
+def framed_document(job: Job, events: list[Event], view: str) -> tuple[str, str]:
+    """(content, mimetype) of the finished newsletter (view "document") or of the latest
+    preview (view "preview"); NotFound when there is none yet."""
+    if view == "preview":
+        previews = [event.data for event in events if event.kind == "preview"]
+        shown = previews[-1] if previews else {}
+    else:
+        result = job.result if isinstance(job.result, dict) and job.job_status == "completed" else {}
+        shown = {"content": result.get("document"), "format": result.get("format")}
+    if not isinstance(shown.get("content"), str):
+        raise NotFound(f"This job has no {view} yet")
+    return shown["content"], "text/html" if shown.get("format") == "html" else "text/plain"
