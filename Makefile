@@ -7,7 +7,7 @@ PYTHON ?= python3
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ migrate: venv ## Apply the migrations to DATABASE_URL
 dev: venv ## Serve the five functions locally on ports 8081-8085 with PostgreSQL (Ctrl-C stops)
 	$(PY) -m local.stack
 
-demo: venv ## Run a job end to end on a local stack and follow it live
+demo: venv ## Generate a newsletter end to end on a local stack and follow it live
 	$(PY) -m local.demo
 
 .PHONY: dev demo
@@ -76,7 +76,7 @@ chaos: venv ## Slow reliability runs: a database restart under load, overload (f
 
 .PHONY: chaos
 
-bench: venv ## Benchmarks on a durable throwaway PostgreSQL: table on stdout, JSON in build/bench.json
+bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json
 	$(PY) -m bench.run
 
 .PHONY: bench
