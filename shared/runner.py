@@ -3,9 +3,9 @@
 While the handler runs (in the caller's thread), the runner's watcher thread checks the
 lease once every CANCEL_CHECK_SECONDS (a read) and writes the heartbeat every
 HEARTBEAT_SECONDS, so a cancel request reaches the handler as `ctx.cancelled` within about
-a second. The job
-ends in exactly one of: completed, failed, requeued for a retry, or cancelled. An
-invocation that lost its lease (swept and claimed again elsewhere) writes nothing more.
+a second. The job ends in exactly one of: completed, failed, requeued for a retry, or
+cancelled. An invocation that lost its lease (swept and claimed again elsewhere) writes
+nothing more.
 """
 
 from __future__ import annotations
