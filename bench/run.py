@@ -532,10 +532,8 @@ def main() -> int:
         print("7. cold start", flush=True)
         results["cold_start"] = cold_start(url, 3 if not args.quick else 1)
 
-        stack = Stack(
+        stack = Stack.on_free_ports(
             database_url=url,
-            ports={name: postgres.free_port() for name in FUNCTIONS},
-            feeds_port=postgres.free_port(),
             extra_env={"JOB_HANDLERS": HANDLERS, "THREADS": "120", "MAX_OPEN_STREAMS": "110", "DB_POOL_SIZE": "10"},
             scheduler=False,
             log_dir=Path(tempfile.mkdtemp(prefix="jobqueue-bench-")),

@@ -13,7 +13,7 @@ from pathlib import Path
 from client.api import JobQueueClient
 from client.render import follow_in_terminal
 from local import postgres
-from local.stack import DEV_TOKEN, FUNCTIONS, Stack
+from local.stack import DEV_TOKEN, Stack
 
 
 def newsletter_request(source_ids: list[int]) -> dict:
@@ -27,10 +27,8 @@ def newsletter_request(source_ids: list[int]) -> dict:
 
 def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="jobqueue-demo-"))
-    ports = {name: postgres.free_port() for name in FUNCTIONS}
-    feeds_port = postgres.free_port()
     print("Starting PostgreSQL and the five functions...", flush=True)
-    stack = Stack(persistent=False, ports=ports, feeds_port=feeds_port, tasks_port=postgres.free_port(), log_dir=logs)
+    stack = Stack.on_free_ports(persistent=False, tasks_port=postgres.free_port(), log_dir=logs)
     with stack:
         client = JobQueueClient(
             enqueue_url=stack.url("enqueue"),

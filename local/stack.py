@@ -95,6 +95,14 @@ class Stack:
     _feeds: ThreadingHTTPServer | None = None
     _tasks: TasksEmulator | None = None
 
+    @classmethod
+    def on_free_ports(cls, **fields) -> Stack:
+        """A stack whose functions and feed server take free ports, so that it can run beside
+        `make dev` and beside other stacks (tests, the demo, the benchmarks)."""
+        fields.setdefault("ports", {name: postgres.free_port() for name in FUNCTIONS})
+        fields.setdefault("feeds_port", postgres.free_port())
+        return cls(**fields)
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}/"
 

@@ -16,7 +16,7 @@ import pytest
 
 from client.api import JobQueueClient
 from local import postgres
-from local.stack import DEV_TOKEN, FUNCTIONS, Stack
+from local.stack import DEV_TOKEN, Stack
 from shared.db import Session, connect
 from shared.migrate import apply_migrations
 from shared.settings import Settings
@@ -48,7 +48,6 @@ def own_server():
 
 
 def start_stack(database_url, tmp_path, **extra):
-    ports = {name: postgres.free_port() for name in FUNCTIONS}
     env = {
         "JOB_HANDLERS": HANDLERS,
         "HEARTBEAT_SECONDS": "1",
@@ -56,15 +55,7 @@ def start_stack(database_url, tmp_path, **extra):
         "DB_TIMEOUT_SECONDS": "3",
         **extra,
     }
-    stack = Stack(
-        database_url=database_url,
-        ports=ports,
-        feeds_port=postgres.free_port(),
-        extra_env=env,
-        scheduler=False,
-        log_dir=tmp_path,
-    )
-    return stack.start()
+    return Stack.on_free_ports(database_url=database_url, extra_env=env, scheduler=False, log_dir=tmp_path).start()
 
 
 def connections_by_function(url: str) -> dict[str, int]:

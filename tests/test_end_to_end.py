@@ -9,15 +9,13 @@ import pytest
 from httpx_sse import connect_sse
 
 from client.api import JobQueueClient
-from local import postgres
-from local.stack import DEV_TOKEN, FUNCTIONS, Stack
+from local.stack import DEV_TOKEN, Stack
 
 
 @pytest.fixture
 def stack(database_url, tmp_path):
-    ports = {name: postgres.free_port() for name in FUNCTIONS}
     extra = {"CANCEL_CHECK_SECONDS": "0.1", "HEARTBEAT_SECONDS": "1", "STREAM_KEEPALIVE_SECONDS": "1"}
-    with Stack(database_url=database_url, ports=ports, extra_env=extra, scheduler=False, log_dir=tmp_path) as running:
+    with Stack.on_free_ports(database_url=database_url, extra_env=extra, scheduler=False, log_dir=tmp_path) as running:
         yield running
 
 

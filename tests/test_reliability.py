@@ -7,15 +7,13 @@ import time
 import httpx
 import pytest
 
-from local import postgres
-from local.stack import DEV_TOKEN, FUNCTIONS, Stack, wait_for_port
+from local.stack import DEV_TOKEN, Stack, wait_for_port
 
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
 
 @pytest.fixture
 def stack(database_url, tmp_path):
-    ports = {name: postgres.free_port() for name in FUNCTIONS}
     extra = {
         "HEARTBEAT_SECONDS": "0.3",
         "STALLED_AFTER_SECONDS": "1.5",
@@ -23,14 +21,7 @@ def stack(database_url, tmp_path):
         "RETRY_BASE_SECONDS": "0",
         "WEBHOOK_SECRET": "whsec-never-logged-42",
     }
-    running = Stack(
-        database_url=database_url,
-        ports=ports,
-        feeds_port=postgres.free_port(),
-        extra_env=extra,
-        scheduler=False,
-        log_dir=tmp_path,
-    )
+    running = Stack.on_free_ports(database_url=database_url, extra_env=extra, scheduler=False, log_dir=tmp_path)
     running.start()
     yield running
     running.stop()

@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local import postgres
-from local.stack import DEV_TOKEN, FUNCTIONS, REPO, Stack
+from local.stack import DEV_TOKEN, REPO, Stack
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,12 +37,9 @@ def stack(tmp_path_factory, admin_url, template_database):
     admin = admin_session(admin_url)
     admin.run_sql("DROP DATABASE IF EXISTS jobqueue_browser")
     admin.run_sql(f"CREATE DATABASE jobqueue_browser TEMPLATE {template_database}")
-    ports = {name: postgres.free_port() for name in FUNCTIONS}
     extra = {"CANCEL_CHECK_SECONDS": "0.1", "STREAM_KEEPALIVE_SECONDS": "2"}
-    running = Stack(
+    running = Stack.on_free_ports(
         database_url=with_database(admin_url, "jobqueue_browser"),
-        ports=ports,
-        feeds_port=postgres.free_port(),
         extra_env=extra,
         scheduler=False,
         log_dir=tmp_path_factory.mktemp("logs"),

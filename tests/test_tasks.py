@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from local import postgres
-from local.stack import DEV_TOKEN, FUNCTIONS, REPO, Stack
+from local.stack import DEV_TOKEN, REPO, Stack
 from local.tasks_emulator import TasksEmulator
 from shared import queue
 from shared.dispatch import Dispatcher, task_id
@@ -91,16 +91,8 @@ def tasks_env(emulator_host: str, process_url: str) -> dict[str, str]:
 
 
 def start_stack(database_url, tmp_path, emulator_host):
-    ports = {name: postgres.free_port() for name in FUNCTIONS}
-    process_url = f"http://127.0.0.1:{ports['process']}/"
-    stack = Stack(
-        database_url=database_url,
-        ports=ports,
-        feeds_port=postgres.free_port(),
-        extra_env=tasks_env(emulator_host, process_url),
-        scheduler=False,
-        log_dir=tmp_path,
-    )
+    stack = Stack.on_free_ports(database_url=database_url, scheduler=False, log_dir=tmp_path)
+    stack.extra_env = tasks_env(emulator_host, stack.url("process"))
     return stack.start()
 
 
