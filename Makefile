@@ -27,7 +27,7 @@ test: venv ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABA
 	$(PY) -m pytest -m "not slow"
 
 migrate: venv ## Apply the migrations to DATABASE_URL
-	$(PY) -m shared.migrate
+	$(PY) -m shared.core.migrate
 
 .PHONY: help venv test migrate
 

@@ -31,12 +31,12 @@ import httpx
 
 from local import postgres
 from local.stack import DEV_TOKEN, FUNCTIONS, REPO, Stack, wait_for_port
-from shared import queue
-from shared.db import STATEMENTS, Pool, Session, connect
-from shared.handlers import HandlerRegistry
-from shared.migrate import apply_migrations
-from shared.runner import Runner
-from shared.settings import Settings
+from shared.core import queue
+from shared.core.db import STATEMENTS, Pool, Session, connect
+from shared.core.handlers import HandlerRegistry
+from shared.core.migrate import apply_migrations
+from shared.core.runner import Runner
+from shared.core.settings import Settings
 
 OUT = REPO / "build" / "bench.json"
 HANDLERS = (

@@ -14,8 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from local.functions import FUNCTIONS
+
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("enqueue", "process", "status", "cancel", "sweep")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache")
 
 

@@ -29,6 +29,6 @@ def serve_feeds(port: int) -> ThreadingHTTPServer:
 
 def seed_demo_sources(session, port: int) -> list:
     """Add (or point at this port) the demo sources; on a new database they get ids 1, 2, 3."""
-    from shared.newsletter.sources import add_source  # noqa: PLC0415
+    from shared.kinds.newsletter.sources import add_source  # noqa: PLC0415
 
     return [add_source(session, name, f"http://127.0.0.1:{port}/{file}") for name, file in DEMO_SOURCES]

@@ -22,13 +22,13 @@ import httpx
 
 from local import postgres
 from local.feedserver import seed_demo_sources, serve_feeds
+from local.functions import FUNCTIONS
 from local.tasks_emulator import TasksEmulator
-from shared.db import Session, connect
-from shared.migrate import apply_migrations
-from shared.settings import Settings
+from shared.core.db import Session, connect
+from shared.core.migrate import apply_migrations
+from shared.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("enqueue", "process", "status", "cancel", "sweep")
 DEFAULT_PORTS = dict(zip(FUNCTIONS, range(8081, 8086)))
 DEV_TOKEN = "dev-token"
 

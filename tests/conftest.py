@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from local import postgres
-from shared.db import Pool, Session, connect
-from shared.handlers import BUILTIN_HANDLERS, HandlerRegistry
-from shared.migrate import apply_migrations
-from shared.settings import Settings
+from shared.core.db import Pool, Session, connect
+from shared.core.handlers import HandlerRegistry, builtin_handlers
+from shared.core.migrate import apply_migrations
+from shared.core.settings import Settings
 
 TEMPLATE = "jobqueue_test_template"
 _counter = itertools.count()
@@ -113,11 +113,10 @@ def registry() -> HandlerRegistry:
     """The built-ins plus the test handlers in tests/handlers.py."""
     from tests import handlers  # noqa: PLC0415
 
-    return HandlerRegistry({**BUILTIN_HANDLERS, **handlers.ALL})
+    return HandlerRegistry({**builtin_handlers(), **handlers.ALL})
 
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("enqueue", "process", "status", "cancel", "sweep")
 API_TOKEN = "test-token-0123456789"
 
 

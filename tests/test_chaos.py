@@ -17,9 +17,9 @@ import pytest
 from client.api import JobQueueClient
 from local import postgres
 from local.stack import DEV_TOKEN, Stack
-from shared.db import Session, connect
-from shared.migrate import apply_migrations
-from shared.settings import Settings
+from shared.core.db import Session, connect
+from shared.core.migrate import apply_migrations
+from shared.core.settings import Settings
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}

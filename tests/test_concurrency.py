@@ -2,9 +2,9 @@
 
 import threading
 
-from shared import queue
-from shared.db import Pool
-from shared.runner import Runner
+from shared.core import queue
+from shared.core.db import Pool
+from shared.core.runner import Runner
 from tests import handlers
 
 JOBS = 2000

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from shared import queue
+from local.functions import FUNCTIONS
+from shared.core import queue
 from tests import handlers
 from tests.conftest import API_TOKEN
 
@@ -112,7 +113,7 @@ def test_every_function_answers_405_for_other_methods_with_json(make_client):
 
 
 def test_every_function_answers_cors_preflight(make_client):
-    for name in ("enqueue", "process", "status", "cancel", "sweep"):
+    for name in FUNCTIONS:
         response = make_client(name).options(
             "/", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
         )

@@ -10,7 +10,8 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import API_TOKEN, FUNCTIONS, REPO
+from local.functions import FUNCTIONS
+from tests.conftest import API_TOKEN, REPO
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml").read_text())
 SPEC["servers"] = [{"url": "http://functions.test"}]

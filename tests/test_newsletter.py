@@ -6,13 +6,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shared import queue
-from shared.errors import ValidationError
-from shared.handlers import HandlerRegistry
-from shared.newsletter import handler as newsletter
-from shared.newsletter.cli import main as sources_cli
-from shared.newsletter.sources import add_source, disable_source
-from shared.runner import Runner
+from shared.core import queue
+from shared.core.errors import ValidationError
+from shared.core.handlers import HandlerRegistry
+from shared.core.runner import Runner
+from shared.kinds.newsletter import handler as newsletter
+from shared.kinds.newsletter.cli import main as sources_cli
+from shared.kinds.newsletter.sources import add_source, disable_source
 
 
 def rss(*items: tuple[str, str, str]) -> bytes:

@@ -10,8 +10,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from shared.jobs import Job
-from tests.conftest import API_TOKEN, FUNCTIONS
+from local.functions import FUNCTIONS
+from shared.core.jobs import Job
+from tests.conftest import API_TOKEN
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text())
@@ -49,7 +50,7 @@ def test_the_spec_names_exactly_the_five_functions():
 
 
 def test_the_job_schema_lists_exactly_the_fields_a_job_has(session, registry):
-    from shared import queue  # noqa: PLC0415
+    from shared.core import queue  # noqa: PLC0415
 
     job, _ = queue.enqueue(session, registry, kind="noop", payload={})
     assert isinstance(job, Job)

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import queue
-from shared.errors import LeaseLost, NotFound, ValidationError
-from shared.queue import CancelOutcome, Lease
+from shared.core import queue
+from shared.core.errors import LeaseLost, NotFound, ValidationError
+from shared.core.queue import CancelOutcome, Lease
 
 
 def enqueue(session, registry, kind="noop", payload=None, **options):
@@ -38,6 +38,19 @@ def test_enqueue_makes_a_queued_job_with_a_random_id_and_the_seed_field_names(se
     assert body["cancelRequested"] is False
     assert job.id != other.id and job.id[14] == "4"  # a version-4 (random) UUID
     assert job.payload == {"dateRange": {"from": "2025-01-01"}}
+
+
+def test_idempotency_keys_belong_to_their_tenant(session, registry):
+    ours, created = queue.enqueue(session, registry, kind="noop", payload={}, idempotency_key="k-1", tenant="acme")
+    theirs, created_theirs = queue.enqueue(
+        session, registry, kind="noop", payload={}, idempotency_key="k-1", tenant="globex"
+    )
+    assert created and created_theirs and ours.id != theirs.id
+    assert (ours.tenant, theirs.tenant) == ("acme", "globex")
+    again, created_again = queue.enqueue(
+        session, registry, kind="noop", payload={}, idempotency_key="k-1", tenant="acme"
+    )
+    assert again.id == ours.id and not created_again
 
 
 def test_a_repeated_idempotency_key_returns_the_existing_job(session, registry):
@@ -201,7 +214,7 @@ def test_sweep_requeues_a_stalled_job_then_fails_it_when_attempts_run_out(sessio
     age_heartbeat(session, job.id, 120)
     report = queue.sweep(session, stalled_after_seconds=60, retention_days=30)
     assert (report.requeued, report.failed, report.cancelled) == (1, 0, 0)
-    assert report.requeued_ids == (job.id,)
+    assert [swept.id for swept in report.requeued_jobs] == [job.id]
     requeued = queue.get_job(session, job.id)
     assert requeued.job_status == "queued" and requeued.error == "Job processor stopped responding"
 

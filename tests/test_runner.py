@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from shared import queue
-from shared.errors import SettingsError
-from shared.handlers import HandlerRegistry
-from shared.queue import Lease
-from shared.runner import Runner
-from shared.settings import Settings
+from shared.core import queue
+from shared.core.errors import SettingsError
+from shared.core.handlers import HandlerRegistry
+from shared.core.queue import Lease
+from shared.core.runner import Runner
+from shared.core.settings import Settings
 from tests import handlers
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from shared.errors import SettingsError
-from shared.settings import Settings
+from shared.core.errors import SettingsError
+from shared.core.settings import Settings
 
 
 def test_defaults_from_a_database_url():
@@ -52,3 +52,19 @@ def test_a_stall_threshold_shorter_than_the_heartbeat_is_refused():
 def test_the_api_token_never_shows_in_the_settings_repr():
     settings = Settings.from_env({"DATABASE_URL": "postgresql://h/db", "API_TOKEN": "s3cret-token"})
     assert "s3cret-token" not in repr(settings)
+
+
+def test_api_tokens_map_tokens_to_tenants_and_api_token_is_the_default_tenant():
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://localhost/jobs", "API_TOKEN": "t0", "API_TOKENS": "acme=t1, globex=t2"}
+    )
+    assert settings.api_tokens == (("default", "t0"), ("acme", "t1"), ("globex", "t2"))
+    assert "t1" not in repr(settings)
+
+
+def test_a_malformed_or_repeated_api_token_entry_is_named_without_its_token():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DATABASE_URL": "postgresql://localhost/jobs", "API_TOKENS": "bad tenant=s3cret,acme=x,b=x"})
+    message = str(raised.value)
+    assert "'bad tenant'" in message and "must not repeat a token" in message
+    assert "s3cret" not in message

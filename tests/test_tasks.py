@@ -16,11 +16,11 @@ import pytest
 from local import postgres
 from local.stack import DEV_TOKEN, REPO, Stack
 from local.tasks_emulator import TasksEmulator
-from shared import queue
-from shared.dispatch import Dispatcher, task_id
-from shared.jobs import Job
-from shared.settings import Settings
-from shared.webhooks import SIGNATURE_HEADER, sign, verify_signature
+from shared.core import queue
+from shared.core.dispatch import Dispatcher, task_id
+from shared.core.jobs import Job
+from shared.core.settings import Settings
+from shared.core.webhooks import SIGNATURE_HEADER, sign, verify_signature
 from tests.conftest import API_TOKEN
 
 QUEUE = "projects/local/locations/local/queues/jobs"

@@ -6,9 +6,9 @@ it within about a second. 409 for a job that already completed or failed.
 
 import functions_framework
 
-from shared import queue
-from shared.errors import Conflict
-from shared.queue import CancelOutcome
+from shared.core import operations, queue
+from shared.core.errors import Conflict
+from shared.core.queue import CancelOutcome
 from shared.web.service import Service
 
 service = Service("cancel")
@@ -17,14 +17,11 @@ service = Service("cancel")
 @functions_framework.http
 @service.endpoint(["POST"])
 def cancel(request):
-    service.require_bearer(request, service.settings.api_token, required=True)
+    service.authenticate(request, required=True)
     body = service.read_json(request)
     field = "generationId" if "generationId" in body else "id"
     job_id = queue.parse_job_id(body.get(field), field=field)
-    with service.pool.session() as session:
-        outcome, job = queue.cancel(session, job_id)
+    outcome, job = operations.cancel_and_notify(service.pool, service.dispatcher, job_id)
     if outcome is CancelOutcome.ALREADY_FINISHED:
         raise Conflict(f"Job {job_id} already {job.job_status}; there is nothing to cancel")
-    if outcome is CancelOutcome.CANCELLED:
-        service.dispatcher.notify(job)  # a running job's invocation notifies when it stops
     return service.json(service.job_body(job, outcome=outcome.value))

@@ -7,9 +7,11 @@ says "sent", or "pending" when the push failed (the Scheduler path then runs the
 
 import functions_framework
 
-from shared import queue
+from shared.core import operations
 from shared.web.service import Service
 
+# The contract's top-level option fields, by the core's argument names; a null option is
+# left out, so it takes the core's default.
 QUEUE_OPTIONS = {
     "kind": "kind",
     "priority": "priority",
@@ -18,17 +20,15 @@ QUEUE_OPTIONS = {
     "idempotencyKey": "idempotency_key",
     "callbackUrl": "callback_url",
 }
-DEFAULTS = {"kind": "newsletter", "priority": 0, "max_attempts": 3}
+DEFAULT_KIND = "newsletter"  # the seed's body names no kind: it is a newsletter request
 
 service = Service("enqueue")
 
 
 def split_body(body: dict) -> tuple[dict, dict]:
-    """(queue options, payload): null options take their defaults."""
-    options = dict(DEFAULTS)
-    for field, name in QUEUE_OPTIONS.items():
-        if body.get(field) is not None:
-            options[name] = body[field]
+    """(queue options, payload)."""
+    options = {"kind": DEFAULT_KIND}
+    options.update({name: body[field] for field, name in QUEUE_OPTIONS.items() if body.get(field) is not None})
     payload = {key: value for key, value in body.items() if key not in QUEUE_OPTIONS}
     return options, payload
 
@@ -36,13 +36,10 @@ def split_body(body: dict) -> tuple[dict, dict]:
 @functions_framework.http
 @service.endpoint(["POST"])
 def enqueue(request):
-    service.require_bearer(request, service.settings.api_token, required=False)
+    tenant = service.authenticate(request, required=False)
     options, payload = split_body(service.read_json(request))
-    with service.pool.session() as session:
-        job, created = queue.enqueue(session, service.registry, payload=payload, **options)
-    extra = {}
-    if service.dispatcher.tasks_enabled and job.job_status == "queued":
-        # Also on a repeated key: the task name is the job's, so this adds nothing when the
-        # first push worked, and heals it when it did not.
-        extra["dispatch"] = service.dispatcher.dispatch(job)
-    return service.json(service.job_body(job, **extra), 202 if created else 200)
+    enqueued = operations.enqueue_and_dispatch(
+        service.pool, service.registry, service.dispatcher, payload, tenant=tenant, **options
+    )
+    extra = {"dispatch": enqueued.dispatch} if enqueued.dispatch else {}
+    return service.json(service.job_body(enqueued.job, **extra), 202 if enqueued.created else 200)

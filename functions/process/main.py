@@ -8,39 +8,25 @@ once, so a named job that is running or finished is reported as skipped, never r
 import flask
 import functions_framework
 
-from shared import queue
-from shared.runner import Runner
+from shared.core import operations, queue
+from shared.core.runner import Runner
 from shared.web.service import Service
 
 service = Service("process")
 runner = Runner(service.pool, service.registry, service.settings)
 
 
-def skipped(job_id: str):
-    with service.pool.session() as session:
-        job = queue.get_job(session, job_id)
-    if job.job_status == "queued":
-        reason = "not_due"
-    elif job.job_status == "running":
-        reason = "running"
-    else:
-        reason = "finished"
-    return service.json(service.job_body(job, skipped=True, reason=reason))
-
-
 @functions_framework.http
 @service.endpoint(["POST"])
 def process(request):
     body = service.read_json(request, allow_empty=True)
-    if "id" in body:  # a Cloud Task names its job; a null or malformed id is refused, not ignored
-        job_id = queue.parse_job_id(body["id"])
-        ran = runner.run_named(job_id)
-        if ran is None:
-            return skipped(job_id)
-    else:
-        ran = runner.run_next()
-        if ran is None:
-            return flask.Response(status=204)  # nothing due
-    if ran.outcome != "lost":  # a retry gets its task; a finished job, its webhook
-        service.dispatcher.follow_up(ran.job)
-    return service.json(service.job_body(ran.job, outcome=ran.outcome))
+    # A Cloud Task names its job; a null or malformed id is refused, not ignored.
+    job_id = queue.parse_job_id(body["id"]) if "id" in body else None
+    ran = operations.run_and_follow_up(runner, service.dispatcher, job_id)
+    if ran is not None:
+        return service.json(service.job_body(ran.job, outcome=ran.outcome))
+    if job_id is None:
+        return flask.Response(status=204)  # nothing due
+    with service.pool.session() as session:
+        job = queue.get_job(session, job_id)
+    return service.json(service.job_body(job, skipped=True, reason=operations.skipped_reason(job)))

@@ -9,10 +9,10 @@ streams one instance should serve (see the README).
 import flask
 import functions_framework
 
-from shared import queue
-from shared.errors import TooManyStreams, ValidationError
-from shared.jobs import iso
-from shared.listener import JobEventListener
+from shared.core import queue
+from shared.core.errors import TooManyStreams, ValidationError
+from shared.core.jobs import iso
+from shared.core.listener import JobEventListener
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream

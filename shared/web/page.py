@@ -13,9 +13,9 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.errors import NotFound
-from shared.jobs import Job
-from shared.queue import Event
+from shared.core.errors import NotFound
+from shared.core.jobs import Job, JobStatus
+from shared.core.queue import Event
 
 PAGE = Path(__file__).with_name("status_page.html")
 
@@ -68,7 +68,7 @@ def framed_document(job: Job, events: list[Event], view: str) -> tuple[str, str]
         previews = [event.data for event in events if event.kind == "preview"]
         shown = previews[-1] if previews else {}
     else:
-        result = job.result if isinstance(job.result, dict) and job.job_status == "completed" else {}
+        result = job.result if isinstance(job.result, dict) and job.job_status == JobStatus.COMPLETED else {}
         shown = {"content": result.get("document"), "format": result.get("format")}
     if not isinstance(shown.get("content"), str):
         raise NotFound(f"This job has no {view} yet")

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable
 
 import flask
 
-from shared import log
-from shared.db import Pool
-from shared.dispatch import Dispatcher
-from shared.errors import DatabaseUnavailable, JobQueueError, TooManyStreams, Unauthorized, ValidationError
-from shared.handlers import HandlerRegistry
-from shared.jobs import Job
-from shared.migrate import apply_migrations
-from shared.settings import Settings
+from shared.core import log
+from shared.core.db import Pool
+from shared.core.dispatch import Dispatcher
+from shared.core.errors import DatabaseUnavailable, JobQueueError, TooManyStreams, Unauthorized, ValidationError
+from shared.core.handlers import HandlerRegistry
+from shared.core.jobs import Job
+from shared.core.migrate import apply_migrations
+from shared.core.settings import DEFAULT_TENANT, Settings
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 JSON_TYPES = ("application/json",)
@@ -138,19 +138,27 @@ class Service:
             raise ValidationError("The body must be a JSON object", [{"field": "body", "message": "must be an object"}])
         return body
 
-    def require_bearer(self, request: flask.Request, token: str | None, required: bool) -> None:
-        """Check `Authorization: Bearer <token>` in constant time.
+    def authenticate(self, request: flask.Request, required: bool) -> str:
+        """The caller's tenant, from `Authorization: Bearer <token>` (API_TOKEN, API_TOKENS).
 
-        With no token configured, `required` endpoints refuse everyone; others are open.
+        Every configured token is compared, in constant time, whatever matches first. With
+        no token configured, `required` endpoints refuse everyone; others are open to the
+        default tenant.
         """
-        if token is None:
+        tokens = self.settings.api_tokens
+        if not tokens:
             if required:
                 raise Unauthorized("This endpoint is disabled until API_TOKEN is configured")
-            return
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            return DEFAULT_TENANT
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        presented_bytes = presented.strip().encode()
+        tenant = None
+        for candidate, token in tokens:
+            if hmac.compare_digest(presented_bytes, token.encode()) and tenant is None:
+                tenant = candidate
+        if scheme.lower() != "bearer" or tenant is None:
             raise Unauthorized()
+        return tenant
 
 
 class PayloadTooLarge(JobQueueError):

@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from shared import queue
-from shared.db import Pool
-from shared.errors import DatabaseUnavailable
-from shared.jobs import TERMINAL_STATUSES, Job, iso
-from shared.listener import JobEventListener
-from shared.queue import Event
-from shared.settings import Settings
+from shared.core import queue
+from shared.core.db import Pool
+from shared.core.errors import DatabaseUnavailable
+from shared.core.jobs import TERMINAL_STATUSES, Job, iso
+from shared.core.listener import JobEventListener
+from shared.core.queue import Event
+from shared.core.settings import Settings
 
 EVENTS_PER_READ = 500
 

@@ -6,7 +6,8 @@ Payload: {"steps": 5, "stepSeconds": 1.0, "failWith": null}.
 
 from __future__ import annotations
 
-from shared.errors import ValidationError
+from shared.core.errors import ValidationError
+from shared.core.handlers import Kind, register_kind
 
 
 def demo_handler(payload: dict, ctx) -> dict:
@@ -40,3 +41,6 @@ def _validate(payload: dict, session) -> None:
 
 
 demo_handler.validate = _validate
+
+
+register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler"))

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+class JobStatus(StrEnum):
+    """The job_status column's values (its CHECK constraint lists the same five)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -40,6 +52,7 @@ class Job:
     created_at: datetime
     updated_at: datetime
     callback_url: str | None = None
+    tenant: str = "default"
 
     @classmethod
     def from_row(cls, row: dict) -> Job:

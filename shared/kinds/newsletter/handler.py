@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 
-from shared.errors import JobCancelled
-from shared.newsletter.compose import BrokenFeed, Section, entries_in_range
-from shared.newsletter.fetch import FeedError, fetch_feed
-from shared.newsletter.render import render, title_for
-from shared.newsletter.request import parse_request, validate_newsletter
-from shared.newsletter.sources import find_sources
+from shared.core.errors import JobCancelled
+from shared.kinds.newsletter.compose import BrokenFeed, Section, entries_in_range
+from shared.kinds.newsletter.fetch import FeedError, fetch_feed
+from shared.kinds.newsletter.render import render, title_for
+from shared.kinds.newsletter.request import parse_request, validate_newsletter
+from shared.kinds.newsletter.sources import find_sources
 
 FEED_TIMEOUT_SECONDS = float(os.environ.get("FEED_TIMEOUT_SECONDS", "15"))
 FEED_MAX_BYTES = int(os.environ.get("FEED_MAX_BYTES", str(5 * 1024 * 1024)))

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
-from shared.errors import JobCancelled
+from shared.core.errors import JobCancelled
 
 USER_AGENT = "jobqueue-newsletter/0.1 (+https://github.com/)"
 CHUNK = 64 * 1024

@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared import log
-from shared.db import connect
-from shared.errors import DatabaseUnavailable
-from shared.settings import DatabaseTarget
+from shared.core import log
+from shared.core.db import connect
+from shared.core.errors import DatabaseUnavailable
+from shared.core.settings import DatabaseTarget
 
 CHANNEL = "job_events"
 _POLL_SECONDS = 1.0

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from shared.newsletter.compose import Section
+from shared.kinds.newsletter.compose import Section
 
 TEMPLATES = Path(__file__).parent / "templates"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#|])")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.db import Session
-from shared.errors import NotFound, ValidationError
+from shared.core.db import Session
+from shared.core.errors import NotFound, ValidationError
 
 
 @dataclass(frozen=True)

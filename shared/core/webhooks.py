@@ -21,8 +21,8 @@ import time
 import urllib.error
 import urllib.request
 
-from shared import log
-from shared.jobs import Job
+from shared.core import log
+from shared.core.jobs import Job
 
 SIGNATURE_HEADER = "X-Jobqueue-Signature"
 DIRECT_ATTEMPTS = 3

@@ -16,10 +16,10 @@ import json
 import threading
 import time
 
-from shared import log
-from shared.jobs import Job
-from shared.settings import Settings
-from shared.webhooks import deliver_directly, signed_headers, webhook_body
+from shared.core import log
+from shared.core.jobs import Job, JobStatus
+from shared.core.settings import Settings
+from shared.core.webhooks import deliver_directly, signed_headers, webhook_body
 
 
 def task_id(job: Job, purpose: str) -> str:
@@ -114,7 +114,7 @@ class Dispatcher:
 
     def follow_up(self, job: Job, purpose: str = "run") -> str | None:
         """After a transition: dispatch a queued job, notify for a finished one."""
-        if job.job_status == "queued":
+        if job.job_status == JobStatus.QUEUED:
             return self.dispatch(job, purpose)
         self.notify(job)
         return None

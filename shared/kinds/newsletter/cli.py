@@ -1,9 +1,9 @@
 """Manage newsletter sources in DATABASE_URL (or the Cloud SQL settings):
 
-python -m shared.newsletter.cli list
-python -m shared.newsletter.cli add "Name" https://example.com/feed.xml
-python -m shared.newsletter.cli disable ID
-python -m shared.newsletter.cli remove ID
+python -m shared.kinds.newsletter.cli list
+python -m shared.kinds.newsletter.cli add "Name" https://example.com/feed.xml
+python -m shared.kinds.newsletter.cli disable ID
+python -m shared.kinds.newsletter.cli remove ID
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.db import Session, connect
-from shared.errors import JobQueueError
-from shared.newsletter import sources
-from shared.settings import Settings
+from shared.core.db import Session, connect
+from shared.core.errors import JobQueueError
+from shared.core.settings import Settings
+from shared.kinds.newsletter import sources
 
 
 def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="python -m shared.newsletter.cli", description="Manage newsletter sources")
+    top = argparse.ArgumentParser(prog="python -m shared.kinds.newsletter.cli", description="Manage newsletter sources")
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list every source")
     add = commands.add_parser("add", help="add a source (or update the feed of one with that name)")

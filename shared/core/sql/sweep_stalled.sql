@@ -40,4 +40,4 @@ WITH stalled AS (
                                                 'currentStep', current_step, 'error', error))
     FROM swept
 )
-SELECT id, job_status, run_at FROM swept
+SELECT * FROM swept

@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeVar
 
-from shared import log, queue
-from shared.db import Pool, Session
-from shared.errors import DatabaseUnavailable, JobCancelled, LeaseLost
-from shared.handlers import HandlerRegistry
-from shared.jobs import Job
-from shared.queue import Lease
-from shared.settings import Settings
+from shared.core import log, queue
+from shared.core.db import Pool, Session
+from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
+from shared.core.handlers import HandlerRegistry
+from shared.core.jobs import Job, JobStatus
+from shared.core.queue import Lease
+from shared.core.settings import Settings
 
 T = TypeVar("T")
 
@@ -164,12 +165,19 @@ class _Watcher(threading.Thread):
             ctx.cancelled.set()
 
 
+class Outcome(StrEnum):
+    """How an invocation ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # for good: no attempt left, or not worth retrying
+    RETRYING = "retrying"  # requeued with backoff
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the lease went elsewhere; this invocation wrote nothing more
+
+
 @dataclass(frozen=True)
 class RunOutcome:
-    """How an invocation ended: completed, failed, retrying, cancelled, or lost (the lease
-    went elsewhere and this invocation wrote nothing more)."""
-
-    outcome: str
+    outcome: Outcome
     job: Job
 
 
@@ -227,13 +235,13 @@ class Runner:
     def _finish(self, keeper: LeaseKeeper, ctx: JobContext, job: Job, result: Any, error: str | None) -> RunOutcome:
         if ctx.lease_lost:
             log.warning("Job lost its lease; nothing written", jobId=job.id)
-            return RunOutcome("lost", job)
+            return RunOutcome(Outcome.LOST, job)
         if ctx.cancelled.is_set():
-            return self._end(keeper, job, "cancelled", queue.finish_cancelled)
+            return self._end(keeper, job, Outcome.CANCELLED, queue.finish_cancelled)
         if error is not None:
             return self._fail(keeper, job, error, retryable=True)
         try:
-            return self._end(keeper, job, "completed", queue.complete, result)
+            return self._end(keeper, job, Outcome.COMPLETED, queue.complete, result)
         except (TypeError, ValueError) as exc:  # serialising the result failed: nothing was written
             return self._fail(keeper, job, f"The handler's result is not JSON: {exc}", retryable=False)
 
@@ -241,20 +249,20 @@ class Runner:
         delay = queue.retry_delay_seconds(
             job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
         )
-        outcome = self._end(keeper, job, "failed", queue.fail, error, delay, retryable)
-        if outcome.outcome == "failed" and outcome.job.job_status == "queued":
+        outcome = self._end(keeper, job, Outcome.FAILED, queue.fail, error, delay, retryable)
+        if outcome.outcome is Outcome.FAILED and outcome.job.job_status == JobStatus.QUEUED:
             log.warning("Job attempt failed; retry scheduled", jobId=job.id, error=error, runAt=str(outcome.job.run_at))
-            return RunOutcome("retrying", outcome.job)
-        if outcome.outcome == "failed":
+            return RunOutcome(Outcome.RETRYING, outcome.job)
+        if outcome.outcome is Outcome.FAILED:
             log.error("Job failed", jobId=job.id, error=error)
         return outcome
 
-    def _end(self, keeper: LeaseKeeper, job: Job, name: str, operation, *args) -> RunOutcome:
+    def _end(self, keeper: LeaseKeeper, job: Job, name: Outcome, operation, *args) -> RunOutcome:
         try:
             ended = keeper.call(operation, *args)
         except LeaseLost:
             log.warning("Job lost its lease before it ended; nothing written", jobId=job.id)
-            return RunOutcome("lost", job)
-        if name != "failed":
+            return RunOutcome(Outcome.LOST, job)
+        if name is not Outcome.FAILED:
             log.info(f"Job {name}", jobId=job.id)
         return RunOutcome(name, ended)

@@ -1,12 +1,12 @@
--- enqueue: a new queued job. A repeated idempotency key inserts nothing (the caller then
+-- enqueue: a new queued job. A key the tenant used before inserts nothing (the caller then
 -- reads the existing job). The first event, seq 1, records the queued state.
 WITH inserted AS (
-    INSERT INTO jobs (kind, payload, priority, run_at, max_attempts, idempotency_key,
+    INSERT INTO jobs (tenant, kind, payload, priority, run_at, max_attempts, idempotency_key,
                       callback_url, current_step, last_event_seq)
-    VALUES (:kind, CAST(:payload AS jsonb), :priority,
+    VALUES (:tenant, :kind, CAST(:payload AS jsonb), :priority,
             COALESCE(CAST(:run_at AS timestamptz), now()), :max_attempts,
             CAST(:idempotency_key AS text), CAST(:callback_url AS text), 'Queued', 1)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (tenant, idempotency_key) DO NOTHING
     RETURNING *
 ), event AS (
     INSERT INTO job_events (job_id, seq, kind, data)

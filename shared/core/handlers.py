@@ -1,8 +1,12 @@
-"""Handlers by kind: the built-in ones and those named in JOB_HANDLERS.
+"""Handlers by kind: the built-in kinds, which register themselves, and JOB_HANDLERS.
 
 A handler is a plain callable `handler(payload: dict, ctx) -> JSON-serialisable result`.
 It may carry a `validate(payload, session)` attribute that raises ValidationError; enqueue
 calls it so that a bad payload is refused with a 400 instead of failing later.
+
+The core names no kind. Each built-in kind is a package under `shared/kinds/` that calls
+`register_kind` when imported, bringing its handler and, if it has tables of its own, its
+migrations and SQL statements; `builtin_kinds()` imports that folder once, by name.
 """
 
 from __future__ import annotations
@@ -10,18 +14,54 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from shared.errors import SettingsError, ValidationError
-from shared.settings import Settings
+from shared.core import db
+from shared.core.errors import SettingsError, ValidationError
+from shared.core.settings import Settings
 
 Handler = Callable[..., Any]
 
-# Built-ins are imported on first use, so that a function which never runs them pays nothing.
-BUILTIN_HANDLERS: dict[str, str] = {
-    "newsletter": "shared.newsletter.handler:generate_newsletter",
-    "demo": "shared.demo:demo_handler",
-}
+# Where the built-in kinds live: a plugin folder, imported by name so that no core module
+# depends on a kind (tests/test_layers.py holds the core to that).
+BUILTIN_KINDS_PACKAGE = "shared.kinds"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A built-in job kind. The handler is a "module:callable" imported on first use, so a
+    function that never runs the kind pays nothing for it."""
+
+    name: str
+    handler: str
+    migrations: Path | None = None  # NNNN_name.sql files, applied after the core's
+    statements: Path | None = None  # name.sql files, run by name like the core's
+
+
+_registered: dict[str, Kind] = {}
+_registered_lock = threading.Lock()
+
+
+def register_kind(kind: Kind) -> None:
+    """Called by each kind's package when imported."""
+    with _registered_lock:
+        if kind.name in _registered and _registered[kind.name] != kind:
+            raise RuntimeError(f"two kinds are named {kind.name!r}")
+        _registered[kind.name] = kind
+    if kind.statements is not None:
+        db.add_statements(kind.statements)
+
+
+def builtin_kinds() -> dict[str, Kind]:
+    importlib.import_module(BUILTIN_KINDS_PACKAGE)  # each kind registers itself on import
+    with _registered_lock:
+        return dict(_registered)
+
+
+def builtin_handlers() -> dict[str, str]:
+    return {name: kind.handler for name, kind in builtin_kinds().items()}
 
 
 def import_callable(spec: str) -> Handler:
@@ -67,7 +107,7 @@ class HandlerRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> HandlerRegistry:
         """Built-ins plus JOB_HANDLERS. Those are imported now: a typo fails at start."""
-        handlers: dict[str, Handler | str] = dict(BUILTIN_HANDLERS)
+        handlers: dict[str, Handler | str] = dict(builtin_handlers())
         problems = []
         for kind, spec in settings.job_handlers:
             try:

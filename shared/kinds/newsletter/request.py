@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from shared.errors import ValidationError
-from shared.newsletter.sources import find_sources
+from shared.core.errors import ValidationError
+from shared.kinds.newsletter.sources import find_sources
 
 MAX_SPAN_DAYS = 366
 MAX_SOURCES = 50

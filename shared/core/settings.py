@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from shared.errors import SettingsError
+from shared.core.errors import SettingsError
 
+DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before tenants
+_TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 
 
@@ -49,6 +51,8 @@ class Settings:
     db_pool_timeout_seconds: float = 5.0
     db_timeout_seconds: float = 10.0
     api_token: str | None = field(default=None, repr=False)
+    # (tenant, token) pairs: API_TOKEN as the default tenant, then API_TOKENS.
+    api_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     allowed_origins: tuple[str, ...] = ("*",)
     status_url: str | None = None
     cancel_url: str | None = None
@@ -189,6 +193,22 @@ class _SettingsReader:
             "redispatch_after_seconds": self.number("REDISPATCH_AFTER_SECONDS", 300.0, 1.0),
         }
 
+    def tokens(self) -> tuple[tuple[str, str], ...]:
+        """API_TOKEN (the default tenant's) and API_TOKENS (`tenant=token,...`)."""
+        pairs = []
+        if (token := self._raw("API_TOKEN")) is not None:
+            pairs.append((DEFAULT_TENANT, token))
+        for item in filter(None, (piece.strip() for piece in (self._raw("API_TOKENS") or "").split(","))):
+            tenant, _, token = item.partition("=")
+            if not _TENANT.match(tenant.strip()) or not token.strip():
+                # Name the entry by its tenant only: the token is a secret.
+                self.problems.append(f"API_TOKENS entry for {tenant.strip()[:40]!r} must look like tenant=token")
+                continue
+            pairs.append((tenant.strip(), token.strip()))
+        if len({token for _, token in pairs}) != len(pairs):
+            self.problems.append("API_TOKEN and API_TOKENS must not repeat a token")
+        return tuple(pairs)
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -214,6 +234,7 @@ class _SettingsReader:
             db_pool_timeout_seconds=self.number("DB_POOL_TIMEOUT_SECONDS", 5.0, 0.0),
             db_timeout_seconds=self.number("DB_TIMEOUT_SECONDS", 10.0, 0.1),
             api_token=self._raw("API_TOKEN"),
+            api_tokens=self.tokens(),
             allowed_origins=self.origins(),
             status_url=self._raw("STATUS_URL"),
             cancel_url=self._raw("CANCEL_URL"),

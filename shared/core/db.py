@@ -19,11 +19,25 @@ import pg8000.converters
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from shared.errors import DatabaseUnavailable
-from shared.settings import DatabaseTarget, Settings
+from shared.core.errors import DatabaseUnavailable
+from shared.core.settings import DatabaseTarget, Settings
 
 SQL_DIR = Path(__file__).parent / "sql"
-STATEMENTS: dict[str, str] = {path.stem: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
+STATEMENTS: dict[str, str] = {}
+_statements_lock = threading.Lock()
+
+
+def add_statements(directory: Path) -> None:
+    """Make every `name.sql` in `directory` runnable by name (the core's, and each kind's)."""
+    with _statements_lock:
+        for path in sorted(directory.glob("*.sql")):
+            text = path.read_text()
+            if STATEMENTS.get(path.stem, text) != text:
+                raise RuntimeError(f"two SQL statements are named {path.stem!r}")
+            STATEMENTS[path.stem] = text
+
+
+add_statements(SQL_DIR)
 
 # SQLSTATE classes that mean "the server is going away or cannot take us", not "your SQL
 # is wrong": connection exceptions, insufficient resources, operator intervention.

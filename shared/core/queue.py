@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.db import Session
-from shared.errors import LeaseLost, NotFound, ValidationError
-from shared.handlers import HandlerRegistry
-from shared.jobs import Job
+from shared.core.db import Session
+from shared.core.errors import LeaseLost, NotFound, ValidationError
+from shared.core.handlers import HandlerRegistry
+from shared.core.jobs import Job, JobStatus
+from shared.core.settings import DEFAULT_TENANT
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -138,6 +139,7 @@ def enqueue(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     callback_url: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
@@ -153,6 +155,7 @@ def enqueue(
         raise ValidationError.of(problems)
     row = session.row(
         "enqueue_job",
+        tenant=tenant,
         kind=kind,
         payload=json.dumps(payload),
         priority=priority,
@@ -163,11 +166,12 @@ def enqueue(
     )
     if row is not None:
         return Job.from_row(row), True
-    existing = session.row("find_job_by_idempotency_key", idempotency_key=idempotency_key)
+    existing = session.row("find_job_by_idempotency_key", tenant=tenant, idempotency_key=idempotency_key)
     if existing is None:  # the keyed job was archived between the two statements
         return enqueue(
             session, registry, kind=kind, payload=payload, priority=priority,
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
+            tenant=tenant,
         )  # fmt: skip
     return Job.from_row(existing), False
 
@@ -267,12 +271,12 @@ def cancel(session: Session, job_id: str) -> tuple[CancelOutcome, Job]:
     row = session.row("request_cancel", id=job_id)
     if row is not None:
         job = Job.from_row(row)
-        outcome = CancelOutcome.CANCELLED if job.job_status == "cancelled" else CancelOutcome.REQUESTED
+        outcome = CancelOutcome.CANCELLED if job.job_status == JobStatus.CANCELLED else CancelOutcome.REQUESTED
         return outcome, job
     job = get_job(session, job_id)
-    if job.job_status == "cancelled":
+    if job.job_status == JobStatus.CANCELLED:
         return CancelOutcome.ALREADY_CANCELLED, job
-    if job.job_status == "running":  # a cancel was requested before this one
+    if job.job_status == JobStatus.RUNNING:  # a cancel was requested before this one
         return CancelOutcome.REQUESTED, job
     return CancelOutcome.ALREADY_FINISHED, job
 
@@ -283,8 +287,8 @@ class SweepReport:
     failed: int = 0
     cancelled: int = 0
     archived: int = 0
-    requeued_ids: tuple[str, ...] = ()  # to dispatch again
-    finished_ids: tuple[str, ...] = ()  # failed or cancelled: their webhooks are due
+    requeued_jobs: tuple[Job, ...] = ()  # to dispatch again
+    finished_jobs: tuple[Job, ...] = ()  # failed or cancelled: their webhooks are due
 
     def to_json(self) -> dict:
         return {
@@ -298,25 +302,25 @@ class SweepReport:
 def sweep(session: Session, stalled_after_seconds: float, retention_days: int, max_batches: int = 100) -> SweepReport:
     """Recover stalled running jobs, then archive old finished ones, in bounded batches."""
     report = SweepReport()
-    requeued: list[str] = []
-    finished: list[str] = []
+    requeued: list[Job] = []
+    finished: list[Job] = []
     for _ in range(max_batches):
         rows = session.rows("sweep_stalled", stalled_after_seconds=stalled_after_seconds, batch_size=SWEEP_BATCH)
         for row in rows:
-            status = row["job_status"]
-            if status == "queued":
+            job = Job.from_row(row)
+            if job.job_status == JobStatus.QUEUED:
                 report.requeued += 1
-                requeued.append(str(row["id"]))
+                requeued.append(job)
             else:
-                finished.append(str(row["id"]))
-                if status == "failed":
+                finished.append(job)
+                if job.job_status == JobStatus.FAILED:
                     report.failed += 1
                 else:
                     report.cancelled += 1
         if len(rows) < SWEEP_BATCH:
             break
-    report.requeued_ids = tuple(requeued)
-    report.finished_ids = tuple(finished)
+    report.requeued_jobs = tuple(requeued)
+    report.finished_jobs = tuple(finished)
     for _ in range(max_batches):
         archived = session.row("archive_finished", retention_days=retention_days, batch_size=SWEEP_BATCH)["archived"]
         report.archived += archived

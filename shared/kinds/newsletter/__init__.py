@@ -1,0 +1,20 @@
+"""The built-in `newsletter` job: a newsletter for a date range from the selected feeds.
+
+Its sources table and statements are its own (migrations/ and sql/ beside this file).
+Importing the package registers the kind; the handler and feedparser load on first use.
+"""
+
+from pathlib import Path
+
+from shared.core.handlers import Kind, register_kind
+
+HERE = Path(__file__).parent
+
+register_kind(
+    Kind(
+        name="newsletter",
+        handler="shared.kinds.newsletter.handler:generate_newsletter",
+        migrations=HERE / "migrations",
+        statements=HERE / "sql",
+    )
+)

@@ -1,1 +1,0 @@
-"""The built-in `newsletter` job: a newsletter for a date range from the selected feeds."""
