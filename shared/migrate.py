@@ -3,6 +3,10 @@
 Safe to run twice (applied versions are skipped) and from two processes at once (an
 advisory lock serialises them; the second finds nothing left to do).
 
+With an owner role (DB_OWNER_ROLE), each migration runs under it (SET LOCAL ROLE), so the
+role owns every table whichever database user migrates first, and every user that is a
+member of it can use them all (infra/ grants it to each function's user).
+
     python -m shared.migrate        # applies to DATABASE_URL (or the Cloud SQL settings)
 """
 
@@ -33,21 +37,35 @@ def available_migrations() -> list[tuple[int, str, Path]]:
     return found
 
 
-def apply_migrations(session: Session) -> list[str]:
-    """Apply every pending migration; return the names of those applied now."""
+def quote_identifier(name: str) -> str:
+    """A role name as a SQL identifier (IAM user names hold `@` and `.`)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _as_owner(session: Session, owner_role: str | None) -> None:
+    if owner_role:
+        session.run_sql(f"SET LOCAL ROLE {quote_identifier(owner_role)}")
+
+
+def apply_migrations(session: Session, owner_role: str | None = None) -> list[str]:
+    """Apply every pending migration, under `owner_role` when given; return the names of
+    those applied now."""
     applied_now = []
     session.run_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
     try:
-        session.run_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        with session.transaction():
+            _as_owner(session, owner_role)
+            session.run_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
         done = {row[0] for row in session.run_sql("SELECT version FROM schema_migrations")}
         for version, name, path in available_migrations():
             if version in done:
                 continue
             with session.transaction():
+                _as_owner(session, owner_role)
                 session.run_sql(path.read_text())
                 session.run_sql(
                     "INSERT INTO schema_migrations (version, name) VALUES (:version, :name)",
@@ -65,7 +83,7 @@ def main() -> int:
     settings = Settings.from_env()
     session = Session(connect(settings.database, timeout=60, application_name="jobqueue-migrate"))
     try:
-        applied = apply_migrations(session)
+        applied = apply_migrations(session, settings.db_owner_role)
     finally:
         session.close()
     print("applied: " + ", ".join(applied) if applied else "migrations: up to date")
