@@ -163,7 +163,9 @@ def _collect_struct(fqn: str, types: dict, structs: dict) -> None:
         _collect_struct(struct, types, structs)
 
 
-_LINK = re.compile(r"registry\.terraform\.io/providers/([\w-]+/[\w-]+)/([\d.]+)/docs/(resources|data-sources)/\w+ (\w+)\}")
+_LINK = re.compile(
+    r"registry\.terraform\.io/providers/([\w-]+/[\w-]+)/([\d.]+)/docs/(resources|data-sources)/\w+ (\w+)\}"
+)
 
 
 def schema_from_assembly(assembly: dict) -> dict:
