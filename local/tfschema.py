@@ -16,6 +16,7 @@ infra/versions.tf (with pip, once), keeps a compact copy of the schema under
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 import json
 import re
@@ -210,6 +211,7 @@ def cache_path(package: Package) -> Path:
     return CACHE / f"{package.name}-{package.version}.json"
 
 
+@functools.lru_cache(maxsize=8)
 def load_schema(package: Package) -> dict:
     """The provider schema from the cache, downloading and extracting it on first use."""
     cached = cache_path(package)
@@ -258,13 +260,15 @@ def _is_block(value) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get("__is_block__") for v in value)
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_text(text: str) -> dict:
+    return hcl2.loads(text)
+
+
 def parse(folder: Path) -> dict[str, dict]:
-    """Every .tf file in `folder`, parsed by python-hcl2, by file name."""
-    parsed = {}
-    for path in sorted(folder.glob("*.tf")):
-        with open(path) as handle:
-            parsed[path.name] = hcl2.load(handle)
-    return parsed
+    """Every .tf file in `folder`, parsed by python-hcl2, by file name (cached by content:
+    parsing takes a while, and tests check many copies that differ in one file)."""
+    return {path.name: _parse_text(path.read_text()) for path in sorted(folder.glob("*.tf"))}
 
 
 def required_providers(parsed: dict[str, dict]) -> dict[str, dict]:
