@@ -76,7 +76,7 @@ locals {
     { from = 15, below = 30, connections = 500 },
     { from = 30, below = 60, connections = 600 },
     { from = 60, below = 120, connections = 800 },
-    { from = 120, below = 1e9, connections = 1000 },
+    { from = 120, below = 1000000, connections = 1000 },
   ]
   max_connections = (
     var.db_max_connections != null ? var.db_max_connections :
