@@ -35,7 +35,7 @@ locals {
       listeners   = 0
     }
     sweep = {
-      cpu         = "0.333" # one request at a time: the smallest share Cloud Functions gives 512 MiB
+      cpu         = "1"
       memory      = "512Mi"
       concurrency = 1
       timeout     = 300
@@ -93,7 +93,7 @@ locals {
   needed_connections             = local.function_connections + var.db_reserved_connections
   budget_breakdown               = join(" + ", [for name, size in local.sizes : "${name} ${size.max_instances} x (${size.pool} + ${size.listeners})"])
 
-  # Cloud Run's CPU values: 0.08 to below 1, or 1, 2, 4, 6, 8:
+  # Cloud Run's CPU values: 0.08 to below 1 in steps of 0.01, or 1, 2, 4, 6, 8:
   # https://cloud.google.com/run/docs/configuring/services/cpu
   memory_mib = {
     for name, size in local.function_sizes : name => (
@@ -126,7 +126,7 @@ resource "terraform_data" "limits" {
     # https://cloud.google.com/run/docs/configuring/services/memory-limits
     precondition {
       condition = alltrue([for name, size in local.function_sizes : (
-        (tonumber(size.cpu) >= 0.08 && tonumber(size.cpu) < 1 || contains([1, 2, 4, 6, 8], tonumber(size.cpu))) &&
+        (can(regex("^0\\.[0-9]{1,2}$", size.cpu)) && tonumber(size.cpu) >= 0.08 || contains(["1", "2", "4", "6", "8"], size.cpu)) &&
         local.memory_mib[name] >= 128 && local.memory_mib[name] <= 32768 &&
         (local.memory_mib[name] <= 512 || tonumber(size.cpu) >= 0.5) &&
         (local.memory_mib[name] <= 1024 || tonumber(size.cpu) >= 1) &&

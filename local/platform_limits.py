@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-# Cloud Run CPU values: 0.08 up to below 1, or a whole 1, 2, 4, 6 or 8; below 1 vCPU,
+# Cloud Run CPU values: 0.08 up to below 1 in steps of 0.01, or a whole 1, 2, 4, 6 or 8; below 1 vCPU,
 # concurrency must be 1, more than 512 MiB needs 0.5 vCPU and more than 1 GiB needs 1 vCPU;
 # 4 vCPU need at least 2 GiB, 6 and 8 need 4 GiB.
 # https://cloud.google.com/run/docs/configuring/services/cpu
@@ -69,8 +69,11 @@ def cpu_memory_problems(name: str, cpu: float, memory: str, concurrency: int) ->
     """A function's CPU, memory and request concurrency against Cloud Run's rules."""
     found = []
     mib = memory_mib(memory)
-    if not (MIN_FRACTIONAL_CPU <= cpu < 1 or cpu in WHOLE_CPUS):
-        found.append(f"{name}: {cpu} vCPU is not a value Cloud Run accepts (0.08 to below 1, or 1, 2, 4, 6, 8)")
+    fractional = MIN_FRACTIONAL_CPU <= cpu < 1 and abs(cpu * 100 - round(cpu * 100)) < 1e-9
+    if not (fractional or cpu in WHOLE_CPUS):
+        found.append(
+            f"{name}: {cpu} vCPU is not a value Cloud Run accepts (0.08 to below 1 in steps of 0.01, or 1, 2, 4, 6, 8)"
+        )
     if concurrency > 1 and cpu < 1:
         found.append(f"{name}: concurrency {concurrency} needs at least 1 vCPU, has {cpu}")
     if not MIN_MEMORY_MIB <= mib <= MAX_MEMORY_MIB:
