@@ -114,3 +114,27 @@ resource "google_sql_user" "fn" {
   type           = "CLOUD_IAM_SERVICE_ACCOUNT"
   database_roles = [google_sql_user.owner.name]
 }
+
+# People who may look inside (Cloud SQL Studio, or the Cloud SQL Auth Proxy with
+# --auto-iam-authn), each as themselves and a member of the owner role: no shared password.
+resource "google_sql_user" "operator" {
+  for_each = var.operators
+
+  name           = each.value
+  instance       = google_sql_database_instance.main.name
+  type           = "CLOUD_IAM_USER"
+  database_roles = [google_sql_user.owner.name]
+}
+
+resource "google_project_iam_member" "operator" {
+  for_each = {
+    for pair in setproduct(var.operators, ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]) :
+    "${pair[0]} ${pair[1]}" => { email = pair[0], role = pair[1] }
+  }
+
+  project = var.project_id
+  role    = each.value.role
+  member  = "user:${each.value.email}"
+
+  depends_on = [google_project_service.api]
+}

@@ -143,6 +143,12 @@ variable "db_pool_size" {
   }
 }
 
+variable "operators" {
+  description = "Google accounts (emails) that may connect to the database as themselves, as members of the owner role (they count against db_reserved_connections)."
+  type        = set(string)
+  default     = []
+}
+
 variable "state_bucket" {
   description = "A Cloud Storage bucket for the Terraform state (created versioned, with uniform access; `make deploy` moves the state there). Empty: the state stays in infra/terraform.tfstate on this machine."
   type        = string

@@ -547,7 +547,12 @@ def test_the_database_uses_iam_auth_backups_tls_and_deletion_protection():
     flags = {flag["name"]: flag["value"] for flag in settings["database_flags"]}
     assert flags["cloudsql.iam_authentication"] == "on"
     users = blocks("resource", "google_sql_user")
-    assert {user["type"] for user in users.values()} == {"CLOUD_IAM_SERVICE_ACCOUNT"}
+    assert {label: user["type"] for label, user in users.items()} == {
+        "owner": "CLOUD_IAM_SERVICE_ACCOUNT",
+        "fn": "CLOUD_IAM_SERVICE_ACCOUNT",
+        "operator": "CLOUD_IAM_USER",
+    }
+    assert users["operator"]["database_roles"] == ["${google_sql_user.owner.name}"]
     assert "password" not in str(users)
 
 
