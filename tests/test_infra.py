@@ -266,6 +266,15 @@ def test_the_schema_is_the_one_the_version_constraint_selects():
         assert "<" in spec["version"], f"{name}'s version is bounded above"
 
 
+def test_version_constraints_select_the_matching_schema_package():
+    assert tfschema.satisfies("8.7.0", ">= 8.0, < 9.0") and not tfschema.satisfies("6.50.0", ">= 8.0, < 9.0")
+    assert tfschema.satisfies("8.7.0", "~> 8.1") and not tfschema.satisfies("9.0.0", "~> 8.1")
+    assert tfschema.satisfies("8.1.5", "~> 8.1.2") and not tfschema.satisfies("8.2.0", "~> 8.1.2")
+    assert tfschema.package_for("hashicorp/google", ">= 6.0, < 7.0").name == "cdktf-cdktf-provider-google"
+    with pytest.raises(LookupError, match="no known CDK package"):
+        tfschema.package_for("hashicorp/google", ">= 9.0")
+
+
 def test_nothing_stops_a_first_apply(tmp_path):
     assert wiring_problems(INFRA) == []
 
