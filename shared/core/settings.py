@@ -70,6 +70,7 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    db_owner_role: str | None = None
 
     @property
     def tasks_enabled(self) -> bool:
@@ -246,6 +247,7 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            db_owner_role=self._raw("DB_OWNER_ROLE"),
             **self.tasks(),
         )
         if self.problems:
