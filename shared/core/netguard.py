@@ -169,14 +169,12 @@ def _same_origin(parts: SplitResult, other: str) -> bool:
         return False
 
 
-def resolve_checked(
-    host: str, port: int, policy: Policy, resolver: Resolver = socket.getaddrinfo
-) -> list[tuple[int, tuple]]:
+def resolve_checked(host: str, port: int, policy: Policy, resolver: Resolver | None = None) -> list[tuple[int, tuple]]:
     """Every (family, sockaddr) that `host` resolves to, once all of them passed the rule.
     One refused address refuses the name: a resolver that mixes a private address in with
     public ones is not to be trusted with the choice."""
     try:
-        found = resolver(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        found = (resolver or socket.getaddrinfo)(host.strip("[]"), port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise Refused("the host name does not resolve") from exc
     targets = []
@@ -193,7 +191,7 @@ def resolve_checked(
 
 
 def connect_checked(
-    host: str, port: int, policy: Policy, timeout: float, resolver: Resolver = socket.getaddrinfo
+    host: str, port: int, policy: Policy, timeout: float, resolver: Resolver | None = None
 ) -> socket.socket:
     """A TCP connection to an address of `host` that passed the rule (the first that answers)."""
     last_error: OSError | None = None
@@ -228,7 +226,7 @@ def request_status(
     policy: Policy,
     timeout: float,
     own_urls: tuple[str, ...] = (),
-    resolver: Resolver = socket.getaddrinfo,
+    resolver: Resolver | None = None,
 ) -> int:
     """Send one HTTP request to a checked address and return the answer's status. Redirects
     are answers like any other (never followed). `timeout` bounds the whole exchange, not
@@ -240,7 +238,8 @@ def request_status(
     host = parts.hostname or ""
     port = parts.port or _default_port(parts.scheme)
     raw = connect_checked(host, port, policy, timeout, resolver)
-    watchdog = threading.Timer(timeout, _shut, args=(raw,))
+    expired = threading.Event()
+    watchdog = threading.Timer(timeout, _shut, args=(raw, expired))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -256,15 +255,18 @@ def request_status(
         status = response.status
         response.close()
         connection.close()
-        return status
     except http.client.HTTPException as exc:
         raise OSError(f"bad HTTP answer: {type(exc).__name__}") from exc
     finally:
         watchdog.cancel()
         raw.close()
+    if expired.is_set():  # cut off mid-answer: what was read may look whole, and is not
+        raise TimeoutError(f"no complete answer within {timeout:g} s")
+    return status
 
 
-def _shut(sock: socket.socket) -> None:
+def _shut(sock: socket.socket, expired: threading.Event) -> None:
+    expired.set()
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
