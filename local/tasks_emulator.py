@@ -147,7 +147,7 @@ class TasksEmulator:
         except (TypeError, ValueError, OverflowError):
             return 400, _error(400, "INVALID_ARGUMENT", "scheduleTime is not a valid time")
         if due > time.time() + MAX_SCHEDULE_AHEAD_SECONDS:
-            return 400, _error(400, "INVALID_ARGUMENT", "scheduleTime must be at most 30 days in the future")
+            return 400, _error(400, "INVALID_ARGUMENT", "Schedule time must be no more than 720h in the future")
         with self._lock:
             if name in self.tasks:
                 return 409, _error(409, "ALREADY_EXISTS", "Requested entity already exists")
