@@ -41,14 +41,16 @@ def connects() -> Iterator[list]:
 
 @contextmanager
 def hosts(mapping: dict[str, list[str]], monkeypatch) -> Iterator[list[str]]:
-    """socket.getaddrinfo answers `mapping`'s names with its addresses (others as usual);
-    yields the names looked up, in order."""
+    """socket.getaddrinfo answers `mapping`'s names with its addresses (no address: the name
+    does not resolve), others as usual; yields the names looked up, in order."""
     real = socket.getaddrinfo
     looked_up: list[str] = []
 
     def fake(host, port, *args, **kwargs):
         if host in mapping:
             looked_up.append(host)
+            if not mapping[host]:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
             return [
                 (socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "",
                  (ip, port, 0, 0) if ":" in ip else (ip, port))
