@@ -133,7 +133,8 @@ class Dispatcher:
             if problem := netguard.url_problem(url, self.callback_policy, self.own_urls):
                 raise netguard.Refused(f"the URL {problem}")
             parts = urlsplit(url)
-            netguard.resolve_checked(parts.hostname or "", parts.port or 443, self.callback_policy)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            netguard.resolve_checked(parts.hostname or "", port, self.callback_policy)
         except netguard.Refused as exc:
             return f"refused: {exc}"
         body = webhook_body(job)

@@ -10,6 +10,9 @@ bytes, compare in constant time, and refuse a timestamp older than your toleranc
 minutes is usual; with Cloud Tasks retrying a delivery, the timestamp is the first
 attempt's, so allow the retry window or deduplicate by job id). `verify_signature` below
 does exactly this.
+
+Delivery itself is the outbox's (shared.core.outbox): `deliver` here makes one attempt, to
+an address the guard (shared.core.netguard) checked, following no redirect.
 """
 
 from __future__ import annotations
