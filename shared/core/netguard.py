@@ -255,7 +255,11 @@ def request_status(
         status = response.status
         response.close()
         connection.close()
-    except http.client.HTTPException as exc:
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout:g} s") from exc
+        if isinstance(exc, OSError):
+            raise
         raise OSError(f"bad HTTP answer: {type(exc).__name__}") from exc
     finally:
         watchdog.cancel()

@@ -84,9 +84,9 @@ def deliver(
     except netguard.Refused as exc:
         return f"refused: {exc}"
     except TimeoutError:
-        return f"no answer within {timeout:g} s"
-    except OSError as exc:
-        return f"cannot deliver: {type(exc).__name__}"
+        return f"no answer within {timeout:.2g} s"
+    except OSError as exc:  # its text names no URL (which may hold a secret)
+        return f"cannot deliver: {type(exc).__name__}: {exc}"[:300]
     if 200 <= status < 300:
         return None
     if 300 <= status < 400:
