@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -237,3 +239,49 @@ def test_feeds_may_be_http_but_not_private_unless_the_operator_opts_out():
     assert netguard.url_problem("http://feeds.example.com/rss", FEEDS) is None
     assert netguard.url_problem("http://10.0.0.5/rss", FEEDS) is not None
     assert netguard.url_problem("http://10.0.0.5/rss", netguard.ANYWHERE) is None
+
+
+def make_certificate(tmp_path, name: str) -> tuple[str, str]:
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An https receiver on loopback with a certificate for hooks.localhost; records the SNI."""
+    cert, key = make_certificate(tmp_path, "hooks.localhost")
+    recorder = Recorder()
+    server_names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: server_names.append(name)
+    recorder.server.socket = context.wrap_socket(recorder.server.socket, server_side=True)
+    recorder.server_names = server_names
+    recorder.cert = cert
+    yield recorder
+    recorder.close()
+
+
+def test_tls_to_the_checked_address_carries_the_name_in_sni_and_checks_the_certificate_against_it(
+    tls_receiver, monkeypatch
+):
+    trusting = ssl.create_default_context(cafile=tls_receiver.cert)
+    url = f"https://hooks.localhost:{tls_receiver.port}/hook"
+    with netspy.hosts({"hooks.localhost": ["127.0.0.1"]}, monkeypatch):
+        status = netguard.request_status("POST", url, b"{}", {}, CALLBACKS_IN_DEVELOPMENT, 5, tls=trusting)
+    assert status == 200
+    assert tls_receiver.server_names == ["hooks.localhost"]
+    assert tls_receiver.requests[0]["host"] == f"hooks.localhost:{tls_receiver.port}"
+    # The same address under another name: the certificate does not match, nothing is sent.
+    with netspy.hosts({"other.localhost": ["127.0.0.1"]}, monkeypatch):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            netguard.request_status(
+                "POST", url.replace("hooks.localhost", "other.localhost"), b"{}", {}, CALLBACKS_IN_DEVELOPMENT, 5,
+                tls=ssl.create_default_context(cafile=tls_receiver.cert),
+            )  # fmt: skip
+    assert len(tls_receiver.requests) == 1

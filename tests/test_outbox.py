@@ -324,3 +324,45 @@ def test_verify_signature_is_false_for_any_malformed_header(header):
 
 def test_verify_signature_still_accepts_a_good_one():
     assert verify_signature(SECRET, sign(SECRET, b"{}"), b"{}")
+
+
+def test_with_cloud_tasks_a_name_resolving_inside_is_refused_before_the_push(
+    session, pool, registry, hook_env, monkeypatch
+):
+    from local.tasks_emulator import TasksEmulator  # noqa: PLC0415
+    from tests import netspy  # noqa: PLC0415
+
+    emulator = TasksEmulator().start()
+    try:
+        env = {
+            **{key: value for key, value in hook_env.items() if key != "CALLBACK_ALLOW_LOOPBACK"},
+            "TASKS_QUEUE": "projects/local/locations/local/queues/jobs",
+            "PROCESS_URL": "http://127.0.0.1:1/",
+            "CLOUD_TASKS_EMULATOR_HOST": emulator.endpoint,
+        }
+        dispatcher = Dispatcher(Settings.from_env(env))
+        job = enqueue(session, registry, url="https://hooks.example.com/h")
+        queue.cancel(session, job.id)
+        with netspy.hosts({"hooks.example.com": ["169.254.169.254"]}, monkeypatch):
+            drained = dispatcher.drain_webhooks(pool, 5)
+        assert drained.failed == 1 and emulator.tasks == {}
+        [(error,)] = session.run_sql("SELECT last_error FROM webhook_outbox")
+        assert error.startswith("refused") and "169.254" not in error
+    finally:
+        emulator.stop()
+
+
+def test_a_callback_to_our_own_process_function_is_refused_at_enqueue(make_client, function_env):
+    process_url = "http://127.0.0.1:8082/"
+    client = make_client(
+        "enqueue", CALLBACK_ALLOW_LOOPBACK="1", TASKS_QUEUE="projects/p/locations/l/queues/q", PROCESS_URL=process_url
+    )
+    answer = client.post(
+        "/",
+        json={"kind": "noop", "callbackUrl": process_url},
+        headers={"Authorization": f"Bearer {function_env['API_TOKEN']}"},
+    )
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["details"] == [
+        {"field": "callbackUrl", "message": "must not be one of this service's own functions"}
+    ]

@@ -227,6 +227,7 @@ def request_status(
     timeout: float,
     own_urls: tuple[str, ...] = (),
     resolver: Resolver | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     """Send one HTTP request to a checked address and return the answer's status. Redirects
     are answers like any other (never followed). `timeout` bounds the whole exchange, not
@@ -245,7 +246,7 @@ def request_status(
     try:
         if parts.scheme == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout)
-            connection.sock = wrap_tls(raw, host)
+            connection.sock = wrap_tls(raw, host, tls)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
             connection.sock = raw
