@@ -366,3 +366,11 @@ def test_a_callback_to_our_own_process_function_is_refused_at_enqueue(make_clien
     assert answer.get_json()["error"]["details"] == [
         {"field": "callbackUrl", "message": "must not be one of this service's own functions"}
     ]
+
+
+def test_a_drain_that_cannot_reach_the_database_never_fails_the_invocation(dispatcher):
+    from shared.core.db import Pool  # noqa: PLC0415
+    from tests.test_netguard import free_port  # noqa: PLC0415
+
+    nowhere = Pool(Settings.from_env({"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/jobs"}))
+    assert operations.drain_webhooks(nowhere, dispatcher) == outbox.Drained()  # logged, not raised
