@@ -24,9 +24,8 @@ from local import postgres
 from local.feedserver import seed_demo_sources, serve_feeds
 from local.functions import FUNCTIONS
 from local.tasks_emulator import TasksEmulator
-from shared.core.db import Session, connect
+from shared.core.db import open_session
 from shared.core.migrate import apply_migrations
-from shared.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORTS = dict(zip(FUNCTIONS, range(8081, 8086)))
@@ -147,7 +146,7 @@ class Stack:
             else:
                 self.server = postgres.throwaway_server()
             self.database_url = self.server.url
-        session = Session(connect(Settings.from_env({"DATABASE_URL": self.database_url}).database, timeout=60))
+        session = open_session(self.database_url)
         try:
             apply_migrations(session)
             self.demo_sources = seed_demo_sources(session, self.feeds_port)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from local.stack import DEV_TOKEN, REPO, Stack
+from tests.support import admin_session, with_database
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,8 +33,6 @@ if sync_playwright is None or CHROMIUM is None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, admin_url, template_database):
-    from tests.conftest import admin_session, with_database  # noqa: PLC0415
-
     admin = admin_session(admin_url)
     admin.run_sql("DROP DATABASE IF EXISTS jobqueue_browser")
     admin.run_sql(f"CREATE DATABASE jobqueue_browser TEMPLATE {template_database}")
