@@ -123,7 +123,7 @@ def start_function(
     port: int = 0,
     bundle: Path | None = None,
     python: str | Path = sys.executable,
-    output: IO[bytes] | None = None,
+    output: IO[bytes] | int | None = None,  # a file, subprocess.DEVNULL, or None: this terminal
 ) -> FunctionServer:
     """Start functions-framework serving `name` on `sock` (or on a socket bound to `port`,
     0 for any free one). It does not wait: call `wait_until_serving()`.
