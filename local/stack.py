@@ -152,7 +152,7 @@ class Stack:
         finally:
             session.close()
 
-    def _launch(self, name: str, sock) -> None:
+    def _launch(self, name: str, sock: socket.socket) -> None:
         output = None
         if self.log_dir is not None:
             output = open(self.log_dir / f"{name}.log", "ab")
