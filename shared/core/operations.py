@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.core import queue
+from shared.core import metrics, queue
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import CancelOutcome, SweepReport
 from shared.core.runner import Outcome, Runner, RunOutcome
-from shared.core.settings import Settings
+from shared.core.settings import DEFAULT_TENANT, Settings
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,29 @@ class Swept:
 
 
 def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings) -> Swept:
-    """Recover stalled jobs and archive old ones; then dispatch what was requeued, send the
-    webhooks of what was finished, and push a new task for every job that waited past
-    REDISPATCH_AFTER_SECONDS (its task may be lost)."""
+    """Recover stalled jobs and archive old ones; log each job swept and the queue's gauges;
+    then dispatch what was requeued, send the webhooks of what was finished, and push a new
+    task for every job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost)."""
     with pool.session() as session:
         report = queue.sweep(session, settings.stalled_after_seconds, settings.retention_days)
         waiting = queue.waiting_jobs(session, settings.redispatch_after_seconds) if dispatcher.tasks_enabled else []
+        gauges = metrics.read_gauges(session)
+    metrics.log_gauges(gauges)  # each tick, so that its absence says sweep stopped
     for job in (*report.requeued_jobs, *report.finished_jobs):
+        metrics.log_swept(job)
         dispatcher.follow_up(job)
     requeued = {job.id for job in report.requeued_jobs}
     redispatched = dispatcher.redispatch_waiting([job for job in waiting if job.id not in requeued])
     return Swept(report, redispatched)
+
+
+def read_metrics(pool: Pool, tenant: str, window_seconds: float) -> dict:
+    """The status function's metrics view: the gauges now, and by kind the jobs that finished
+    in the last `window_seconds` with percentiles of their wait and run time. The default
+    tenant (API_TOKEN, the operator's token) sees the whole queue; any other tenant (API_TOKENS)
+    sees its own jobs only, since another caller's volume is not its business."""
+    scope = None if tenant == DEFAULT_TENANT else tenant
+    with pool.session() as session:
+        gauges = metrics.read_gauges(session, scope)
+        recent = metrics.read_recent(session, window_seconds, scope)
+    return {"tenant": scope, **gauges.to_json(), "windowSeconds": window_seconds, "byKind": recent}
