@@ -16,7 +16,7 @@ import json
 import threading
 import time
 
-from shared.core import log
+from shared.core import log, tracing
 from shared.core.jobs import Job, JobStatus
 from shared.core.settings import Settings
 from shared.core.webhooks import deliver_directly, signed_headers, webhook_body
@@ -67,7 +67,8 @@ class Dispatcher:
             task["schedule_time"] = stamp
         task["dispatch_deadline"] = duration_pb2.Duration(seconds=int(deadline))
         try:
-            self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
+            with tracing.span("cloudtasks.create_task", **{"cloudtasks.task": name}):
+                self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
             return True
         except exceptions.Conflict:  # ALREADY_EXISTS (409; AlreadyExists over gRPC is a subclass)
             return True  # this very task was pushed before: nothing to add
@@ -83,7 +84,7 @@ class Dispatcher:
         http_request = {
             "http_method": "POST",
             "url": process_url,
-            "headers": {"Content-Type": "application/json"},
+            "headers": {"Content-Type": "application/json", **tracing.task_headers(job)},
             "body": json.dumps({"id": job.id}).encode(),
         }
         if self.settings.tasks_service_account:

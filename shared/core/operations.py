@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.core import metrics, queue
+from shared.core import metrics, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.handlers import HandlerRegistry
@@ -31,8 +31,10 @@ def enqueue_and_dispatch(
 ) -> Enqueued:
     """Queue a job, then push its Cloud Task. Also on a repeated key: the task is named
     after the job, so this adds nothing when the first push worked and heals it when not."""
-    with pool.session() as session:
+    with tracing.span("jobqueue.enqueue"), pool.session() as session:
         job, created = queue.enqueue(session, registry, payload=payload, **options)
+        job = tracing.remember_trace(session, job)  # its tasks and attempts join this trace
+        tracing.annotate(job)
     dispatch = None
     if dispatcher.tasks_enabled and job.job_status == JobStatus.QUEUED:
         dispatch = dispatcher.dispatch(job)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from shared.core import log, metrics, queue
+from shared.core import log, metrics, queue, tracing
 from shared.core.db import Pool, Session
 from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
 from shared.core.handlers import HandlerRegistry
@@ -208,6 +208,7 @@ class Runner:
             job = queue.claim_named(session, job_id)
             return self._run(session, job) if job else None
 
+    @tracing.traced_run
     def _run(self, session: Session, job: Job) -> RunOutcome:
         keeper = LeaseKeeper(session, Lease.of(job))
         ctx = JobContext(job, keeper)

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from shared.core.errors import SettingsError
 
+TRACING_MODES = ("cloud-trace", "console")  # shared/core/tracing.py
 DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before tenants
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
@@ -70,6 +71,7 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    tracing: str | None = None  # TRACING: None (off), "cloud-trace" or "console"
 
     @property
     def tasks_enabled(self) -> bool:
@@ -209,6 +211,13 @@ class _SettingsReader:
             self.problems.append("API_TOKEN and API_TOKENS must not repeat a token")
         return tuple(pairs)
 
+    def tracing(self) -> str | None:
+        mode = self._raw("TRACING")
+        if mode is not None and mode not in TRACING_MODES:
+            self.problems.append(f"TRACING must be {' or '.join(TRACING_MODES)} (or unset: off), got {mode!r}")
+            return None
+        return mode
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -246,6 +255,7 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            tracing=self.tracing(),
             **self.tasks(),
         )
         if self.problems:
