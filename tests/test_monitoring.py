@@ -385,3 +385,21 @@ def test_the_dashboard_draws_what_the_issue_lists():
     text = json.dumps(dashboard())
     for percentile in ("REDUCE_PERCENTILE_50", "REDUCE_PERCENTILE_95", "REDUCE_PERCENTILE_99"):
         assert text.count(percentile) == 2  # wait and run time
+
+
+def test_the_dashboard_and_the_alert_aggregations_are_what_the_api_accepts():
+    """The dashboard parses as the Dashboards API's own message (a misspelt field or enum
+    value fails), and every aligner and reducer the alerts name is one of the API's."""
+    from google.cloud.monitoring_dashboard_v1.types import Aggregation, Dashboard  # noqa: PLC0415
+    from google.protobuf import json_format  # noqa: PLC0415
+
+    parsed = json_format.Parse(json.dumps(dashboard()), Dashboard.pb()())
+    assert len(parsed.mosaic_layout.tiles) == 9
+    for right, wrong in (('"legendTemplate"', '"legendTemplat"'), ('"ALIGN_MEAN"', '"ALIGN_AVERAGE"')):
+        with pytest.raises(json_format.ParseError):
+            json_format.Parse(json.dumps(dashboard()).replace(right, wrong), Dashboard.pb()())
+    for where, _, aggregation in queries():
+        aligner = aggregation.get("per_series_aligner") or aggregation.get("perSeriesAligner")
+        reducer = aggregation.get("cross_series_reducer") or aggregation.get("crossSeriesReducer")
+        assert aligner in Aggregation.Aligner.__members__, where
+        assert reducer in Aggregation.Reducer.__members__, where
