@@ -260,13 +260,20 @@ def google(tmp_path, monkeypatch):
     fake.server.server_close()
 
 
-def test_cloud_trace_gets_the_spans_over_otlp_with_the_runtime_s_credentials(google):
+def test_cloud_trace_gets_the_spans_over_otlp_with_the_runtime_s_credentials(google, capsys):
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: PLC0415
+
+    from shared.core import log  # noqa: PLC0415
 
     tracing.configure("cloud-trace")
     with tracing.request_span("process", CALLER):  # flushed at its end, as before a response
         with tracing.span("jobqueue.run", **{"jobqueue.job.id": "j1"}):
-            pass
+            log.info("inside the run")
+    log.info("outside any span")
+    inside, outside = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert inside["logging.googleapis.com/trace"] == f"projects/tracing-test/traces/{CALLER_TRACE}"
+    assert inside["logging.googleapis.com/trace_sampled"] is True
+    assert not [key for key in outside if key.startswith("logging.googleapis.com/")]
     [(headers, body)] = google.exports
     assert headers["Authorization"] == "Bearer fake-token"  # the service account's, from the token endpoint
     assert headers["x-goog-user-project"] == "tracing-test"
@@ -276,6 +283,8 @@ def test_cloud_trace_gets_the_spans_over_otlp_with_the_runtime_s_credentials(goo
     assert resource["gcp.project_id"] == "tracing-test" and resource["service.name"] == "jobqueue"
     spans = [span for scope in resource_spans.scope_spans for span in scope.spans]
     assert {span.name for span in spans} == {"process", "jobqueue.run"}
+    run = next(span for span in spans if span.name == "jobqueue.run")
+    assert inside["logging.googleapis.com/spanId"] == run.span_id.hex()
     assert {span.trace_id.hex() for span in spans} == {CALLER_TRACE}
 
 

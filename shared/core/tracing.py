@@ -41,6 +41,7 @@ _mode: str | None = None  # what TRACING asked for; the SDK is loaded on the fir
 _installed = False  # an exporter given by install(): configure() leaves it alone
 _provider: Any = None
 _tracer: Any = None
+_project: str | None = None  # Cloud Trace's project, for the log lines' trace field
 
 
 def valid_traceparent(value: str | None) -> str | None:
@@ -71,11 +72,11 @@ def install(exporter: Any) -> None:
 
 def reset() -> None:
     """Back to off (tests)."""
-    global _installed, _mode, _provider, _tracer
+    global _installed, _mode, _provider, _tracer, _project
     with _lock:
         if _provider is not None:
             _provider.shutdown()
-        _installed, _mode, _provider, _tracer = False, None, None, None
+        _installed, _mode, _provider, _tracer, _project = False, None, None, None, None
 
 
 def _start(processor: Any, resource: dict | None = None) -> None:
@@ -101,7 +102,6 @@ def _pipeline(mode: str) -> tuple[Any, dict]:
     return SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout, formatter=_one_line)), {}
 
 
-_project: str | None = None
 CLOUD_TRACE_ENDPOINT = "https://telemetry.googleapis.com/v1/traces"
 
 
@@ -224,6 +224,18 @@ def current_traceparent() -> str | None:
     if _tracer is not None and (active := _current_span()) is not None:
         return _format(active.get_span_context())
     return _incoming.get()
+
+
+def log_fields() -> dict:
+    """With Cloud Trace on, the fields that make Cloud Logging show a log line in its trace."""
+    if _tracer is None or _project is None or (active := _current_span()) is None:
+        return {}
+    context = active.get_span_context()
+    return {
+        "logging.googleapis.com/trace": f"projects/{_project}/traces/{context.trace_id:032x}",
+        "logging.googleapis.com/spanId": f"{context.span_id:016x}",
+        "logging.googleapis.com/trace_sampled": context.trace_flags.sampled,
+    }
 
 
 def remember_trace(session: Session, job: Job) -> Job:
