@@ -6,7 +6,7 @@
 # and every metric the alerts and the dashboard name to one defined here or by the platform.
 
 locals {
-  # Sweep runs every five minutes (local.schedules.sweep): the gauges arrive at that pace,
+  # Sweep runs every five minutes (local.schedules.sweep.cron): the gauges arrive at that pace,
   # and three ticks without one mean that sweep stopped.
   sweep_interval_seconds = 300
   log_metric_prefix      = "logging.googleapis.com/user/${var.name_prefix}"
@@ -167,6 +167,8 @@ resource "google_monitoring_notification_channel" "email" {
   labels = {
     email_address = var.alert_email
   }
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_monitoring_alert_policy" "oldest_queued" {
@@ -198,7 +200,7 @@ resource "google_monitoring_alert_policy" "oldest_queued" {
     EOT
   }
 
-  depends_on = [google_logging_metric.distribution]
+  depends_on = [google_project_service.api, google_logging_metric.distribution]
 }
 
 resource "google_monitoring_alert_policy" "failure_ratio" {
@@ -236,7 +238,7 @@ resource "google_monitoring_alert_policy" "failure_ratio" {
     EOT
   }
 
-  depends_on = [google_logging_metric.counter]
+  depends_on = [google_project_service.api, google_logging_metric.counter]
 }
 
 resource "google_monitoring_alert_policy" "stalled_swept" {
@@ -268,7 +270,7 @@ resource "google_monitoring_alert_policy" "stalled_swept" {
     EOT
   }
 
-  depends_on = [google_logging_metric.counter]
+  depends_on = [google_project_service.api, google_logging_metric.counter]
 }
 
 resource "google_monitoring_alert_policy" "process_errors" {
@@ -299,6 +301,8 @@ resource "google_monitoring_alert_policy" "process_errors" {
       Runbook: read ${google_cloudfunctions2_function.fn["process"].name}'s logs at that time; for 503s check Cloud SQL (the connections alert, the instance's state); for 500s open an issue with the traceback. Jobs are not lost: a failed claim leaves the job queued, and sweep recovers a job whose invocation died.
     EOT
   }
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_monitoring_alert_policy" "database_connections" {
@@ -308,11 +312,11 @@ resource "google_monitoring_alert_policy" "database_connections" {
   notification_channels = local.alert_channels
 
   conditions {
-    display_name = "connections over ${var.alert_db_connection_share * 100}% of ${var.alert_db_connection_limit}"
+    display_name = "connections over ${var.alert_db_connection_share * 100}% of ${local.max_connections}"
     condition_threshold {
       filter          = "metric.type=\"cloudsql.googleapis.com/database/postgresql/num_backends\" AND resource.type=\"cloudsql_database\" AND resource.labels.database_id=\"${local.database_id}\""
       comparison      = "COMPARISON_GT"
-      threshold_value = floor(var.alert_db_connection_limit * var.alert_db_connection_share)
+      threshold_value = floor(local.max_connections * var.alert_db_connection_share)
       duration        = "300s"
       aggregations {
         alignment_period     = "60s"
@@ -325,10 +329,12 @@ resource "google_monitoring_alert_policy" "database_connections" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      The database holds more than ${var.alert_db_connection_share * 100}% of its ${var.alert_db_connection_limit} connections for 5 minutes; past the limit, new instances get 503s.
-      Runbook: each instance opens up to db_pool_size connections (status one more): lower max_instances or db_pool_size, or move to a larger tier (and raise alert_db_connection_limit to its max_connections). The dashboard's instance chart shows which function grew.
+      The database holds more than ${var.alert_db_connection_share * 100}% of its ${local.max_connections} connections for 5 minutes; past the limit, new instances get 503s.
+      Runbook: each instance opens up to db_pool_size connections (status one more): lower max_instances or db_pool_size, or move to a larger tier (db_tier; infra/ checks the connection budget at plan time). The dashboard's instance chart shows which function grew.
     EOT
   }
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_monitoring_alert_policy" "sweep_stopped" {
@@ -358,7 +364,7 @@ resource "google_monitoring_alert_policy" "sweep_stopped" {
     EOT
   }
 
-  depends_on = [google_logging_metric.counter]
+  depends_on = [google_project_service.api, google_logging_metric.counter]
 }
 
 resource "google_monitoring_dashboard" "queue" {
@@ -366,8 +372,30 @@ resource "google_monitoring_dashboard" "queue" {
     name_prefix      = var.name_prefix
     metric_prefix    = local.log_metric_prefix
     database_id      = local.database_id
-    connection_limit = var.alert_db_connection_limit
+    connection_limit = local.max_connections
   })
 
-  depends_on = [google_logging_metric.counter, google_logging_metric.distribution]
+  depends_on = [google_project_service.api, google_logging_metric.counter, google_logging_metric.distribution]
+}
+
+# Traces (var.tracing): the functions send OTLP to Cloud Trace's Telemetry API
+# (shared/core/tracing.py), which needs that API and the right to write spans.
+resource "google_project_service" "telemetry" {
+  count = var.tracing ? 1 : 0
+
+  project            = var.project_id
+  service            = "telemetry.googleapis.com"
+  disable_on_destroy = false
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_project_iam_member" "traces_writer" {
+  for_each = var.tracing ? toset(keys(local.function_sizes)) : toset([])
+
+  project = var.project_id
+  role    = "roles/telemetry.tracesWriter"
+  member  = "serviceAccount:${google_service_account.fn[each.key].email}"
+
+  depends_on = [google_project_service.telemetry]
 }

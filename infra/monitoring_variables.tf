@@ -28,14 +28,8 @@ variable "alert_failure_ratio" {
   }
 }
 
-variable "alert_db_connection_limit" {
-  description = "The database tier's max_connections, which the connections alert compares with (db-f1-micro: 25, db-g1-small: 50)."
-  type        = number
-  default     = 25
-}
-
 variable "alert_db_connection_share" {
-  description = "Alert when the database's connections stay above this share of alert_db_connection_limit for 5 minutes (0 to 1)."
+  description = "Alert when the database's connections stay above this share of its max_connections (local.max_connections: the tier's, or db_max_connections) for 5 minutes (0 to 1)."
   type        = number
   default     = 0.8
 
@@ -43,4 +37,10 @@ variable "alert_db_connection_share" {
     condition     = var.alert_db_connection_share > 0 && var.alert_db_connection_share <= 1
     error_message = "alert_db_connection_share must be above 0 and at most 1."
   }
+}
+
+variable "tracing" {
+  description = "Send OpenTelemetry traces to Cloud Trace (TRACING=cloud-trace on every function): enables telemetry.googleapis.com and lets each function's service account write spans."
+  type        = bool
+  default     = false
 }

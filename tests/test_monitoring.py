@@ -356,12 +356,14 @@ def cron_interval_seconds(cron: str) -> int:
 
 
 def test_an_alert_fires_when_sweep_misses_three_ticks():
-    with open(INFRA / "scheduler.tf") as handle:
-        schedules = {}
-        for entry in plain(hcl2.load(handle))["locals"]:
-            schedules.update(entry.get("schedules", {}))
+    schedules = {}
+    for path in sorted(INFRA.glob("*.tf")):
+        with open(path) as handle:
+            for entry in plain(hcl2.load(handle)).get("locals", []):
+                schedules.update(entry.get("schedules", {}))
+    sweep = schedules["sweep"]
     interval = local_values()["sweep_interval_seconds"]
-    assert interval == cron_interval_seconds(schedules["sweep"]) == 300
+    assert interval == cron_interval_seconds(sweep["cron"] if isinstance(sweep, dict) else sweep) == 300
     condition = resources("google_monitoring_alert_policy")["sweep_stopped"]["conditions"][0]["condition_absent"][0]
     assert render(condition["duration"], scope()) == f"{3 * interval}s"
     assert f"logging.googleapis.com/user/{PREFIX}/sweep_ticks" in render(condition["filter"], scope())
@@ -403,3 +405,21 @@ def test_the_dashboard_and_the_alert_aggregations_are_what_the_api_accepts():
         reducer = aggregation.get("cross_series_reducer") or aggregation.get("crossSeriesReducer")
         assert aligner in Aggregation.Aligner.__members__, where
         assert reducer in Aggregation.Reducer.__members__, where
+
+
+def test_tracing_is_one_variable_away_in_google_cloud():
+    """var.tracing sets TRACING=cloud-trace on every function (an empty value is off), enables
+    the Telemetry API and lets each function's account write spans, and nothing when false."""
+    from shared.core.settings import Settings  # noqa: PLC0415
+
+    with open(INFRA / "main.tf") as handle:
+        database_env = next(e["database_env"] for e in plain(hcl2.load(handle))["locals"] if "database_env" in e)
+    assert database_env["TRACING"] == '${var.tracing ? "cloud-trace" : ""}'
+    for value, mode in (("cloud-trace", "cloud-trace"), ("", None)):
+        assert Settings.from_env({"DATABASE_URL": "postgresql://localhost/jobs", "TRACING": value}).tracing == mode
+    api = resources("google_project_service")["telemetry"]
+    assert (api["count"], api["service"]) == ("${var.tracing ? 1 : 0}", "telemetry.googleapis.com")
+    writer = resources("google_project_iam_member")["traces_writer"]
+    assert writer["for_each"] == "${var.tracing ? toset(keys(local.function_sizes)) : toset([])}"
+    assert writer["role"] == "roles/telemetry.tracesWriter"
+    assert writer["member"] == "serviceAccount:${google_service_account.fn[each.key].email}"

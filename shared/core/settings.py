@@ -71,6 +71,7 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    db_owner_role: str | None = None
     tracing: str | None = None  # TRACING: None (off), "cloud-trace" or "console"
 
     @property
@@ -255,6 +256,7 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            db_owner_role=self._raw("DB_OWNER_ROLE"),
             tracing=self.tracing(),
             **self.tasks(),
         )

@@ -11,8 +11,9 @@ TRACING (settings): unset, nothing of OpenTelemetry is imported and each hook be
 check of a global; the traceparent a caller sent is still stored and passed on to the task,
 so Cloud Run's own request traces join up. `cloud-trace`: spans go to Cloud Trace over OTLP
 (the Telemetry API, telemetry.googleapis.com, with the runtime's credentials and project; its
-service account needs roles/cloudtrace.agent). `console`: one JSON line per span on stdout,
-to see traces locally.
+service account needs roles/telemetry.tracesWriter: infra/'s `tracing` variable sets this up).
+`console`: one JSON line per span on stdout, to see traces locally.
+
 The SDK is imported on the first request, not at start. Spans are exported in batches and
 flushed before each response, since Cloud Run throttles the CPU once a response is sent.
 """
