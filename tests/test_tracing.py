@@ -123,7 +123,7 @@ def span_id(span: dict) -> str:
 
 
 def test_one_trace_from_enqueue_through_the_cloud_task_to_process_and_its_statements(database_url, tmp_path, session):
-    emulator = TasksEmulator().start()
+    emulator = TasksEmulator(allow_loopback=True).start()  # the functions are on loopback
     stack = Stack.on_free_ports(database_url=database_url, scheduler=False, log_dir=tmp_path)
     stack.extra_env = {
         "TASKS_QUEUE": "projects/local/locations/local/queues/jobs",
