@@ -21,7 +21,7 @@ from datetime import datetime
 
 from shared.core import log
 from shared.core.db import Session
-from shared.core.jobs import Job
+from shared.core.jobs import Job, JobStatus
 
 STARTED = "job.started"
 ENDED = "job.ended"
@@ -65,7 +65,7 @@ def ended_fields(job: Job, outcome: str) -> dict:
 
 def log_swept(job: Job) -> None:
     """One line per job sweep took from a dead invocation (requeued, failed or cancelled)."""
-    outcome = "requeued" if job.job_status == "queued" else str(job.job_status)
+    outcome = "requeued" if job.job_status == JobStatus.QUEUED else str(job.job_status)
     log.warning(
         "Job swept: its heartbeat stopped",
         jobId=job.id,
