@@ -53,6 +53,7 @@ class Job:
     updated_at: datetime
     callback_url: str | None = None
     tenant: str = "default"
+    traceparent: str | None = None  # W3C, of the enqueue that made it (shared/core/tracing.py)
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
