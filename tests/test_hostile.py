@@ -73,3 +73,54 @@ def test_an_unknown_kind_is_refused_without_listing_the_kinds_there_are(client):
     assert "no-such-kind" in text
     for registered in ("newsletter", "demo", "wait_for_cancel", "fail_until"):
         assert registered not in text
+
+
+# -- inputs that ended in a 500 (item 6) ----------------------------------------------------
+
+# Raw JSON texts: Python's json reads each of these; PostgreSQL stores none of them.
+UNSTORABLE_BODIES = {
+    "runAt before the year 1 in UTC": ('{"kind": "noop", "runAt": "0001-01-01T00:00:00+05:00"}', "runAt"),
+    "runAt after the year 9999 in UTC": ('{"kind": "noop", "runAt": "9999-12-31T23:59:59-05:00"}', "runAt"),
+    "NUL in a payload value": ('{"kind": "noop", "note": "a\\u0000b"}', "note"),
+    "NUL in a nested payload key": ('{"kind": "noop", "meta": {"k\\u0000": 1}}', "meta.k\ufffd"),
+    "lone surrogate in a payload value": ('{"kind": "noop", "list": ["ok", "\\ud800"]}', "list[1]"),
+    "NaN in the payload": ('{"kind": "noop", "ratio": NaN}', "ratio"),
+    "Infinity in the payload": ('{"kind": "noop", "deep": {"x": [-Infinity]}}', "deep.x[0]"),
+    "NUL in the idempotency key": ('{"kind": "noop", "idempotencyKey": "k\\u0000"}', "idempotencyKey"),
+    "lone surrogate in the idempotency key": ('{"kind": "noop", "idempotencyKey": "\\udfff"}', "idempotencyKey"),
+    "NUL in the callback URL": ('{"kind": "noop", "callbackUrl": "https://a\\u0000b/"}', "callbackUrl"),
+}
+
+
+@pytest.mark.parametrize("body, field", UNSTORABLE_BODIES.values(), ids=UNSTORABLE_BODIES.keys())
+def test_what_the_database_cannot_store_is_a_400_naming_the_field(client, body, field):
+    response = client("enqueue").post("/", data=body, content_type="application/json", headers=AUTH)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert field in fields(response)
+
+
+def test_a_time_at_the_edge_of_the_range_is_still_accepted(client):
+    response = post(client("enqueue"), {"kind": "noop", "runAt": "0001-01-01T00:00:00-05:00"})
+    assert response.status_code == 202 and response.get_json()["runAt"] == "0001-01-01T05:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "query, headers, field",
+    [
+        ("&lastEventId=%C2%B2", {}, "lastEventId"),  # "²": isdigit() says yes, int() says no
+        ("", {"Last-Event-ID": "\u00b2"}, "Last-Event-ID"),
+        ("", {"Last-Event-ID": "9223372036854775808"}, "Last-Event-ID"),  # one past the bigint
+        ("&lastEventId=99999999999999999999999", {}, "lastEventId"),
+    ],
+)
+def test_a_resume_point_that_is_not_a_bigint_is_a_400(client, query, headers, field):
+    job = post(client("enqueue"), {"kind": "noop"}).get_json()
+    response = client("status").get(f"/?id={job['id']}&stream=1{query}", headers=headers)
+    assert response.status_code == 400 and fields(response) == [field]
+
+
+def test_the_largest_resume_point_is_served(client):
+    job = post(client("enqueue"), {"kind": "noop"}).get_json()
+    stream = client("status").get(f"/?id={job['id']}&stream=1", headers={"Last-Event-ID": str(2**63 - 1)})
+    assert stream.status_code == 200 and next(iter(stream.response)).startswith(b"retry: ")
+    stream.close()

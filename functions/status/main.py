@@ -6,6 +6,8 @@ Each open stream holds one functions-framework thread: set THREADS to the number
 streams one instance should serve (see the README).
 """
 
+import re
+
 import flask
 import functions_framework
 
@@ -17,6 +19,7 @@ from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream
 
+MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
@@ -51,9 +54,12 @@ def wants_stream(request) -> bool:
 
 
 def resume_point(request) -> int:
+    """The sequence number to resume after: ASCII digits only (str.isdigit also takes "²",
+    which int() refuses) and no larger than the bigint it is compared with."""
+    field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "lastEventId"
     raw = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or "0"
-    if not raw.isdigit():
-        raise ValidationError.of([("Last-Event-ID", "must be a whole number (an event's id)")])
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > MAX_EVENT_SEQ:
+        raise ValidationError.of([(field, "must be a whole number (an event's id)")])
     return int(raw)
 
 

@@ -24,6 +24,7 @@ from shared.core.errors import LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.settings import DEFAULT_TENANT
+from shared.core.storable import json_problems, text_problem
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -69,14 +70,15 @@ def parse_job_id(value: Any, field: str = "id") -> str:
 
 
 def parse_time(value: Any) -> datetime:
-    """An ISO-8601 time; one without an offset is taken as UTC."""
+    """An ISO-8601 time, in UTC; one without an offset is taken as UTC. OverflowError for a
+    time that UTC cannot hold (0001-01-01T00:00:00+05:00 is in the year 0)."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     else:
         raise TypeError("not a time")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _whole(value: Any) -> bool:
@@ -95,6 +97,14 @@ def callback_url_problem(url: Any) -> str | None:
     return "must be an https URL (http only for localhost)"
 
 
+def _unstorable(**strings: Any) -> list[tuple[str, str]]:
+    return [
+        (field, problem)
+        for field, value in strings.items()
+        if isinstance(value, str) and (problem := text_problem(value))
+    ]
+
+
 def _enqueue_problems(
     kind: Any,
     payload: Any,
@@ -107,6 +117,9 @@ def _enqueue_problems(
     problems: list[tuple[str, str]] = []
     if callback_url is not None and (problem := callback_url_problem(callback_url)):
         problems.append(("callbackUrl", problem))
+    problems.extend(_unstorable(kind=kind, idempotencyKey=idempotency_key, callbackUrl=callback_url))
+    if isinstance(payload, dict):
+        problems.extend(json_problems(payload))
     if not isinstance(kind, str) or not 1 <= len(kind) <= 100:
         problems.append(("kind", "must be a non-empty string of at most 100 characters"))
     if not isinstance(payload, dict):
@@ -125,6 +138,8 @@ def _enqueue_problems(
             when = parse_time(run_at)
         except (TypeError, ValueError):
             problems.append(("runAt", "must be an ISO-8601 time such as 2025-01-07T09:00:00Z"))
+        except OverflowError:
+            problems.append(("runAt", "must be a time between the years 1 and 9999 in UTC"))
     return problems, when
 
 
