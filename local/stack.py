@@ -113,6 +113,7 @@ class Stack:
             "STATUS_URL": self.url("status"),
             "CANCEL_URL": self.url("cancel"),
             "API_TOKEN": DEV_TOKEN,
+            "ENQUEUE_KINDS": "*",  # development: demo and the test kinds too
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
             **self.tasks_env,

@@ -124,3 +124,48 @@ def test_the_largest_resume_point_is_served(client):
     stream = client("status").get(f"/?id={job['id']}&stream=1", headers={"Last-Event-ID": str(2**63 - 1)})
     assert stream.status_code == 200 and next(iter(stream.response)).startswith(b"retry: ")
     stream.close()
+
+
+# -- enqueue fails closed; the kinds a caller may enqueue (item 2) --------------------------
+
+
+def start_log(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_without_a_token_enqueue_refuses_everyone_and_says_so_at_start(client, capsys):
+    capsys.readouterr()
+    closed = client("enqueue", API_TOKEN=None)
+    messages = [entry["message"] for entry in start_log(capsys)]
+    assert any("enqueue refuses every request" in message for message in messages), messages
+    response = closed.post("/", data='{"kind": "noop"}', content_type="application/json")
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
+    assert closed.post("/", data='{"kind": "noop"}', content_type="application/json", headers=AUTH).status_code == 401
+
+
+def test_anonymous_enqueue_is_an_explicit_setting_and_says_so_at_start(client, capsys):
+    capsys.readouterr()
+    opened = client("enqueue", API_TOKEN=None, ALLOW_ANONYMOUS_ENQUEUE="1")
+    entries = start_log(capsys)
+    assert any(e["severity"] == "WARNING" and "open to anyone" in e["message"] for e in entries), entries
+    assert opened.post("/", data='{"kind": "noop"}', content_type="application/json").status_code == 202
+    # With a token configured, the setting opens nothing.
+    guarded = client("enqueue", ALLOW_ANONYMOUS_ENQUEUE="1")
+    assert guarded.post("/", data='{"kind": "noop"}', content_type="application/json").status_code == 401
+
+
+def test_the_demo_kind_is_enqueued_only_when_listed(client):
+    refused = post(client("enqueue"), {"kind": "demo", "steps": 1})
+    assert refused.status_code == 400 and fields(refused) == ["kind"]
+    assert post(client("enqueue"), {"kind": "noop"}).status_code == 202  # JOB_HANDLERS kinds are in by default
+    listed = client("enqueue", ENQUEUE_KINDS="demo, noop")
+    assert post(listed, {"kind": "demo", "steps": 1}).status_code == 202
+    assert post(listed, {"kind": "count"}).status_code == 400  # registered, but not listed
+    assert post(client("enqueue", ENQUEUE_KINDS="*"), {"kind": "demo", "steps": 1}).status_code == 202
+
+
+def test_a_kind_list_naming_a_kind_with_no_handler_stops_enqueue_at_start(client):
+    from shared.core.errors import SettingsError  # noqa: PLC0415
+
+    with pytest.raises(SettingsError, match="ENQUEUE_KINDS names kinds with no handler: demmo"):
+        client("enqueue", ENQUEUE_KINDS="newsletter,demmo")

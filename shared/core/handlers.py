@@ -104,6 +104,16 @@ class HandlerRegistry:
         if validate is not None:
             validate(payload, session)
 
+    def restricted_to(self, kinds: tuple[str, ...]) -> HandlerRegistry:
+        """The same handlers, only for these kinds ("*": all). SettingsError naming a kind
+        that has no handler, so that a typo in ENQUEUE_KINDS fails at start."""
+        if kinds == ("*",):
+            return self
+        unknown = [kind for kind in kinds if kind not in self._specs]
+        if unknown:
+            raise SettingsError(f"Bad settings: ENQUEUE_KINDS names kinds with no handler: {', '.join(unknown)}")
+        return HandlerRegistry({kind: self._specs[kind] for kind in kinds})
+
     @classmethod
     def from_settings(cls, settings: Settings) -> HandlerRegistry:
         """Built-ins plus JOB_HANDLERS. Those are imported now: a typo fails at start."""

@@ -70,6 +70,11 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    # Enqueue without API_TOKEN/API_TOKENS: refused unless this is set (fail closed).
+    allow_anonymous_enqueue: bool = False
+    # The kinds callers may enqueue (ENQUEUE_KINDS); None: the enqueue function's default,
+    # ("*",): every registered kind.
+    enqueue_kinds: tuple[str, ...] | None = None
 
     @property
     def tasks_enabled(self) -> bool:
@@ -209,6 +214,16 @@ class _SettingsReader:
             self.problems.append("API_TOKEN and API_TOKENS must not repeat a token")
         return tuple(pairs)
 
+    def kind_list(self, name: str) -> tuple[str, ...] | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        kinds = tuple(dict.fromkeys(kind.strip() for kind in raw.split(",") if kind.strip()))
+        if not kinds or ("*" in kinds and len(kinds) > 1):
+            self.problems.append(f"{name} must list kinds, comma-separated, or be * for every kind")
+            return None
+        return kinds
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -246,6 +261,8 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            allow_anonymous_enqueue=self._raw("ALLOW_ANONYMOUS_ENQUEUE") in ("1", "true"),
+            enqueue_kinds=self.kind_list("ENQUEUE_KINDS"),
             **self.tasks(),
         )
         if self.problems:
