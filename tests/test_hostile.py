@@ -169,3 +169,45 @@ def test_a_kind_list_naming_a_kind_with_no_handler_stops_enqueue_at_start(client
 
     with pytest.raises(SettingsError, match="ENQUEUE_KINDS names kinds with no handler: demmo"):
         client("enqueue", ENQUEUE_KINDS="newsletter,demmo")
+
+
+# -- idempotency keys: the same request, or a 409 naming what differs (item 3) ---------------
+
+
+def test_a_repeated_key_with_the_same_request_gets_the_job_and_a_different_one_a_409(client):
+    enqueue = client("enqueue")
+    body = {"kind": "noop", "idempotencyKey": "newsletter-2025-01-07", "topic": "weekly", "priority": 2}
+    first = post(enqueue, body)
+    assert first.status_code == 202
+    again = post(enqueue, dict(reversed(body.items())))  # the same request, fields in another order
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    for change, named in [
+        ({"kind": "count"}, ["kind"]),  # the squatting case: another kind under the same key
+        ({"topic": "daily"}, ["topic"]),
+        ({"extra": 1}, ["extra"]),
+        ({"priority": 3}, ["priority"]),
+        ({"maxAttempts": 1}, ["maxAttempts"]),
+        ({"runAt": "2030-01-01T00:00:00Z"}, ["runAt"]),
+        ({"callbackUrl": "https://hooks.example/x"}, ["callbackUrl"]),
+        ({"kind": "count", "priority": 0}, ["kind", "priority"]),
+    ]:
+        response = post(enqueue, {**body, **change})
+        assert response.status_code == 409, change
+        error = response.get_json()["error"]
+        assert error["code"] == "idempotency_key_reused" and sorted(fields(response)) == named, error
+
+
+def test_a_repeated_key_with_a_run_at_matches_only_that_run_at(client):
+    enqueue = client("enqueue")
+    timed = {"kind": "noop", "idempotencyKey": "timed", "runAt": "2030-01-01T09:00:00+02:00"}
+    first = post(enqueue, timed)
+    assert post(enqueue, {**timed, "runAt": "2030-01-01T07:00:00Z"}).get_json()["id"] == first.get_json()["id"]
+    assert post(enqueue, {"kind": "noop", "idempotencyKey": "timed"}).status_code == 409  # now, not 2030
+
+
+def test_keys_are_still_the_callers_own(client):
+    tokens = {"API_TOKEN": None, "API_TOKENS": "acme=acme-token-123,globex=globex-token-456"}
+    enqueue = client("enqueue", **tokens)
+    acme = post(enqueue, {"kind": "noop", "idempotencyKey": "k"}, {"Authorization": "Bearer acme-token-123"})
+    globex = post(enqueue, {"kind": "count", "idempotencyKey": "k"}, {"Authorization": "Bearer globex-token-456"})
+    assert acme.status_code == globex.status_code == 202 and acme.get_json()["id"] != globex.get_json()["id"]

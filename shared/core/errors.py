@@ -55,6 +55,13 @@ class Conflict(JobQueueError):
     default_message = "The job is not in a state that allows this"
 
 
+class IdempotencyConflict(Conflict):
+    """A repeated idempotency key with a request that differs from the one that used it."""
+
+    code = "idempotency_key_reused"
+    default_message = "This idempotency key was used for a different request"
+
+
 class DatabaseUnavailable(JobQueueError):
     """The database cannot be reached or the pool is exhausted; the client should retry."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.core.db import Session
-from shared.core.errors import LeaseLost, NotFound, ValidationError
+from shared.core.errors import IdempotencyConflict, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.settings import DEFAULT_TENANT
@@ -188,7 +188,47 @@ def enqueue(
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
             tenant=tenant,
         )  # fmt: skip
-    return Job.from_row(existing), False
+    job = Job.from_row(existing)
+    if differences := _differences(job, kind, payload, priority, when, max_attempts, callback_url):
+        raise IdempotencyConflict(
+            f"idempotencyKey {idempotency_key[:60]!r} names a job with a different "
+            + ", ".join(field for field, _ in differences),
+            [{"field": field, "message": message} for field, message in differences],
+        )
+    return job, False
+
+
+def _differences(
+    job: Job,
+    kind: str,
+    payload: dict,
+    priority: int,
+    when: datetime | None,
+    max_attempts: int,
+    callback_url: str | None,
+) -> list[tuple[str, str]]:
+    """What a repeated request changes, field by field: a repeat must be the same request.
+
+    runAt is compared while the job has not run (a retry moves it): a repeat that names no
+    time matches a job whose first request named none (its run_at is then its created_at).
+    """
+    differs = "differs from the request that first used this idempotencyKey"
+    found = [
+        (field, differs)
+        for field, mine, theirs in (
+            ("kind", kind, job.kind),
+            ("priority", priority, job.priority),
+            ("maxAttempts", max_attempts, job.max_attempts),
+            ("callbackUrl", callback_url, job.callback_url),
+        )
+        if mine != theirs
+    ]
+    if payload != job.payload:
+        changed = sorted(k for k in {*payload, *job.payload} if payload.get(k, ...) != job.payload.get(k, ...))
+        found.extend((field, f"(in the payload) {differs}") for field in changed)
+    if job.attempts == 0 and job.run_at != (when or job.created_at):
+        found.append(("runAt", differs))
+    return found
 
 
 def claim_next(session: Session) -> Job | None:
