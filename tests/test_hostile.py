@@ -211,3 +211,82 @@ def test_keys_are_still_the_callers_own(client):
     acme = post(enqueue, {"kind": "noop", "idempotencyKey": "k"}, {"Authorization": "Bearer acme-token-123"})
     globex = post(enqueue, {"kind": "count", "idempotencyKey": "k"}, {"Authorization": "Bearer globex-token-456"})
     assert acme.status_code == globex.status_code == 202 and acme.get_json()["id"] != globex.get_json()["id"]
+
+
+# -- status threads cannot be exhausted (item 5) ----------------------------------------------
+
+
+def test_more_streams_than_threads_is_refused_at_start_in_one_message(client):
+    from shared.core.errors import SettingsError  # noqa: PLC0415
+    from shared.core.settings import Settings  # noqa: PLC0415
+
+    with pytest.raises(SettingsError, match=r"MAX_OPEN_STREAMS \(100\) must be below THREADS \(32\)"):
+        client("status", THREADS="32", MAX_OPEN_STREAMS="100")
+    with pytest.raises(SettingsError, match=r"MAX_OPEN_STREAMS \(32\) must be below THREADS \(32\)"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", "THREADS": "32", "MAX_OPEN_STREAMS": "32"})
+    assert Settings.from_env({"DATABASE_URL": "postgresql://h/db", "THREADS": "32"}).max_open_streams == 26
+    assert Settings.from_env({"DATABASE_URL": "postgresql://h/db", "THREADS": "84", "MAX_OPEN_STREAMS": "80"})
+
+
+@pytest.fixture
+def status_server(function_env, tmp_path):
+    """The status function under functions-framework's own server (gunicorn), one stream
+    allowed, and keep-alives far apart: a dropped stream is noticed only by its socket."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from local.postgres import free_port  # noqa: PLC0415
+    from local.stack import REPO, wait_for_port  # noqa: PLC0415
+
+    port = free_port()
+    env = {
+        **os.environ,
+        **function_env,
+        "THREADS": "4",
+        "MAX_OPEN_STREAMS": "1",
+        "STREAM_KEEPALIVE_SECONDS": "30",
+        "STREAM_MAX_SECONDS": "60",
+    }
+    command = [sys.executable, "-m", "functions_framework", "--target", "status"]
+    command += ["--source", str(REPO / "functions/status/main.py"), "--host", "127.0.0.1", "--port", str(port)]
+    with open(tmp_path / "status.log", "wb") as output:
+        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port(port, process=server)
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)
+
+
+def test_a_dropped_stream_gives_back_its_slot_long_before_the_next_keep_alive(client, status_server):
+    import socket  # noqa: PLC0415
+    import time  # noqa: PLC0415
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    job_id = post(client("enqueue"), {"kind": "noop"}).get_json()["id"]  # queued: its stream stays open
+    port = urlsplit(status_server).port
+    dropped = socket.create_connection(("127.0.0.1", port), timeout=10)
+    dropped.sendall(f"GET /?id={job_id}&stream=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    received = b""
+    while b"event: snapshot" not in received:
+        received += dropped.recv(4096)
+    assert httpx.get(status_server, params={"id": job_id, "stream": "1"}, timeout=10).status_code == 429
+    dropped.close()
+    closed_at = time.monotonic()
+    deadline = closed_at + 10  # the keep-alive is 30 s away; the old code freed the slot only then
+    while True:
+        with httpx.stream("GET", status_server, params={"id": job_id, "stream": "1"}, timeout=10) as again:
+            if again.status_code == 200:
+                break
+            assert again.status_code == 429
+        assert time.monotonic() < deadline, "the dropped stream still holds its slot"
+        time.sleep(0.1)
+    assert httpx.get(status_server, params={"id": job_id}, timeout=10).status_code == 200

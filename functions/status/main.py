@@ -17,7 +17,7 @@ from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
-from shared.web.sse import JobStream
+from shared.web.sse import JobStream, peer_connected
 
 MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
@@ -90,7 +90,7 @@ def status(request):
         return flask.Response(status=204)  # nothing missed, nothing to come: EventSource stops here
     if not streams.try_open():
         raise TooManyStreams()
-    body = streams.events(job, after, fresh=not after)
+    body = streams.events(job, after, fresh=not after, connected=peer_connected(request.environ))
     return flask.Response(
         body,
         mimetype="text/event-stream",

@@ -61,7 +61,7 @@ class Settings:
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
-    max_open_streams: int = 100
+    max_open_streams: int = 6  # THREADS minus the threads kept for plain requests
     tasks_queue: str | None = None
     process_url: str | None = None
     tasks_service_account: str | None = None
@@ -75,6 +75,7 @@ class Settings:
     # The kinds callers may enqueue (ENQUEUE_KINDS); None: the enqueue function's default,
     # ("*",): every registered kind.
     enqueue_kinds: tuple[str, ...] | None = None
+    threads: int = 8  # functions-framework's THREADS: requests (and streams) in flight
 
     @property
     def tasks_enabled(self) -> bool:
@@ -224,6 +225,22 @@ class _SettingsReader:
             return None
         return kinds
 
+    def stream_capacity(self) -> tuple[int, int]:
+        """(THREADS, MAX_OPEN_STREAMS). Each open stream holds one of functions-framework's
+        THREADS threads for its whole life, so the streams must leave some for plain requests
+        (and for the 429 that refuses one stream too many): an explicit MAX_OPEN_STREAMS not
+        below THREADS is refused, and the default keeps a fifth of them (at least 2) free."""
+        threads = self.number("THREADS", (os.cpu_count() or 1) * 4, 1, integer=True)
+        if self._raw("MAX_OPEN_STREAMS") is None:
+            return threads, max(threads - max(2, threads // 5), 0)
+        streams = self.number("MAX_OPEN_STREAMS", 100, 1, integer=True)
+        if streams >= threads:
+            self.problems.append(
+                f"MAX_OPEN_STREAMS ({streams}) must be below THREADS ({threads}): each open stream holds "
+                "a thread, and plain requests (and the 429 for one stream too many) need one too"
+            )
+        return threads, streams
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -236,6 +253,7 @@ class _SettingsReader:
                 f"STALLED_AFTER_SECONDS ({stalled:g}) must be longer than "
                 f"HEARTBEAT_SECONDS ({heartbeat:g}), or every running job looks stalled"
             )
+        stream_capacity = self.stream_capacity()
         settings = Settings(
             database=self.database(),
             heartbeat_seconds=heartbeat,
@@ -258,7 +276,8 @@ class _SettingsReader:
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
-            max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
+            max_open_streams=stream_capacity[1],
+            threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
             allow_anonymous_enqueue=self._raw("ALLOW_ANONYMOUS_ENQUEUE") in ("1", "true"),
