@@ -114,6 +114,7 @@ class Stack:
             "CANCEL_URL": self.url("cancel"),
             "API_TOKEN": DEV_TOKEN,
             "ENQUEUE_KINDS": "*",  # development: demo and the test kinds too
+            "FORWARDED_HOPS": "0",  # no front end here: a status caller is its connection's peer
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
             **self.tasks_env,

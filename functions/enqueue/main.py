@@ -13,6 +13,7 @@ built-in kind added later) is enabled only by naming it.
 import functions_framework
 
 from shared.core import log, operations
+from shared.web.limits import RateLimits
 from shared.web.service import Service
 
 # The contract's top-level option fields, by the core's argument names; a null option is
@@ -33,6 +34,7 @@ accepted_kinds = service.registry.restricted_to(
     settings.enqueue_kinds or (DEFAULT_KIND, *(kind for kind, _ in settings.job_handlers))
 )
 anonymous = not settings.api_tokens and settings.allow_anonymous_enqueue
+limits = RateLimits.of(service)
 if not settings.api_tokens:
     log.warning(
         "enqueue is open to anyone: ALLOW_ANONYMOUS_ENQUEUE is set and no API_TOKEN or API_TOKENS"
@@ -54,6 +56,7 @@ def split_body(body: dict) -> tuple[dict, dict]:
 @service.endpoint(["POST"])
 def enqueue(request):
     tenant = service.authenticate(request, required=not anonymous)
+    limits.count(request, "enqueue", None if anonymous else tenant)
     options, payload = split_body(service.read_json(request))
     enqueued = operations.enqueue_and_dispatch(
         service.pool, accepted_kinds, service.dispatcher, payload, tenant=tenant, **options

@@ -15,6 +15,7 @@ from shared.core import queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream, peer_connected
@@ -23,6 +24,7 @@ MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
+limits = RateLimits.of(service)
 
 
 def wants_page(request) -> bool:
@@ -53,6 +55,10 @@ def wants_stream(request) -> bool:
     return request.args.get("stream") in ("1", "true") or "text/event-stream" in request.headers.get("Accept", "")
 
 
+def opens_stream(request) -> bool:
+    return request.args.get("view") not in ("document", "preview") and not wants_page(request) and wants_stream(request)
+
+
 def resume_point(request) -> int:
     """The sequence number to resume after: ASCII digits only (str.isdigit also takes "²",
     which int() refuses) and no larger than the bigint it is compared with."""
@@ -77,6 +83,9 @@ def log_lines(job_id: str) -> list[dict]:
 @service.endpoint(["GET"])
 def status(request):
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
+    # Stream opens and plain reads (the JSON, the page, its documents) are limited apart:
+    # a page holds one stream, a poller makes many reads.
+    limits.count(request, "stream" if opens_stream(request) else "status")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
     if request.args.get("view") in ("document", "preview"):

@@ -78,6 +78,18 @@ class TooManyStreams(JobQueueError):
     retry_after_seconds = 2
 
 
+class RateLimited(JobQueueError):
+    """A caller past its rate limit; Retry-After says when its window ends."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry later"
+
+    def __init__(self, message: str | None = None, retry_after_seconds: int = 1):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class LeaseLost(JobQueueError):
     """The invocation no longer owns its job (swept and claimed again, or finished elsewhere)."""
 

@@ -76,6 +76,15 @@ class Settings:
     # ("*",): every registered kind.
     enqueue_kinds: tuple[str, ...] | None = None
     threads: int = 8  # functions-framework's THREADS: requests (and streams) in flight
+    # Requests per caller per window (0: unlimited); see shared/core/ratelimit.py.
+    rate_limit_window_seconds: int = 60
+    rate_limit_enqueue: int = 120
+    rate_limit_cancel: int = 60
+    rate_limit_status: int = 300
+    rate_limit_streams: int = 60
+    # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
+    # front end: 1); 0 takes the connection's peer address instead.
+    forwarded_hops: int = 1
 
     @property
     def tasks_enabled(self) -> bool:
@@ -282,6 +291,12 @@ class _SettingsReader:
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
             allow_anonymous_enqueue=self._raw("ALLOW_ANONYMOUS_ENQUEUE") in ("1", "true"),
             enqueue_kinds=self.kind_list("ENQUEUE_KINDS"),
+            rate_limit_window_seconds=self.number("RATE_LIMIT_WINDOW_SECONDS", 60, 1, integer=True),
+            rate_limit_enqueue=self.number("RATE_LIMIT_ENQUEUE", 120, 0, integer=True),
+            rate_limit_cancel=self.number("RATE_LIMIT_CANCEL", 60, 0, integer=True),
+            rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
+            rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
+            forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),
             **self.tasks(),
         )
         if self.problems:
