@@ -164,6 +164,15 @@ def test_the_demo_kind_is_enqueued_only_when_listed(client):
     assert post(client("enqueue", ENQUEUE_KINDS="*"), {"kind": "demo", "steps": 1}).status_code == 202
 
 
+@pytest.mark.parametrize("kinds", ["*,demo", " , ", "demo,*"])
+def test_a_malformed_kind_list_is_refused_at_start(kinds):
+    from shared.core.errors import SettingsError  # noqa: PLC0415
+    from shared.core.settings import Settings  # noqa: PLC0415
+
+    with pytest.raises(SettingsError, match="ENQUEUE_KINDS must list kinds"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", "ENQUEUE_KINDS": kinds})
+
+
 def test_a_kind_list_naming_a_kind_with_no_handler_stops_enqueue_at_start(client):
     from shared.core.errors import SettingsError  # noqa: PLC0415
 
