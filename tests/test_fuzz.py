@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from local.functions import FUNCTIONS
 from shared.core import queue
-from tests.conftest import API_TOKEN, REPO
+from tests.conftest import REPO
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml").read_text())
 SPEC["servers"] = [{"url": "http://functions.test"}]
@@ -31,8 +31,8 @@ schema = schemathesis.openapi.from_dict(SPEC)
 
 OTHER_TENANT_TOKEN = "other-tenant-token-0123456789"
 # Filled by the `all_functions` fixture before any case is generated: the real jobs that the
-# steering hook hands out.
-KNOWN: dict[str, list[str]] = {"finished": [], "queued": []}
+# steering hook hands out, and the functions' token.
+KNOWN: dict = {"finished": [], "queued": [], "token": None}
 FUZZ_ENV = {
     "API_TOKENS": f"other={OTHER_TENANT_TOKEN}",
     # One caller sends every request here; the limits have tests of their own.
@@ -87,7 +87,8 @@ def with_token(case, token: str | None):
 
 def explicit_auth(case) -> dict | None:
     token = (case.headers or {}).pop(STEER_AUTH, None)
-    bearer = {"valid": API_TOKEN, "other": OTHER_TENANT_TOKEN, "wrong": API_TOKEN[:-1]}.get(token)
+    valid = KNOWN["token"]
+    bearer = {"valid": valid, "other": OTHER_TENANT_TOKEN, "wrong": valid[:-1]}.get(token)
     return {"Authorization": f"Bearer {bearer}"} if bearer else None
 
 
@@ -120,6 +121,7 @@ def all_functions(monkeypatch, function_env, pool, registry):
     import sys  # noqa: PLC0415
 
     real_jobs(pool, registry)
+    KNOWN["token"] = function_env["API_TOKEN"]
     for key, value in {**function_env, **FUZZ_ENV}.items():
         monkeypatch.setenv(key, value)
     apps, modules = {}, []
@@ -229,7 +231,7 @@ EXPLICIT = {
 def test_the_inputs_that_once_ended_in_a_500_are_each_a_400_naming_the_field(all_functions, path, parts, field):
     operation = schema[path]["POST" if path == "/enqueue" else "GET"]
     operation.app = all_functions
-    headers = {"Authorization": f"Bearer {API_TOKEN}", **parts.get("headers", {})}
+    headers = {"Authorization": f"Bearer {KNOWN['token']}", **parts.get("headers", {})}
     query = {**parts.get("query", {}), "id": KNOWN["queued"][0]} if "query" in parts else None
     case = operation.Case(body=parts.get("body", NOT_SET), query=query, headers=headers, media_type="application/json")
     response = case.call_and_validate(excluded_checks=NOT_CHECKED)

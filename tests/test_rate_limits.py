@@ -50,8 +50,7 @@ def test_instances_share_the_count(make_client):
 
 
 def test_status_callers_are_told_apart_by_the_address_the_front_end_saw(make_client):
-    job_id = post(make_client("enqueue"), {"kind": "noop"}, {"Authorization": "Bearer test-token-0123456789"})
-    job_id = job_id.get_json()["id"]
+    job_id = post(make_client("enqueue", **TOKENS), {"kind": "noop"}, ACME).get_json()["id"]
     status = make_client("status", RATE_LIMIT_STATUS="3")
 
     def get(forwarded_for: str):
@@ -69,8 +68,7 @@ def test_status_callers_are_told_apart_by_the_address_the_front_end_saw(make_cli
 
 
 def test_stream_opens_are_limited_apart_from_plain_reads(make_client):
-    job_id = post(make_client("enqueue"), {"kind": "noop"}, {"Authorization": "Bearer test-token-0123456789"})
-    job_id = job_id.get_json()["id"]
+    job_id = post(make_client("enqueue", **TOKENS), {"kind": "noop"}, ACME).get_json()["id"]
     status = make_client("status", RATE_LIMIT_STREAMS="2", FORWARDED_HOPS="0")
     opened = []
     for _ in range(2):
