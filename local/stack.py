@@ -111,6 +111,8 @@ class Stack:
             "STATUS_URL": self.url("status"),
             "CANCEL_URL": self.url("cancel"),
             "API_TOKEN": DEV_TOKEN,
+            "ENQUEUE_KINDS": "*",  # development: demo and the test kinds too
+            "FORWARDED_HOPS": "0",  # no front end here: a status caller is its connection's peer
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
             # Development only: webhooks to a receiver on this machine, and the demo feeds,

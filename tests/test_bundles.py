@@ -72,6 +72,7 @@ def test_each_bundle_serves_a_real_request_from_a_fresh_environment(unpacked, fr
         "HOME": str(tmp_path),
         "DATABASE_URL": database_url,
         "API_TOKEN": TOKEN,
+        "ENQUEUE_KINDS": "newsletter,demo",
         "STATUS_URL": f"http://127.0.0.1:{ports['status']}/",
     }
     servers, logs = {}, []

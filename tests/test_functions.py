@@ -100,8 +100,10 @@ def test_enqueue_with_api_token_set_needs_the_bearer_token(make_client):
     assert wrong.status_code == 401
 
 
-def test_enqueue_without_api_token_is_open(make_client):
-    client = make_client("enqueue", API_TOKEN=None)
+def test_enqueue_without_api_token_is_closed_unless_anonymous_enqueue_is_allowed(make_client):
+    closed = make_client("enqueue", API_TOKEN=None)
+    assert closed.post("/", data='{"kind": "noop"}', content_type="application/json").status_code == 401
+    client = make_client("enqueue", API_TOKEN=None, ALLOW_ANONYMOUS_ENQUEUE="1")
     assert client.post("/", data='{"kind": "noop"}', content_type="application/json").status_code == 202
 
 

@@ -71,7 +71,8 @@ def test_real_answers_match_the_spec(make_client):
     job = post(enqueue, {"kind": "steps", "steps": 1, "idempotencyKey": "spec"})
     check("/enqueue", "post", job)
     job_id = job.get_json()["id"]
-    check("/enqueue", "post", post(enqueue, {"kind": "steps", "idempotencyKey": "spec"}))
+    check("/enqueue", "post", post(enqueue, {"kind": "steps", "steps": 1, "idempotencyKey": "spec"}))
+    check("/enqueue", "post", post(enqueue, {"kind": "steps", "steps": 2, "idempotencyKey": "spec"}))  # 409
     check("/enqueue", "post", post(enqueue, {"kind": "nope"}))
     check("/enqueue", "post", post(enqueue, {}, headers={}))
     check("/enqueue", "post", enqueue.post("/", data="x", content_type="text/plain", headers=AUTH))

@@ -205,3 +205,10 @@ def test_the_page_says_it_is_reconnecting_and_resumes_when_the_function_is_back(
     expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)
     worker.join(10)
     assert log_lines(page) == [f"Step {i} of 12 done" for i in range(1, 13)]
+
+
+def test_a_crafted_path_leaves_the_pages_script_running(stack, page):
+    # "<!--<script>" in the path once made the parser swallow the script's end tag: a dead page.
+    job = enqueue(stack, {"kind": "demo", "steps": 1, "stepSeconds": 0})
+    page.goto(f"{stack.url('status')}%3C!--%3Cscript%3E?id={job['id']}&view=page")
+    expect(page.locator("#job-id")).to_have_text(job["id"], timeout=10_000)

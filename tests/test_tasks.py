@@ -155,11 +155,9 @@ def job_row(job: dict) -> dict:
 
 
 def test_two_enqueues_with_one_idempotency_key_make_one_task(stack, emulator):
-    first = enqueue(
-        stack,
-        {"kind": "noop", "idempotencyKey": "once", "runAt": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()},
-    )
-    second = enqueue(stack, {"kind": "noop", "idempotencyKey": "once"})
+    body = {"kind": "noop", "idempotencyKey": "once", "runAt": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}
+    first = enqueue(stack, body)
+    second = enqueue(stack, body)
     assert first["id"] == second["id"] and second["dispatch"] == "sent"
     assert len(tasks_of(emulator, first["id"])) == 1
 

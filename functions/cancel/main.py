@@ -9,15 +9,17 @@ import functions_framework
 from shared.core import operations, queue
 from shared.core.errors import Conflict
 from shared.core.queue import CancelOutcome
+from shared.web.limits import RateLimits
 from shared.web.service import Service
 
 service = Service("cancel")
+limits = RateLimits.of(service)
 
 
 @functions_framework.http
 @service.endpoint(["POST"])
 def cancel(request):
-    service.authenticate(request, required=True)
+    limits.count(request, "cancel", service.authenticate(request, required=True))
     body = service.read_json(request)
     field = "generationId" if "generationId" in body else "id"
     job_id = queue.parse_job_id(body.get(field), field=field)

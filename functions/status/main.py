@@ -7,6 +7,8 @@ Each open stream holds one functions-framework thread: set THREADS to the number
 streams one instance should serve (see the README).
 """
 
+import re
+
 import flask
 import functions_framework
 
@@ -14,13 +16,16 @@ from shared.core import metrics, operations, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
-from shared.web.sse import JobStream
+from shared.web.sse import JobStream, peer_connected
 
+MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
+limits = RateLimits.of(service)
 
 
 def wants_page(request) -> bool:
@@ -51,10 +56,17 @@ def wants_stream(request) -> bool:
     return request.args.get("stream") in ("1", "true") or "text/event-stream" in request.headers.get("Accept", "")
 
 
+def opens_stream(request) -> bool:
+    return request.args.get("view") not in ("document", "preview") and not wants_page(request) and wants_stream(request)
+
+
 def resume_point(request) -> int:
+    """The sequence number to resume after: ASCII digits only (str.isdigit also takes "²",
+    which int() refuses) and no larger than the bigint it is compared with."""
+    field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "lastEventId"
     raw = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or "0"
-    if not raw.isdigit():
-        raise ValidationError.of([("Last-Event-ID", "must be a whole number (an event's id)")])
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > MAX_EVENT_SEQ:
+        raise ValidationError.of([(field, "must be a whole number (an event's id)")])
     return int(raw)
 
 
@@ -85,6 +97,9 @@ def status(request):
     if request.args.get("view") == "metrics":
         return metrics_view(request)
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
+    # Stream opens and plain reads (the JSON, the page, its documents) are limited apart:
+    # a page holds one stream, a poller makes many reads.
+    limits.count(request, "stream" if opens_stream(request) else "status")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
     if request.args.get("view") in ("document", "preview"):
@@ -98,7 +113,7 @@ def status(request):
         return flask.Response(status=204)  # nothing missed, nothing to come: EventSource stops here
     if not streams.try_open():
         raise TooManyStreams()
-    body = streams.events(job, after, fresh=not after)
+    body = streams.events(job, after, fresh=not after, connected=peer_connected(request.environ))
     return flask.Response(
         body,
         mimetype="text/event-stream",

@@ -64,7 +64,9 @@ class Job:
         return self.job_status in TERMINAL_STATUSES
 
     def to_json(self) -> dict:
-        """The contract's job object. The lease token and idempotency key stay private."""
+        """The contract's job object, as anyone holding the job id may read it (status is
+        public). The lease token, the idempotency key, the tenant and the callback URL (which
+        may carry a secret of the receiver's) stay private."""
         return {
             "id": self.id,
             "generationId": self.id,
@@ -83,5 +85,4 @@ class Job:
             "result": self.result,
             "error": self.error,
             "cancelRequested": self.cancel_requested_at is not None,
-            "callbackUrl": self.callback_url,
         }

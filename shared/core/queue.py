@@ -21,10 +21,11 @@ from typing import Any
 
 from shared.core import netguard
 from shared.core.db import Session
-from shared.core.errors import LeaseLost, NotFound, ValidationError
+from shared.core.errors import IdempotencyConflict, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.settings import DEFAULT_TENANT
+from shared.core.storable import json_problems, text_problem
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -70,14 +71,15 @@ def parse_job_id(value: Any, field: str = "id") -> str:
 
 
 def parse_time(value: Any) -> datetime:
-    """An ISO-8601 time; one without an offset is taken as UTC."""
+    """An ISO-8601 time, in UTC; one without an offset is taken as UTC. OverflowError for a
+    time that UTC cannot hold (0001-01-01T00:00:00+05:00 is in the year 0)."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     else:
         raise TypeError("not a time")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _whole(value: Any) -> bool:
@@ -88,6 +90,14 @@ def callback_url_problem(url: Any) -> str | None:
     """Webhooks go to https URLs of public hosts (shared.core.netguard). The enqueue operation
     passes its own check instead, which knows the settings (loopback in development)."""
     return netguard.url_problem(url)
+
+
+def _unstorable(**strings: Any) -> list[tuple[str, str]]:
+    return [
+        (field, problem)
+        for field, value in strings.items()
+        if isinstance(value, str) and (problem := text_problem(value))
+    ]
 
 
 def _enqueue_problems(
@@ -103,6 +113,9 @@ def _enqueue_problems(
     problems: list[tuple[str, str]] = []
     if callback_url is not None and (problem := check_callback(callback_url)):
         problems.append(("callbackUrl", problem))
+    problems.extend(_unstorable(kind=kind, idempotencyKey=idempotency_key, callbackUrl=callback_url))
+    if isinstance(payload, dict):
+        problems.extend(json_problems(payload))
     if not isinstance(kind, str) or not 1 <= len(kind) <= 100:
         problems.append(("kind", "must be a non-empty string of at most 100 characters"))
     if not isinstance(payload, dict):
@@ -121,6 +134,8 @@ def _enqueue_problems(
             when = parse_time(run_at)
         except (TypeError, ValueError):
             problems.append(("runAt", "must be an ISO-8601 time such as 2025-01-07T09:00:00Z"))
+        except OverflowError:
+            problems.append(("runAt", "must be a time between the years 1 and 9999 in UTC"))
     return problems, when
 
 
@@ -172,7 +187,47 @@ def enqueue(
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
             tenant=tenant, check_callback=check_callback,
         )  # fmt: skip
-    return Job.from_row(existing), False
+    job = Job.from_row(existing)
+    if differences := _differences(job, kind, payload, priority, when, max_attempts, callback_url):
+        raise IdempotencyConflict(
+            f"idempotencyKey {idempotency_key[:60]!r} names a job with a different "
+            + ", ".join(field for field, _ in differences),
+            [{"field": field, "message": message} for field, message in differences],
+        )
+    return job, False
+
+
+def _differences(
+    job: Job,
+    kind: str,
+    payload: dict,
+    priority: int,
+    when: datetime | None,
+    max_attempts: int,
+    callback_url: str | None,
+) -> list[tuple[str, str]]:
+    """What a repeated request changes, field by field: a repeat must be the same request.
+
+    runAt is compared while the job has not run (a retry moves it): a repeat that names no
+    time matches a job whose first request named none (its run_at is then its created_at).
+    """
+    differs = "differs from the request that first used this idempotencyKey"
+    found = [
+        (field, differs)
+        for field, mine, theirs in (
+            ("kind", kind, job.kind),
+            ("priority", priority, job.priority),
+            ("maxAttempts", max_attempts, job.max_attempts),
+            ("callbackUrl", callback_url, job.callback_url),
+        )
+        if mine != theirs
+    ]
+    if payload != job.payload:
+        changed = sorted(k for k in {*payload, *job.payload} if payload.get(k, ...) != job.payload.get(k, ...))
+        found.extend((field, f"(in the payload) {differs}") for field in changed)
+    if job.attempts == 0 and job.run_at != (when or job.created_at):
+        found.append(("runAt", differs))
+    return found
 
 
 def claim_next(session: Session) -> Job | None:

@@ -67,7 +67,7 @@ class Settings:
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
-    max_open_streams: int = 100
+    max_open_streams: int = 6  # THREADS minus the threads kept for plain requests
     tasks_queue: str | None = None
     process_url: str | None = None
     tasks_service_account: str | None = None
@@ -85,6 +85,21 @@ class Settings:
     # Each registered kind's own settings, by kind name (what its Kind.read_settings returned).
     kinds: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     tracing: str | None = None  # TRACING: None (off), "cloud-trace" or "console"
+    # Enqueue without API_TOKEN/API_TOKENS: refused unless this is set (fail closed).
+    allow_anonymous_enqueue: bool = False
+    # The kinds callers may enqueue (ENQUEUE_KINDS); None: the enqueue function's default,
+    # ("*",): every registered kind.
+    enqueue_kinds: tuple[str, ...] | None = None
+    threads: int = 8  # functions-framework's THREADS: requests (and streams) in flight
+    # Requests per caller per window (0: unlimited); see shared/core/ratelimit.py.
+    rate_limit_window_seconds: int = 60
+    rate_limit_enqueue: int = 120
+    rate_limit_cancel: int = 60
+    rate_limit_status: int = 300
+    rate_limit_streams: int = 60
+    # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
+    # front end: 1); 0 takes the connection's peer address instead.
+    forwarded_hops: int = 1
 
     @property
     def tasks_enabled(self) -> bool:
@@ -258,6 +273,32 @@ class SettingsReader:
             return None
         return mode
 
+    def kind_list(self, name: str) -> tuple[str, ...] | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        kinds = tuple(dict.fromkeys(kind.strip() for kind in raw.split(",") if kind.strip()))
+        if not kinds or ("*" in kinds and len(kinds) > 1):
+            self.problems.append(f"{name} must list kinds, comma-separated, or be * for every kind")
+            return None
+        return kinds
+
+    def stream_capacity(self) -> tuple[int, int]:
+        """(THREADS, MAX_OPEN_STREAMS). Each open stream holds one of functions-framework's
+        THREADS threads for its whole life, so the streams must leave some for plain requests
+        (and for the 429 that refuses one stream too many): an explicit MAX_OPEN_STREAMS not
+        below THREADS is refused, and the default keeps a fifth of them (at least 2) free."""
+        threads = self.number("THREADS", (os.cpu_count() or 1) * 4, 1, integer=True)
+        if self._raw("MAX_OPEN_STREAMS") is None:
+            return threads, max(threads - max(2, threads // 5), 0)
+        streams = self.number("MAX_OPEN_STREAMS", 100, 1, integer=True)
+        if streams >= threads:
+            self.problems.append(
+                f"MAX_OPEN_STREAMS ({streams}) must be below THREADS ({threads}): each open stream holds "
+                "a thread, and plain requests (and the 429 for one stream too many) need one too"
+            )
+        return threads, streams
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -282,6 +323,7 @@ class SettingsReader:
                 f"STALLED_AFTER_SECONDS ({stalled:g}) must be longer than "
                 f"HEARTBEAT_SECONDS ({heartbeat:g}), or every running job looks stalled"
             )
+        stream_capacity = self.stream_capacity()
         settings = Settings(
             database=self.database(),
             heartbeat_seconds=heartbeat,
@@ -304,13 +346,22 @@ class SettingsReader:
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
-            max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
+            max_open_streams=stream_capacity[1],
+            threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
             db_owner_role=self._raw("DB_OWNER_ROLE"),
             tracing=self.tracing(),
             **self.webhooks(),
             kinds=self.kind_settings(),
+            allow_anonymous_enqueue=self._raw("ALLOW_ANONYMOUS_ENQUEUE") in ("1", "true"),
+            enqueue_kinds=self.kind_list("ENQUEUE_KINDS"),
+            rate_limit_window_seconds=self.number("RATE_LIMIT_WINDOW_SECONDS", 60, 1, integer=True),
+            rate_limit_enqueue=self.number("RATE_LIMIT_ENQUEUE", 120, 0, integer=True),
+            rate_limit_cancel=self.number("RATE_LIMIT_CANCEL", 60, 0, integer=True),
+            rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
+            rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
+            forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),
             **self.tasks(),
         )
         if self.problems:

@@ -30,6 +30,21 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+# In a <script> element, "</script" ends it, and "<!--" followed by "<script" makes the
+# parser swallow the real end tag (the page's own code then never runs). JSON's \u escapes
+# mean the same to the script and nothing to the HTML parser. (json.dumps already escapes
+# U+2028 and U+2029, which end a line in older JavaScript.)
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def script_json(value: object) -> str:
+    """JSON that is safe to embed in an HTML <script> element, whatever its strings hold."""
+    text = json.dumps(value)
+    for raw, escaped in _SCRIPT_ESCAPES.items():
+        text = text.replace(raw, escaped)
+    return text
+
+
 def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
     """(the page, its security headers) for one job."""
     nonce = secrets.token_urlsafe(16)
@@ -39,8 +54,7 @@ def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) ->
         "documentUrl": f"{stream_path}?id={job_id}&view=document",
         "cancelUrl": cancel_url,
     }
-    # JSON inside <script>: "</" must not close the element.
-    config_js = json.dumps(config).replace("</", "<\\/")
+    config_js = script_json(config)
     page = _template().replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
     connect = "'self'" + (f" {_origin(cancel_url)}" if cancel_url else "")
     policy = (

@@ -17,7 +17,14 @@ import flask
 from shared.core import log, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
-from shared.core.errors import DatabaseUnavailable, JobQueueError, TooManyStreams, Unauthorized, ValidationError
+from shared.core.errors import (
+    DatabaseUnavailable,
+    JobQueueError,
+    RateLimited,
+    TooManyStreams,
+    Unauthorized,
+    ValidationError,
+)
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job
 from shared.core.migrate import apply_migrations
@@ -53,7 +60,7 @@ class Service:
 
     def error(self, exc: JobQueueError) -> flask.Response:
         headers = {}
-        if isinstance(exc, (DatabaseUnavailable, TooManyStreams)):
+        if isinstance(exc, (DatabaseUnavailable, TooManyStreams, RateLimited)):
             headers["Retry-After"] = str(exc.retry_after_seconds)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="jobqueue"'
