@@ -39,11 +39,11 @@ def enqueue_and_dispatch(
     return Enqueued(job, created, dispatch)
 
 
-def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job; a queued one ends now and its webhook goes out. A running one ends in
-    its own invocation, which sends the webhook then."""
+def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str, tenant: str) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job; a queued one ends now and its webhook goes out. A running one
+    ends in its own invocation, which sends the webhook then."""
     with pool.session() as session:
-        outcome, job = queue.cancel(session, job_id)
+        outcome, job = queue.cancel(session, job_id, tenant)
     if outcome is CancelOutcome.CANCELLED:
         dispatcher.notify(job)
     return outcome, job

@@ -23,7 +23,7 @@ from shared.core.db import Session
 from shared.core.errors import LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
-from shared.core.settings import DEFAULT_TENANT
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -259,6 +259,15 @@ def get_job(session: Session, job_id: str) -> Job:
     return Job.from_row(row)
 
 
+def get_tenant_job(session: Session, job_id: str, tenant: str) -> Job:
+    """The job, if it is the tenant's (any tenant's for the admin). Another tenant's job is
+    NotFound, exactly as an unknown one: the answer never confirms that it exists."""
+    job = get_job(session, job_id)
+    if tenant not in (ADMIN_TENANT, job.tenant):
+        raise NotFound()
+    return job
+
+
 def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
     rows = session.rows("list_events", id=job_id, after_seq=after_seq, max_events=limit)
     return [Event(r["seq"], r["kind"], r["data"], r["created_at"]) for r in rows]
@@ -271,14 +280,15 @@ def waiting_jobs(session: Session, waited_seconds: float, limit: int = SWEEP_BAT
     ]
 
 
-def cancel(session: Session, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job: at once if queued, by request if running. Twice is harmless."""
-    row = session.row("request_cancel", id=job_id)
+def cancel(session: Session, job_id: str, tenant: str = ADMIN_TENANT) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job: at once if queued, by request if running. Twice is harmless.
+    Another tenant's job is NotFound (the admin's tenant reaches every job)."""
+    row = session.row("request_cancel", id=job_id, tenant=tenant, all_tenants=tenant == ADMIN_TENANT)
     if row is not None:
         job = Job.from_row(row)
         outcome = CancelOutcome.CANCELLED if job.job_status == JobStatus.CANCELLED else CancelOutcome.REQUESTED
         return outcome, job
-    job = get_job(session, job_id)
+    job = get_tenant_job(session, job_id, tenant)
     if job.job_status == JobStatus.CANCELLED:
         return CancelOutcome.ALREADY_CANCELLED, job
     if job.job_status == JobStatus.RUNNING:  # a cancel was requested before this one
