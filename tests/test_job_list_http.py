@@ -1,0 +1,87 @@
+"""The tenant journey over real HTTP servers: two tenants enqueue, the first watches its live
+list (fetch-style: a GET with an Authorization header, read as it streams), the process
+function runs the jobs on the seed's GET, and the second tenant sees and cancels nothing
+of the first's."""
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from local.stack import Stack
+
+TOKENS = {"acme": "acme-token-0123456789", "globex": "globex-token-0123456789"}
+ACME, GLOBEX = ({"Authorization": f"Bearer {token}"} for token in TOKENS.values())
+
+
+@pytest.fixture
+def stack(database_url, tmp_path):
+    extra = {"API_TOKENS": ",".join(f"{t}={token}" for t, token in TOKENS.items()), "STREAM_KEEPALIVE_SECONDS": "1"}
+    with Stack.on_free_ports(database_url=database_url, extra_env=extra, scheduler=False, log_dir=tmp_path) as running:
+        yield running
+
+
+class LiveList:
+    """The live list read on a thread; events kept in order."""
+
+    def __init__(self, url: str, headers: dict):
+        self.events: list[tuple[str, dict]] = []
+        self._client = httpx.Client(timeout=30)
+        self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, headers: dict):
+        try:
+            with connect_sse(self._client, "GET", url, headers=headers) as source:
+                for event in source.iter_sse():
+                    if not event.data:
+                        continue  # the retry: hint, a block with no data
+                    self.events.append((event.event, json.loads(event.data)))
+        except httpx.HTTPError as exc:
+            self.events.append(("error", {"error": repr(exc)}))
+
+    def wait_for(self, predicate, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.events):
+                return list(self.events)
+            time.sleep(0.05)
+        raise AssertionError(f"not seen in {timeout} s: {self.events}")
+
+    def close(self):
+        self._client.close()
+
+
+def statuses_of(events, job_id):
+    return [(data["jobStatus"], data["matches"]) for name, data in events if name == "job" and data["id"] == job_id]
+
+
+def test_a_tenant_watches_its_jobs_live_and_another_tenant_sees_none_of_them(stack):
+    http = httpx.Client(timeout=30)
+    live = LiveList(stack.url("status") + "?list=1&stream=1&status=queued,running", ACME)
+    live.wait_for(lambda events: events and events[0][0] == "snapshot")
+    mine = http.post(stack.url("enqueue"), json={"kind": "demo", "steps": 1, "stepSeconds": 0.1}, headers=ACME).json()
+    theirs = http.post(
+        stack.url("enqueue"), json={"kind": "demo", "steps": 1, "stepSeconds": 0.1}, headers=GLOBEX
+    ).json()
+    live.wait_for(lambda events: statuses_of(events, mine["id"]))
+
+    assert http.get(stack.url("process")).status_code == 200  # the seed's Scheduler calls with GET
+    assert http.get(stack.url("process")).status_code == 200
+    events = live.wait_for(lambda events: ("completed", False) in statuses_of(events, mine["id"]))
+    seen = statuses_of(events, mine["id"])
+    assert seen[0] == ("queued", True) and ("running", True) in seen and seen[-1] == ("completed", False)
+    assert not statuses_of(events, theirs["id"])
+    live.close()
+
+    listed = http.get(stack.url("status") + "?list=1", headers=GLOBEX).json()
+    assert [job["id"] for job in listed["jobs"]] == [theirs["id"]]
+    refused = http.post(stack.url("cancel"), json={"generationId": mine["id"]}, headers=GLOBEX)
+    assert refused.status_code == 404
+    assert (
+        http.get(stack.url("status") + f"?id={mine['id']}").json()["jobStatus"] == "completed"
+    )  # the id is the capability
+    http.close()
