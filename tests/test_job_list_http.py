@@ -11,6 +11,8 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from client.__main__ import main as cli
+from client.api import JobQueueClient
 from local.stack import Stack
 
 TOKENS = {"acme": "acme-token-0123456789", "globex": "globex-token-0123456789"}
@@ -85,3 +87,24 @@ def test_a_tenant_watches_its_jobs_live_and_another_tenant_sees_none_of_them(sta
         http.get(stack.url("status") + f"?id={mine['id']}").json()["jobStatus"] == "completed"
     )  # the id is the capability
     http.close()
+
+
+def test_the_python_client_lists_pages_and_reruns(stack, capsys):
+    def client(token):
+        return JobQueueClient(stack.url("enqueue"), stack.url("status"), stack.url("cancel"), token=token)
+
+    acme = client(TOKENS["acme"])
+    made = [acme.enqueue({"kind": "demo", "steps": 1}) for _ in range(3)]
+    first = acme.list_jobs(limit=2)
+    rest = acme.list_jobs(limit=2, cursor=first["nextCursor"])
+    assert [job["id"] for job in first["jobs"] + rest["jobs"]] == [job["id"] for job in reversed(made)]
+    assert rest["nextCursor"] is None
+    assert client(TOKENS["globex"]).list_jobs()["jobs"] == []
+    acme.cancel(made[0]["id"])
+    assert acme.rerun(made[0]["id"])["rerunOf"] == made[0]["id"]
+
+    urls = ["--status-url", stack.url("status"), "--enqueue-url", stack.url("enqueue"), "--token", TOKENS["acme"]]
+    assert cli([*urls, "list", "--status", "cancelled"]) == 0
+    assert [job["id"] for job in json.loads(capsys.readouterr().out)["jobs"]] == [made[0]["id"]]
+    assert cli([*urls, "rerun", made[1]["id"]]) == 1  # queued: nothing to re-run (409)
+    assert "409" in capsys.readouterr().err
