@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 
 from client.__main__ import main as cli
 from client.api import JobQueueClient
@@ -27,23 +26,28 @@ def stack(database_url, tmp_path):
 
 
 class LiveList:
-    """The live list read on a thread; events kept in order."""
+    """The live list read on a thread, line by line (keep-alives included, so that a stop is
+    noticed within a keep-alive interval); events kept in order."""
 
     def __init__(self, url: str, headers: dict):
         self.events: list[tuple[str, dict]] = []
-        self._client = httpx.Client(timeout=30)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
         self._thread.start()
 
     def _read(self, url: str, headers: dict):
-        try:
-            with connect_sse(self._client, "GET", url, headers=headers) as source:
-                for event in source.iter_sse():
-                    if not event.data:
-                        continue  # the retry: hint, a block with no data
-                    self.events.append((event.event, json.loads(event.data)))
-        except httpx.HTTPError as exc:
-            self.events.append(("error", {"error": repr(exc)}))
+        name, data = "message", ""
+        with httpx.Client(timeout=30) as client, client.stream("GET", url, headers=headers) as response:
+            for line in response.iter_lines():
+                if self._stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    name = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    data = line[len("data: ") :]
+                elif not line and data:
+                    self.events.append((name, json.loads(data)))
+                    name, data = "message", ""
 
     def wait_for(self, predicate, timeout: float = 20.0):
         deadline = time.monotonic() + timeout
@@ -54,7 +58,9 @@ class LiveList:
         raise AssertionError(f"not seen in {timeout} s: {self.events}")
 
     def close(self):
-        self._client.close()
+        self._stop.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive()
 
 
 def statuses_of(events, job_id):
