@@ -115,6 +115,10 @@ class Stack:
             "API_TOKEN": DEV_TOKEN,
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
+            # Development only: webhooks to a receiver on this machine, and the demo feeds,
+            # which are served on loopback (both refused by default).
+            "CALLBACK_ALLOW_LOOPBACK": "1",
+            "FEED_ALLOW_PRIVATE": "1",
             **self.tasks_env,
             **self.extra_env,
         }
@@ -191,7 +195,7 @@ class Stack:
         try:
             self._feeds = serve_feeds(self.feeds_port)
             if self.tasks_port is not None:
-                self._tasks = TasksEmulator(port=self.tasks_port).start()
+                self._tasks = TasksEmulator(port=self.tasks_port, allow_loopback=True).start()
             self.start_database()
             self.start_functions()
             if self.scheduler:

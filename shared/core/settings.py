@@ -74,6 +74,12 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    db_owner_role: str | None = None
+    # Webhooks (shared.core.outbox, shared.core.netguard).
+    callback_allow_loopback: bool = False  # development only: receivers on this machine, over http
+    webhook_timeout_seconds: float = 5.0
+    webhook_drain_seconds: float = 10.0
+    webhook_max_attempts: int = 8
 
     @property
     def tasks_enabled(self) -> bool:
@@ -197,6 +203,14 @@ class _SettingsReader:
             "redispatch_after_seconds": self.number("REDISPATCH_AFTER_SECONDS", 300.0, 1.0),
         }
 
+    def webhooks(self) -> dict:
+        return {
+            "callback_allow_loopback": self._raw("CALLBACK_ALLOW_LOOPBACK") in ("1", "true"),
+            "webhook_timeout_seconds": self.number("WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1),
+            "webhook_drain_seconds": self.number("WEBHOOK_DRAIN_SECONDS", 10.0, 0.0),
+            "webhook_max_attempts": self.number("WEBHOOK_MAX_ATTEMPTS", 8, 1, integer=True),
+        }
+
     def tokens(self) -> tuple[tuple[str, str], ...]:
         """API_TOKEN (the default tenant's), API_TOKENS (`tenant=token,...`) and ADMIN_TOKEN."""
         pairs = []
@@ -253,6 +267,8 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            db_owner_role=self._raw("DB_OWNER_ROLE"),
+            **self.webhooks(),
             **self.tasks(),
         )
         if self.problems:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from shared.core import log
 from shared.core.errors import JobCancelled
 from shared.kinds.newsletter.compose import BrokenFeed, Section, entries_in_range
 from shared.kinds.newsletter.fetch import FeedError, fetch_feed
@@ -19,6 +20,8 @@ from shared.kinds.newsletter.sources import find_sources
 
 FEED_TIMEOUT_SECONDS = float(os.environ.get("FEED_TIMEOUT_SECONDS", "15"))
 FEED_MAX_BYTES = int(os.environ.get("FEED_MAX_BYTES", str(5 * 1024 * 1024)))
+# Feeds (and their redirects) must be on public addresses, unless the operator opts out.
+FEED_ALLOW_PRIVATE = os.environ.get("FEED_ALLOW_PRIVATE", "") in ("1", "true")
 PREVIEW_MAX_CHARS = 20_000
 FETCH_SHARE = 85  # percent of the progress bar spent fetching
 
@@ -50,11 +53,13 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
             continue
         ctx.log(f"Fetching {source.name}")
         try:
-            body = fetch_feed(source.feed_url, FEED_TIMEOUT_SECONDS, FEED_MAX_BYTES, ctx.cancelled)
+            body = fetch_feed(source.feed_url, FEED_TIMEOUT_SECONDS, FEED_MAX_BYTES, ctx.cancelled, FEED_ALLOW_PRIVATE)
             entries, undated = entries_in_range(body, start, end)
         except JobCancelled:
             return None
         except (FeedError, BrokenFeed) as exc:
+            # The job's log is public: it gets the reason; the server log gets the detail.
+            log.warning("Feed skipped", jobId=ctx.job_id, source=source.id, detail=getattr(exc, "detail", str(exc)))
             failed.append({"id": source.id, "name": source.name, "error": str(exc)})
             ctx.log(f"{source.name}: skipped ({exc})", level="warning")
         else:
