@@ -19,7 +19,7 @@ import json
 import statistics
 import time
 
-from bench.run import fresh_database, session_for
+from bench.common import fresh_database, session_for
 from local import postgres
 from local.stack import REPO
 from shared.core import listing, queue
