@@ -102,15 +102,18 @@ def test_recent_figures_by_kind(session, registry):
     assert metrics.read_recent(session, 3 * 3600)["noop"]["completed"] == 3
 
 
+ADMIN = "admin-token-for-the-metrics-test"
+
+
 @pytest.fixture
 def status_client(make_client):
-    return make_client("status", API_TOKEN=TOKEN, API_TOKENS=f"acme={ACME_TOKEN}")
+    return make_client("status", API_TOKEN=TOKEN, API_TOKENS=f"acme={ACME_TOKEN}", ADMIN_TOKEN=ADMIN)
 
 
 def test_the_metrics_view_answers_the_figures_to_a_token_holder(status_client, session, registry):
     known_queue(session, registry)
     finished(session, registry, "noop", "completed", wait=2, run=10)
-    answer = status_client.get("/?view=metrics", headers=AUTH)
+    answer = status_client.get("/?view=metrics", headers={"Authorization": f"Bearer {ADMIN}"})
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
     assert answer.headers["Cache-Control"] == "no-store"
@@ -120,6 +123,15 @@ def test_the_metrics_view_answers_the_figures_to_a_token_holder(status_client, s
     assert body["byKind"]["noop"]["completed"] == 1 and body["byKind"]["noop"]["runSeconds"]["p50"] == 10.0
     acme = status_client.get("/?view=metrics", headers={"Authorization": f"Bearer {ACME_TOKEN}"}).get_json()
     assert (acme["tenant"], acme["queued"], acme["running"], acme["byKind"]) == ("acme", 1, 0, {})
+    # With tenants configured, API_TOKEN is one tenant among others: its own jobs only.
+    default = status_client.get("/?view=metrics", headers=AUTH).get_json()
+    assert (default["tenant"], default["queued"]) == ("default", 3)
+
+
+def test_api_token_sees_the_whole_queue_while_it_is_the_only_tenant(make_client, session, registry):
+    known_queue(session, registry)
+    body = make_client("status", API_TOKEN=TOKEN).get("/?view=metrics", headers=AUTH).get_json()
+    assert (body["tenant"], body["queued"], body["running"]) == (None, 4, 2)
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"}])

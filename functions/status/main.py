@@ -3,6 +3,10 @@
 browser (Accept: text/html, or ?view=page), a page that follows the job and can cancel it.
 `?view=metrics` with the bearer token: the queue's figures (shared/core/metrics.py).
 
+GET ?list=1 with Authorization: Bearer <token> lists the caller's tenant's jobs, newest
+first, a page at a time; with stream=1 (or Accept: text/event-stream), a snapshot of the
+first page and then every change to a job in the list's scope (shared/web/job_list.py).
+
 Each open stream holds one functions-framework thread: set THREADS to the number of
 streams one instance should serve (see the README).
 """
@@ -12,10 +16,11 @@ import re
 import flask
 import functions_framework
 
-from shared.core import metrics, operations, queue
+from shared.core import listing, metrics, operations, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.web.job_list import JobListStream, list_body
 from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
@@ -26,6 +31,8 @@ service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
 limits = RateLimits.of(service)
+list_streams = JobListStream(service.pool, listener, service.settings, service.job_body, streams.release)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def wants_page(request) -> bool:
@@ -80,6 +87,19 @@ def log_lines(job_id: str) -> list[dict]:
     ]
 
 
+def job_list(request):
+    """The caller's jobs: one page as JSON, or the live list."""
+    caller = service.authenticate(request, required=True)
+    wanted = listing.filter_from_query(request.args, caller)
+    if wants_stream(request):
+        if not streams.try_open():
+            raise TooManyStreams()
+        return flask.Response(list_streams.events(wanted), mimetype="text/event-stream", headers=SSE_HEADERS)
+    with service.pool.session() as session:
+        page = listing.list_jobs(session, wanted)
+    return service.json(list_body(page, service.job_body))
+
+
 def metrics_view(request):
     """The gauges and recent figures, for a caller with a token (never public: the job id is
     the capability of everything else here, and this names no job)."""
@@ -87,13 +107,15 @@ def metrics_view(request):
     raw = request.args.get("window", str(metrics.DEFAULT_WINDOW_SECONDS))
     if not raw.isdigit() or not 60 <= int(raw) <= 7 * 86400:
         raise ValidationError.of([("window", "must be whole seconds from 60 to 604800")])
-    figures = operations.read_metrics(service.pool, tenant, int(raw))
+    figures = operations.read_metrics(service.pool, service.settings, tenant, int(raw))
     return service.json(figures, headers={"Cache-Control": "no-store"})
 
 
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
+    if request.args.get("list") in ("1", "true"):
+        return job_list(request)
     if request.args.get("view") == "metrics":
         return metrics_view(request)
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
@@ -114,8 +136,4 @@ def status(request):
     if not streams.try_open():
         raise TooManyStreams()
     body = streams.events(job, after, fresh=not after, connected=peer_connected(request.environ))
-    return flask.Response(
-        body,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return flask.Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)

@@ -53,6 +53,7 @@ class Job:
     updated_at: datetime
     callback_url: str | None = None
     tenant: str = "default"
+    rerun_of: str | None = None  # the failed or cancelled job this one re-runs
     traceparent: str | None = None  # W3C, of the enqueue that made it (shared/core/tracing.py)
 
     @classmethod
@@ -85,4 +86,5 @@ class Job:
             "result": self.result,
             "error": self.error,
             "cancelRequested": self.cancel_requested_at is not None,
+            "rerunOf": self.rerun_of,
         }

@@ -19,7 +19,7 @@ from shared.core.jobs import Job, JobStatus
 from shared.core.outbox import Drained
 from shared.core.queue import CancelOutcome, SweepReport
 from shared.core.runner import Outcome, Runner, RunOutcome
-from shared.core.settings import DEFAULT_TENANT, Settings
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, Settings
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,14 @@ class Enqueued:
 def enqueue_and_dispatch(
     pool: Pool, registry: HandlerRegistry, dispatcher: Dispatcher, payload: dict, **options
 ) -> Enqueued:
-    """Queue a job, then push its Cloud Task. Also on a repeated key: the task is named
-    after the job, so this adds nothing when the first push worked and heals it when not."""
+    """Queue a job (or a re-run of one, with `rerun_of`), then push its Cloud Task. Also on a
+    repeated key: the task is named after the job, so this adds nothing when the first push
+    worked and heals it when not."""
     with tracing.span("jobqueue.enqueue"), pool.session() as session:
+        if options.get("rerun_of") is not None:
+            payload, options = queue.rerun_request(
+                session, options["rerun_of"], options.get("tenant", DEFAULT_TENANT), payload, options
+            )
         job, created = queue.enqueue(
             session, registry, payload=payload, check_callback=dispatcher.callback_url_problem, **options
         )
@@ -46,13 +51,14 @@ def enqueue_and_dispatch(
     return Enqueued(job, created, dispatch)
 
 
-def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job; a queued one ends now, and its webhook is in the outbox. With Cloud Tasks
-    on, it is pushed as a task now (a call to Cloud Tasks, never to the callback target);
-    without, the next process invocation or sweep tick sends it: a cancel never waits on a
-    receiver. A running job ends in its own invocation, which drains its webhook then."""
+def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str, tenant: str) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job (another tenant's is NotFound); a queued one ends now, and its
+    webhook is in the outbox. With Cloud Tasks on, it is pushed as a task now (a call to
+    Cloud Tasks, never to the callback target); without, the next process invocation or
+    sweep tick sends it: a cancel never waits on a receiver. A running job ends in its own
+    invocation, which drains its webhook then."""
     with pool.session() as session:
-        outcome, job = queue.cancel(session, job_id)
+        outcome, job = queue.cancel(session, job_id, tenant)
     if outcome is CancelOutcome.CANCELLED and job.callback_url and dispatcher.tasks_enabled:
         drain_webhooks(pool, dispatcher, job.id, only_that_job=True)
     return outcome, job
@@ -104,21 +110,23 @@ def skipped_reason(job: Job) -> str:
 class Swept:
     report: SweepReport
     redispatched: int
+    purged: int = 0  # archived jobs deleted for good (ARCHIVE_RETENTION_DAYS)
 
     def to_json(self) -> dict:
-        return {**self.report.to_json(), "redispatched": self.redispatched}
+        return {**self.report.to_json(), "purged": self.purged, "redispatched": self.redispatched}
 
 
 def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings) -> Swept:
-    """Recover stalled jobs and archive old ones; log each job swept and the queue's gauges;
-    then dispatch what was requeued, push a new task for every job that waited past
-    REDISPATCH_AFTER_SECONDS (its task may be lost), and last, with the time bound
-    WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished wrote theirs in the
-    same transaction): however slow the receivers, the queue's own work is done first and the
-    tick ends in time."""
+    """Recover stalled jobs, archive old ones and purge the archive's oldest; log each job
+    swept and the queue's gauges; then dispatch what was requeued, push a new task for every
+    job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost), and last, with the
+    time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished wrote
+    theirs in the same transaction): however slow the receivers, the queue's own work is done
+    first and the tick ends in time."""
     with pool.session() as session:
         report = queue.sweep(session, settings.stalled_after_seconds, settings.retention_days)
         outbox.prune(session, settings.retention_days)
+        purged = queue.purge_archive(session, settings.archive_retention_days)
         waiting = queue.waiting_jobs(session, settings.redispatch_after_seconds) if dispatcher.tasks_enabled else []
         gauges = metrics.read_gauges(session)
     metrics.log_gauges(gauges)  # each tick, so that its absence says sweep stopped
@@ -129,15 +137,18 @@ def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings)
     requeued = {job.id for job in report.requeued_jobs}
     redispatched = dispatcher.redispatch_waiting([job for job in waiting if job.id not in requeued])
     drain_webhooks(pool, dispatcher)
-    return Swept(report, redispatched)
+    return Swept(report, redispatched, purged)
 
 
-def read_metrics(pool: Pool, tenant: str, window_seconds: float) -> dict:
+def read_metrics(pool: Pool, settings: Settings, tenant: str, window_seconds: float) -> dict:
     """The status function's metrics view: the gauges now, and by kind the jobs that finished
-    in the last `window_seconds` with percentiles of their wait and run time. The default
-    tenant (API_TOKEN, the operator's token) sees the whole queue; any other tenant (API_TOKENS)
-    sees its own jobs only, since another caller's volume is not its business."""
-    scope = None if tenant == DEFAULT_TENANT else tenant
+    in the last `window_seconds` with percentiles of their wait and run time. ADMIN_TOKEN sees
+    the whole queue, and so does API_TOKEN while it is the only tenant (a single-tenant
+    deployment's operator); any other tenant sees its own jobs only, since another caller's
+    volume is not its business."""
+    single_tenant = all(name == DEFAULT_TENANT for name, _ in settings.api_tokens)
+    sees_all = tenant == ADMIN_TENANT or (tenant == DEFAULT_TENANT and single_tenant)
+    scope = None if sees_all else tenant
     with pool.session() as session:
         gauges = metrics.read_gauges(session, scope)
         recent = metrics.read_recent(session, window_seconds, scope)

@@ -21,6 +21,9 @@ from shared.core.errors import SettingsError
 
 TRACING_MODES = ("cloud-trace", "console")  # shared/core/tracing.py
 DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before tenants
+# ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
+# It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
+ADMIN_TENANT = "*"
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 
@@ -50,6 +53,7 @@ class Settings:
     cancel_check_seconds: float = 0.5
     stalled_after_seconds: float = 900.0
     retention_days: int = 30
+    archive_retention_days: int = 365  # 0: keep archived jobs for ever
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 3600.0
     job_handlers: tuple[tuple[str, str], ...] = ()
@@ -251,7 +255,7 @@ class SettingsReader:
         }
 
     def tokens(self) -> tuple[tuple[str, str], ...]:
-        """API_TOKEN (the default tenant's) and API_TOKENS (`tenant=token,...`)."""
+        """API_TOKEN (the default tenant's), API_TOKENS (`tenant=token,...`) and ADMIN_TOKEN."""
         pairs = []
         if (token := self._raw("API_TOKEN")) is not None:
             pairs.append((DEFAULT_TENANT, token))
@@ -262,8 +266,10 @@ class SettingsReader:
                 self.problems.append(f"API_TOKENS entry for {tenant.strip()[:40]!r} must look like tenant=token")
                 continue
             pairs.append((tenant.strip(), token.strip()))
+        if (token := self._raw("ADMIN_TOKEN")) is not None:
+            pairs.append((ADMIN_TENANT, token))
         if len({token for _, token in pairs}) != len(pairs):
-            self.problems.append("API_TOKEN and API_TOKENS must not repeat a token")
+            self.problems.append("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
         return tuple(pairs)
 
     def tracing(self) -> str | None:
@@ -330,6 +336,7 @@ class SettingsReader:
             cancel_check_seconds=self.number("CANCEL_CHECK_SECONDS", 0.5, 0.05),
             stalled_after_seconds=stalled,
             retention_days=self.number("RETENTION_DAYS", 30, 1, integer=True),
+            archive_retention_days=self.number("ARCHIVE_RETENTION_DAYS", 365, 0, integer=True),
             retry_base_seconds=self.number("RETRY_BASE_SECONDS", 10.0, 0.0),
             retry_max_seconds=self.number("RETRY_MAX_SECONDS", 3600.0, 0.0),
             job_handlers=self.handlers(),
