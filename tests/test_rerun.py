@@ -55,8 +55,10 @@ def test_a_cancelled_job_is_rerun_and_queue_options_may_be_changed(enqueue, sess
     rerun = post(enqueue, {"rerunOf": job["id"], "priority": 9, "maxAttempts": 2, "idempotencyKey": "again"})
     assert rerun.status_code == 202
     assert (rerun.get_json()["priority"], rerun.get_json()["maxAttempts"]) == (9, 2)
-    repeated = post(enqueue, {"rerunOf": job["id"], "idempotencyKey": "again"})
+    repeated = post(enqueue, {"rerunOf": job["id"], "priority": 9, "maxAttempts": 2, "idempotencyKey": "again"})
     assert repeated.status_code == 200 and repeated.get_json()["id"] == rerun.get_json()["id"]
+    # The key names that request: the same re-run with other options is another request.
+    assert post(enqueue, {"rerunOf": job["id"], "idempotencyKey": "again"}).status_code == 409
 
 
 def test_a_job_that_did_not_fail_or_was_not_cancelled_is_a_409(enqueue, session):
