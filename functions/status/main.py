@@ -13,6 +13,7 @@ from shared.core import queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.web import pages
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream
@@ -67,9 +68,17 @@ def log_lines(job_id: str) -> list[dict]:
     ]
 
 
+def asset(name: str):
+    """The pages' JavaScript client (?asset=client.js), the same module clients/js publishes."""
+    content, content_type, headers = pages.asset(name)
+    return flask.Response(content, content_type=content_type, headers=headers)
+
+
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
+    if "asset" in request.args:
+        return asset(request.args["asset"])
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
