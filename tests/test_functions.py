@@ -340,7 +340,14 @@ def test_sweep_answers_its_counts(make_client, session):
     )
     response = make_client("sweep").post("/")
     assert response.status_code == 200
-    assert response.get_json() == {"requeued": 0, "failed": 1, "cancelled": 0, "archived": 0, "redispatched": 0}
+    assert response.get_json() == {
+        "requeued": 0,
+        "failed": 1,
+        "cancelled": 0,
+        "archived": 0,
+        "purged": 0,
+        "redispatched": 0,
+    }
 
 
 # -- the database going away -----------------------------------------------------------

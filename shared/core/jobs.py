@@ -53,6 +53,7 @@ class Job:
     updated_at: datetime
     callback_url: str | None = None
     tenant: str = "default"
+    rerun_of: str | None = None  # the failed or cancelled job this one re-runs
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
@@ -83,4 +84,5 @@ class Job:
             "error": self.error,
             "cancelRequested": self.cancel_requested_at is not None,
             "callbackUrl": self.callback_url,
+            "rerunOf": self.rerun_of,
         }

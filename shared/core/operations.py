@@ -71,20 +71,22 @@ def skipped_reason(job: Job) -> str:
 class Swept:
     report: SweepReport
     redispatched: int
+    purged: int = 0  # archived jobs deleted for good (ARCHIVE_RETENTION_DAYS)
 
     def to_json(self) -> dict:
-        return {**self.report.to_json(), "redispatched": self.redispatched}
+        return {**self.report.to_json(), "purged": self.purged, "redispatched": self.redispatched}
 
 
 def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings) -> Swept:
-    """Recover stalled jobs and archive old ones; then dispatch what was requeued, send the
-    webhooks of what was finished, and push a new task for every job that waited past
-    REDISPATCH_AFTER_SECONDS (its task may be lost)."""
+    """Recover stalled jobs, archive old ones and purge the archive's oldest; then dispatch
+    what was requeued, send the webhooks of what was finished, and push a new task for every
+    job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost)."""
     with pool.session() as session:
         report = queue.sweep(session, settings.stalled_after_seconds, settings.retention_days)
+        purged = queue.purge_archive(session, settings.archive_retention_days)
         waiting = queue.waiting_jobs(session, settings.redispatch_after_seconds) if dispatcher.tasks_enabled else []
     for job in (*report.requeued_jobs, *report.finished_jobs):
         dispatcher.follow_up(job)
     requeued = {job.id for job in report.requeued_jobs}
     redispatched = dispatcher.redispatch_waiting([job for job in waiting if job.id not in requeued])
-    return Swept(report, redispatched)
+    return Swept(report, redispatched, purged)

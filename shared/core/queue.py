@@ -59,7 +59,12 @@ class Event:
 
 
 def parse_job_id(value: Any, field: str = "id") -> str:
-    """A job id in canonical form, or a ValidationError naming the field."""
+    """A job id in canonical form, or a ValidationError naming the field.
+
+    The seed's ids were sequential integers; here an id is a random UUID, because it is the
+    capability for the job's status page and a sequential id could be guessed."""
+    if _whole(value) or (isinstance(value, str) and value.strip().isdigit()):
+        raise ValidationError.of([(field, "must be a job id: a random UUID string, not a sequential number")])
     if not isinstance(value, str):
         raise ValidationError.of([(field, "must be a job id (a UUID string)")])
     try:
@@ -327,3 +332,17 @@ def sweep(session: Session, stalled_after_seconds: float, retention_days: int, m
         if archived < SWEEP_BATCH:
             break
     return report
+
+
+def purge_archive(session: Session, archive_retention_days: int, max_batches: int = 100) -> int:
+    """Delete archived jobs (and their events) finished more than `archive_retention_days`
+    ago, in bounded batches; 0 keeps them for ever. Returns how many were deleted."""
+    purged = 0
+    if archive_retention_days <= 0:
+        return purged
+    for _ in range(max_batches):
+        batch = session.row("purge_archived", archive_retention_days=archive_retention_days, batch_size=SWEEP_BATCH)
+        purged += batch["purged"]
+        if batch["purged"] < SWEEP_BATCH:
+            break
+    return purged

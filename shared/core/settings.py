@@ -44,6 +44,7 @@ class Settings:
     cancel_check_seconds: float = 0.5
     stalled_after_seconds: float = 900.0
     retention_days: int = 30
+    archive_retention_days: int = 365  # 0: keep archived jobs for ever
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 3600.0
     job_handlers: tuple[tuple[str, str], ...] = ()
@@ -227,6 +228,7 @@ class _SettingsReader:
             cancel_check_seconds=self.number("CANCEL_CHECK_SECONDS", 0.5, 0.05),
             stalled_after_seconds=stalled,
             retention_days=self.number("RETENTION_DAYS", 30, 1, integer=True),
+            archive_retention_days=self.number("ARCHIVE_RETENTION_DAYS", 365, 0, integer=True),
             retry_base_seconds=self.number("RETRY_BASE_SECONDS", 10.0, 0.0),
             retry_max_seconds=self.number("RETRY_MAX_SECONDS", 3600.0, 0.0),
             job_handlers=self.handlers(),
