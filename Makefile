@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed ## Create the virtual environment with everything the project needs
 
-test: venv ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
+test: venv js-deps ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -m "not slow"
@@ -30,6 +30,24 @@ migrate: venv ## Apply the migrations to DATABASE_URL
 	$(PY) -m shared.core.migrate
 
 .PHONY: help venv test migrate
+
+js-deps: ## Node (apt-get when root and missing) and TypeScript, for the JavaScript client's tests
+	@command -v node >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's nodejs and npm..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else \
+	    echo "No node on PATH: the JavaScript client's tests will be skipped (install Node 18+ and npm)."; \
+	  fi
+	@if command -v npm >/dev/null 2>&1 && [ ! -x clients/js/node_modules/.bin/tsc ]; then \
+	  npm --prefix clients/js ci --no-audit --no-fund --silent || \
+	    echo "npm could not install TypeScript: the type check of clients/js will be skipped."; \
+	fi
+
+js-test: venv js-deps ## The JavaScript client: node --test against a local stack, and tsc over its .d.ts
+	$(PY) -m pytest tests/test_js_client.py
+
+.PHONY: js-deps js-test
 
 dev: venv ## Serve the five functions locally on ports 8081-8085 with PostgreSQL (Ctrl-C stops)
 	$(PY) -m local.stack

@@ -22,6 +22,10 @@ export interface Job {
   error: string | null;
   cancelRequested: boolean;
   callbackUrl: string | null;
+  /** The failed or cancelled job this one re-runs. */
+  rerunOf: string | null;
+  /** In list answers: the tenant the job belongs to. */
+  tenant?: string;
   statusUrl?: string;
   streamUrl?: string;
   [field: string]: unknown;
@@ -54,6 +58,8 @@ export interface EnqueueBody {
   maxAttempts?: number;
   idempotencyKey?: string;
   callbackUrl?: string;
+  /** Re-run this failed or cancelled job (its kind and payload). */
+  rerunOf?: string;
   [payload: string]: unknown;
 }
 
@@ -141,6 +147,8 @@ export declare class JobQueueClient {
   cancelUrl: string | null;
   token: string | null;
   enqueue(body: EnqueueBody, options?: RequestOptions): Promise<EnqueuedJob>;
+  /** Queue a failed or cancelled job again; `options` are queue options (priority, maxAttempts ...). */
+  rerun(id: string, options?: EnqueueBody, request?: RequestOptions): Promise<EnqueuedJob>;
   status(id: string, options?: RequestOptions): Promise<JobWithLogs>;
   cancel(id: string, options?: RequestOptions): Promise<CancelledJob>;
   list(query?: ListQuery, options?: RequestOptions): Promise<JobPage>;

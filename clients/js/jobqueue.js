@@ -60,6 +60,11 @@ export class JobQueueClient {
     });
   }
 
+  /** Queue a failed or cancelled job again: a new job with its kind and payload (`rerunOf` names the original). */
+  async rerun(id, options = {}, { signal } = {}) {
+    return this.enqueue({ ...options, rerunOf: id }, { signal });
+  }
+
   /** The job and its log lines. */
   async status(id, { signal } = {}) {
     const url = this._statusUrl({ id });

@@ -19,6 +19,9 @@ async function journey(): Promise<void> {
   withLogs.logs.forEach((line) => console.log(line.seq, line.level, line.message));
   const cancelled = await client.cancel(id);
   console.log(cancelled.outcome === "cancel_requested", dispatch);
+  const again = await client.rerun(id, { priority: 5 });
+  const original: string | null = again.rerunOf;
+  console.log(original);
   const page = await client.list({ status: ["queued", "running"], kind: "newsletter", limit: 20, createdAfter: new Date() });
   const next: string | null = page.nextCursor;
   page.jobs.forEach((listed) => console.log(listed.createdAt, listed.currentStep));
