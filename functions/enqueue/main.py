@@ -3,11 +3,17 @@
 202 with the new job; 200 with the existing one when the idempotency key was seen before.
 With Cloud Tasks configured, the job's task is pushed before answering, and `dispatch`
 says "sent", or "pending" when the push failed (the Scheduler path then runs the job).
+
+GET: the dashboard, the seed's generation form (the newsletter's active sources, from the
+database, embedded), which posts here and goes to the job's status page; ?asset=client.js
+is the JavaScript module it loads.
 """
 
 import functions_framework
 
 from shared.core import operations
+from shared.kinds.newsletter.sources import list_sources
+from shared.web import pages
 from shared.web.service import Service
 
 # The contract's top-level option fields, by the core's argument names; a null option is
@@ -33,9 +39,20 @@ def split_body(body: dict) -> tuple[dict, dict]:
     return options, payload
 
 
+def dashboard(request):
+    if "asset" in request.args:
+        pages.standalone(request, "asset")
+        return pages.asset_response(request.args["asset"])
+    with service.pool.session() as session:
+        sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
+    return pages.dashboard(request.path or "/", service.settings, sources)
+
+
 @functions_framework.http
-@service.endpoint(["POST"])
+@service.endpoint(["GET", "POST"])
 def enqueue(request):
+    if request.method == "GET":
+        return dashboard(request)
     tenant = service.authenticate(request, required=False)
     options, payload = split_body(service.read_json(request))
     enqueued = operations.enqueue_and_dispatch(

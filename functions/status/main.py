@@ -68,17 +68,15 @@ def log_lines(job_id: str) -> list[dict]:
     ]
 
 
-def asset(name: str):
-    """The pages' JavaScript client (?asset=client.js), the same module clients/js publishes."""
-    content, content_type, headers = pages.asset(name)
-    return flask.Response(content, content_type=content_type, headers=headers)
-
-
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
-    if "asset" in request.args:
-        return asset(request.args["asset"])
+    if "asset" in request.args:  # the pages' JavaScript client, the module clients/js publishes
+        pages.standalone(request, "asset")
+        return pages.asset_response(request.args["asset"])
+    if request.args.get("view") == "archive":
+        pages.standalone(request, "view")
+        return pages.archive(request.path or "/", service.settings)
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)

@@ -17,7 +17,10 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.core.errors import NotFound
+import flask
+
+from shared.core.errors import NotFound, ValidationError
+from shared.core.settings import Settings
 
 HERE = Path(__file__).parent
 # In the repository and in a deploy bundle alike: <root>/shared/web/pages.py, <root>/clients/js/.
@@ -39,8 +42,27 @@ def asset(name: str) -> tuple[str, str, dict[str, str]]:
     return _read(path), mimetype, headers
 
 
+def standalone(request: flask.Request, parameter: str) -> None:
+    """A page or asset request names nothing else: another parameter (or a Last-Event-ID)
+    beside it is a mistake, refused with a 400 that names it rather than ignored."""
+    extra = sorted(key for key in request.args if key != parameter)
+    if request.headers.get("Last-Event-ID") is not None:
+        extra.append("Last-Event-ID")
+    if extra:
+        raise ValidationError.of([(key, f"not allowed with {parameter}") for key in extra])
+
+
+def asset_response(name: str) -> flask.Response:
+    content, content_type, headers = asset(name)
+    return flask.Response(content, content_type=content_type, headers=headers)
+
+
 def asset_url(function_path: str, name: str = "client.js") -> str:
     return f"{function_path}?asset={name}"
+
+
+def with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def origin(url: str) -> str:
@@ -71,11 +93,42 @@ def fill(template: str, nonce: str, config: dict) -> str:
     # JSON inside <script>: "</" must not close the element.
     config_js = json.dumps(config).replace("</", "<\\/")
     style = _read(HERE / "pages.css")
-    return template.replace("__STYLE__", style).replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
+    client_url = json.dumps(config.get("clientUrl", "")).strip('"')
+    filled = template.replace("__STYLE__", style).replace("__NONCE__", nonce).replace("__CLIENT_URL__", client_url)
+    return filled.replace("__CONFIG__", config_js)
 
 
 def render_page(name: str, config: dict, connect: list[str] | None = None) -> tuple[str, dict[str, str]]:
     """(the page, its security headers): shared/web/<name>.html with its config."""
     nonce = secrets.token_urlsafe(16)
     html = fill(_read(HERE / f"{name}.html"), nonce, config)
-    return html, page_headers(policy(nonce, [origin(url) for url in connect or [] if url]))
+    return html, page_headers(policy(nonce, [origin(url) for url in connect or []]))
+
+
+def html_response(name: str, config: dict, connect: list[str | None] | None = None) -> flask.Response:
+    html, headers = render_page(name, config, [url for url in connect or [] if url])
+    return flask.Response(html, mimetype="text/html", headers=headers)
+
+
+def dashboard(path: str, settings: Settings, sources: list[dict]) -> flask.Response:
+    """The generation form, served by enqueue at `path` (it posts there). `sources` are the
+    newsletter's active sources, [{"id", "name"}], read by the adapter (a kind's table)."""
+    config = {
+        "enqueuePath": path,
+        "clientUrl": asset_url(path),
+        "archiveUrl": with_query(settings.status_url, "view=archive") if settings.status_url else None,
+        "tokenRequired": bool(settings.api_tokens),
+        "sources": sources,
+    }
+    return html_response("dashboard", config)
+
+
+def archive(path: str, settings: Settings) -> flask.Response:
+    """Finished newsletters and the jobs in progress, served by status at `path` (it lists
+    and streams from there; cancel goes to CANCEL_URL)."""
+    config = {
+        "statusPath": path,
+        "clientUrl": asset_url(path),
+        "cancelUrl": settings.cancel_url,
+    }
+    return html_response("archive", config, [settings.cancel_url])
