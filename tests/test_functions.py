@@ -107,7 +107,7 @@ def test_enqueue_without_api_token_is_open(make_client):
 
 def test_every_function_answers_405_for_other_methods_with_json(make_client):
     for name in ("enqueue", "process", "cancel", "sweep"):
-        response = make_client(name).get("/")
+        response = make_client(name).delete("/")
         assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
     assert make_client("status").post("/").status_code == 405
 

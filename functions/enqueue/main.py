@@ -25,6 +25,7 @@ QUEUE_OPTIONS = {
     "maxAttempts": "max_attempts",
     "idempotencyKey": "idempotency_key",
     "callbackUrl": "callback_url",
+    "rerunOf": "rerun_of",  # re-run that failed or cancelled job (its kind and payload)
 }
 DEFAULT_KIND = "newsletter"  # the seed's body names no kind: it is a newsletter request
 

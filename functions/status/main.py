@@ -2,6 +2,10 @@
 (Accept: text/event-stream, or ?stream=1) that resumes from Last-Event-ID, or, for a
 browser (Accept: text/html, or ?view=page), a page that follows the job and can cancel it.
 
+GET ?list=1 with Authorization: Bearer <token> lists the caller's tenant's jobs, newest
+first, a page at a time; with stream=1 (or Accept: text/event-stream), a snapshot of the
+first page and then every change to a job in the list's scope (shared/web/job_list.py).
+
 Each open stream holds one functions-framework thread: set THREADS to the number of
 streams one instance should serve (see the README).
 """
@@ -9,11 +13,12 @@ streams one instance should serve (see the README).
 import flask
 import functions_framework
 
-from shared.core import queue
+from shared.core import listing, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
 from shared.web import pages
+from shared.web.job_list import JobListStream, list_body
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
 from shared.web.sse import JobStream
@@ -21,6 +26,8 @@ from shared.web.sse import JobStream
 service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
+list_streams = JobListStream(service.pool, listener, service.settings, service.job_body, streams.release)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def wants_page(request) -> bool:
@@ -68,6 +75,19 @@ def log_lines(job_id: str) -> list[dict]:
     ]
 
 
+def job_list(request):
+    """The caller's jobs: one page as JSON, or the live list."""
+    caller = service.authenticate(request, required=True)
+    wanted = listing.filter_from_query(request.args, caller)
+    if wants_stream(request):
+        if not streams.try_open():
+            raise TooManyStreams()
+        return flask.Response(list_streams.events(wanted), mimetype="text/event-stream", headers=SSE_HEADERS)
+    with service.pool.session() as session:
+        page = listing.list_jobs(session, wanted)
+    return service.json(list_body(page, service.job_body))
+
+
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
@@ -77,6 +97,8 @@ def status(request):
     if request.args.get("view") == "archive":
         pages.standalone(request, "view")
         return pages.archive(request.path or "/", service.settings)
+    if request.args.get("list") in ("1", "true"):
+        return job_list(request)
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
@@ -92,8 +114,4 @@ def status(request):
     if not streams.try_open():
         raise TooManyStreams()
     body = streams.events(job, after, fresh=not after)
-    return flask.Response(
-        body,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return flask.Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)

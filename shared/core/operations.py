@@ -16,7 +16,7 @@ from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import CancelOutcome, SweepReport
 from shared.core.runner import Outcome, Runner, RunOutcome
-from shared.core.settings import Settings
+from shared.core.settings import DEFAULT_TENANT, Settings
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,14 @@ class Enqueued:
 def enqueue_and_dispatch(
     pool: Pool, registry: HandlerRegistry, dispatcher: Dispatcher, payload: dict, **options
 ) -> Enqueued:
-    """Queue a job, then push its Cloud Task. Also on a repeated key: the task is named
-    after the job, so this adds nothing when the first push worked and heals it when not."""
+    """Queue a job (or a re-run of one, with `rerun_of`), then push its Cloud Task. Also on a
+    repeated key: the task is named after the job, so this adds nothing when the first push
+    worked and heals it when not."""
     with pool.session() as session:
+        if options.get("rerun_of") is not None:
+            payload, options = queue.rerun_request(
+                session, options["rerun_of"], options.get("tenant", DEFAULT_TENANT), payload, options
+            )
         job, created = queue.enqueue(session, registry, payload=payload, **options)
     dispatch = None
     if dispatcher.tasks_enabled and job.job_status == JobStatus.QUEUED:
@@ -39,11 +44,11 @@ def enqueue_and_dispatch(
     return Enqueued(job, created, dispatch)
 
 
-def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job; a queued one ends now and its webhook goes out. A running one ends in
-    its own invocation, which sends the webhook then."""
+def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str, tenant: str) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job; a queued one ends now and its webhook goes out. A running one
+    ends in its own invocation, which sends the webhook then."""
     with pool.session() as session:
-        outcome, job = queue.cancel(session, job_id)
+        outcome, job = queue.cancel(session, job_id, tenant)
     if outcome is CancelOutcome.CANCELLED:
         dispatcher.notify(job)
     return outcome, job

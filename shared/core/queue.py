@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.core.db import Session
-from shared.core.errors import LeaseLost, NotFound, ValidationError
+from shared.core.errors import Conflict, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
-from shared.core.settings import DEFAULT_TENANT
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -145,6 +145,7 @@ def enqueue(
     idempotency_key: str | None = None,
     callback_url: str | None = None,
     tenant: str = DEFAULT_TENANT,
+    rerun_of: str | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
@@ -168,6 +169,7 @@ def enqueue(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         callback_url=callback_url,
+        rerun_of=rerun_of,
     )
     if row is not None:
         return Job.from_row(row), True
@@ -176,9 +178,38 @@ def enqueue(
         return enqueue(
             session, registry, kind=kind, payload=payload, priority=priority,
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
-            tenant=tenant,
+            tenant=tenant, rerun_of=rerun_of,
         )  # fmt: skip
     return Job.from_row(existing), False
+
+
+RERUNNABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+RERUN_KEEPS = ("priority", "max_attempts", "callback_url")  # from the original, unless given
+
+
+def rerun_request(session: Session, original_id: Any, tenant: str, payload: dict, options: dict) -> tuple[dict, dict]:
+    """(payload, options) for `enqueue` that re-run the tenant's failed or cancelled job: its
+    kind, payload and tenant, its priority, attempts and callback unless `options` name
+    others, and `rerun_of` naming it. Another tenant's job is NotFound; an unfinished or
+    completed one a Conflict."""
+    original_id = parse_job_id(original_id, field="rerunOf")
+    if payload:
+        fields = ", ".join(sorted(payload))[:200]
+        raise ValidationError.of(
+            [("rerunOf", f"a re-run takes the original's payload; send no other fields ({fields})")]
+        )
+    original = get_tenant_job(session, original_id, tenant)
+    if original.job_status not in RERUNNABLE:
+        raise Conflict(f"Job {original_id} is {original.job_status}: only a failed or cancelled job can be re-run")
+    kept = {name: getattr(original, name) for name in RERUN_KEEPS}
+    given = {name: value for name, value in options.items() if name not in ("kind", "rerun_of", "tenant")}
+    return original.payload, {
+        **kept,
+        **given,
+        "kind": original.kind,
+        "tenant": original.tenant,
+        "rerun_of": original.id,
+    }
 
 
 def claim_next(session: Session) -> Job | None:
@@ -259,6 +290,15 @@ def get_job(session: Session, job_id: str) -> Job:
     return Job.from_row(row)
 
 
+def get_tenant_job(session: Session, job_id: str, tenant: str) -> Job:
+    """The job, if it is the tenant's (any tenant's for the admin). Another tenant's job is
+    NotFound, exactly as an unknown one: the answer never confirms that it exists."""
+    job = get_job(session, job_id)
+    if tenant not in (ADMIN_TENANT, job.tenant):
+        raise NotFound()
+    return job
+
+
 def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
     rows = session.rows("list_events", id=job_id, after_seq=after_seq, max_events=limit)
     return [Event(r["seq"], r["kind"], r["data"], r["created_at"]) for r in rows]
@@ -271,14 +311,15 @@ def waiting_jobs(session: Session, waited_seconds: float, limit: int = SWEEP_BAT
     ]
 
 
-def cancel(session: Session, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job: at once if queued, by request if running. Twice is harmless."""
-    row = session.row("request_cancel", id=job_id)
+def cancel(session: Session, job_id: str, tenant: str = ADMIN_TENANT) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job: at once if queued, by request if running. Twice is harmless.
+    Another tenant's job is NotFound (the admin's tenant reaches every job)."""
+    row = session.row("request_cancel", id=job_id, tenant=tenant, all_tenants=tenant == ADMIN_TENANT)
     if row is not None:
         job = Job.from_row(row)
         outcome = CancelOutcome.CANCELLED if job.job_status == JobStatus.CANCELLED else CancelOutcome.REQUESTED
         return outcome, job
-    job = get_job(session, job_id)
+    job = get_tenant_job(session, job_id, tenant)
     if job.job_status == JobStatus.CANCELLED:
         return CancelOutcome.ALREADY_CANCELLED, job
     if job.job_status == JobStatus.RUNNING:  # a cancel was requested before this one

@@ -15,6 +15,9 @@ from urllib.parse import unquote, urlsplit
 from shared.core.errors import SettingsError
 
 DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before tenants
+# ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
+# It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
+ADMIN_TENANT = "*"
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 
@@ -195,7 +198,7 @@ class _SettingsReader:
         }
 
     def tokens(self) -> tuple[tuple[str, str], ...]:
-        """API_TOKEN (the default tenant's) and API_TOKENS (`tenant=token,...`)."""
+        """API_TOKEN (the default tenant's), API_TOKENS (`tenant=token,...`) and ADMIN_TOKEN."""
         pairs = []
         if (token := self._raw("API_TOKEN")) is not None:
             pairs.append((DEFAULT_TENANT, token))
@@ -206,8 +209,10 @@ class _SettingsReader:
                 self.problems.append(f"API_TOKENS entry for {tenant.strip()[:40]!r} must look like tenant=token")
                 continue
             pairs.append((tenant.strip(), token.strip()))
+        if (token := self._raw("ADMIN_TOKEN")) is not None:
+            pairs.append((ADMIN_TENANT, token))
         if len({token for _, token in pairs}) != len(pairs):
-            self.problems.append("API_TOKEN and API_TOKENS must not repeat a token")
+            self.problems.append("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
         return tuple(pairs)
 
     def origins(self) -> tuple[str, ...]:
