@@ -20,6 +20,7 @@ CLIENT = Path(__file__).resolve().parent.parent / "clients" / "js"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
 TSC = CLIENT / "node_modules" / ".bin" / "tsc"
+OTHER_TOKEN = "other-tenant-token"  # a second tenant's (API_TOKENS)
 
 pytestmark = pytest.mark.skipif(
     NODE is None, reason="JavaScript client tests skipped: no node on PATH (install Node 18+; make test does as root)"
@@ -39,7 +40,8 @@ def typescript() -> Path:
 
 
 def test_the_node_tests_pass_against_a_local_stack(database_url, tmp_path):
-    with Stack.on_free_ports(database_url=database_url, scheduler=False, log_dir=tmp_path) as stack:
+    tenants = {"API_TOKENS": f"other={OTHER_TOKEN}"}
+    with Stack.on_free_ports(database_url=database_url, scheduler=False, log_dir=tmp_path, extra_env=tenants) as stack:
         env = {
             **os.environ,
             "JOBQUEUE_ENQUEUE_URL": stack.url("enqueue"),
@@ -47,6 +49,7 @@ def test_the_node_tests_pass_against_a_local_stack(database_url, tmp_path):
             "JOBQUEUE_CANCEL_URL": stack.url("cancel"),
             "JOBQUEUE_PROCESS_URL": stack.url("process"),
             "JOBQUEUE_TOKEN": DEV_TOKEN,
+            "JOBQUEUE_OTHER_TOKEN": OTHER_TOKEN,
         }
         done = subprocess.run(
             [NODE, "--test", "--test-reporter=spec", "test/"],

@@ -210,3 +210,70 @@ test("an unknown job is a final 404, for status and follow alike", { skip: stack
   assert.equal(error.retryable, false);
   await assert.rejects(client.follow(id), (e) => e instanceof JobQueueError && e.status === 404);
 });
+
+test("list pages the caller's jobs newest first; another tenant sees none of them", { skip: stack, timeout: TIMEOUT }, async () => {
+  const older = await demo(1);
+  const newer = await demo(1);
+  const first = await client.list({ kind: "demo", status: ["queued"], limit: 1 });
+  assert.deepEqual(first.jobs.map((j) => j.id), [newer.id]);
+  assert.equal(typeof first.nextCursor, "string");
+  const second = await client.list({ kind: "demo", status: ["queued"], limit: 1, cursor: first.nextCursor });
+  assert.deepEqual(second.jobs.map((j) => j.id), [older.id]);
+
+  const other = createClient({ ...options, token: env.JOBQUEUE_OTHER_TOKEN });
+  const theirs = await other.list({ limit: 100 });
+  assert.ok(!theirs.jobs.some((j) => j.id === older.id || j.id === newer.id));
+  const refused = await other.cancel(newer.id).catch((e) => e);
+  assert.equal(refused.status, 404, "another tenant's job is a 404, never a 403");
+  const anonymous = await createClient({ ...options, token: null }).list().catch((e) => e);
+  assert.equal(anonymous.status, 401);
+  await client.cancel(older.id);
+  await client.cancel(newer.id);
+});
+
+test("watchList: a snapshot, then each change, and a job leaving the filter is seen leaving", { skip: stack, timeout: TIMEOUT }, async () => {
+  const job = await demo(2, 0.05);
+  const controller = new AbortController();
+  const seen = [];
+  let started = null;
+  const states = [];
+  await client.watchList({ status: "queued,running", kind: "demo" }, {
+    signal: controller.signal,
+    onState: ({ state }) => states.push(state),
+    onEvent: (event) => {
+      if (event.type === "snapshot") {
+        seen.push(["snapshot", event.data.jobs.some((j) => j.id === job.id)]);
+        if (!started) started = run(job.id);
+      } else if (event.type === "job" && event.data.id === job.id) {
+        seen.push([event.data.jobStatus, event.data.matches]);
+        if (!event.data.matches) controller.abort();
+      }
+    },
+  });
+  await started;
+  assert.deepEqual(seen[0], ["snapshot", true]);
+  assert.deepEqual(seen.at(-1), ["completed", false]);
+  assert.ok(seen.some(([status, matches]) => status === "running" && matches === true));
+  assert.deepEqual(states.slice(0, 2), ["connecting", "connected"]);
+});
+
+test("watchList polls the list when its stream keeps failing", { skip: stack, timeout: TIMEOUT }, async () => {
+  const job = await demo(1);
+  const noStreams = (url, init) =>
+    url.includes("stream=1") ? Promise.reject(new TypeError("blocked")) : fetch(url, init);
+  const polling = createClient({ ...options, fetch: noStreams, retryMs: 20, pollAfterFailures: 2, pollIntervalMs: 50 });
+  const controller = new AbortController();
+  const snapshots = [];
+  const states = [];
+  await polling.watchList({ status: "queued", kind: "demo" }, {
+    signal: controller.signal,
+    onState: ({ state }) => states.push(state),
+    onEvent: (event) => {
+      snapshots.push(event.data.jobs.map((j) => j.id));
+      if (snapshots.length === 2) controller.abort();
+    },
+  });
+  assert.ok(states.includes("polling"));
+  assert.ok(snapshots.every((ids) => ids.includes(job.id)));
+  await client.cancel(job.id);
+});
