@@ -75,7 +75,7 @@ scan: ## Static security scan of infra/ with checkov (its own venv: it pins othe
 
 .PHONY: scan
 
-browser-test: venv ## Test the status page in headless Chromium (installs Debian's chromium when root)
+browser-test: venv ## Test the pages (status, dashboard, archive) in headless Chromium (installs Debian's chromium when root)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian's chromium..."; \
@@ -85,7 +85,7 @@ browser-test: venv ## Test the status page in headless Chromium (installs Debian
 	    exit 1; \
 	  fi
 	$(PY) -m pip install --quiet -r requirements-browser.txt
-	$(PY) -m pytest -m browser tests/test_status_page.py
+	$(PY) -m pytest -m browser tests/test_status_page.py tests/test_journey.py
 
 .PHONY: browser-test
 
