@@ -37,7 +37,7 @@ if sync_playwright is None or CHROMIUM is None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, admin_url, template_database):
-    from tests.conftest import admin_session, with_database  # noqa: PLC0415
+    from tests.support import admin_session, with_database  # noqa: PLC0415
 
     admin = admin_session(admin_url)
     admin.run_sql("DROP DATABASE IF EXISTS jobqueue_journey")
