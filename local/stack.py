@@ -110,6 +110,7 @@ class Stack:
             "DATABASE_URL": self.database_url or "",
             "STATUS_URL": self.url("status"),
             "CANCEL_URL": self.url("cancel"),
+            "ENQUEUE_URL": self.url("enqueue"),
             "API_TOKEN": DEV_TOKEN,
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",

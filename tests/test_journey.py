@@ -145,7 +145,7 @@ def test_the_dashboard_shows_the_functions_errors_beside_their_fields(stack, new
     assert jobs_of(stack, DEV_TOKEN) == [], "nothing was queued"
 
 
-def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_cancels_another(stack, new_page):
+def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_cancels_another(stack, new_page):  # noqa: PLR0915
     page = new_page()
     page.goto(stack.url("enqueue"))
     page.get_by_label("From", exact=True).fill("2025-01-01")
@@ -207,6 +207,20 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
         what="the cancel",
     )
     shot(archive, "17-archive-cancelled")
+
+    # A cancelled job can be re-run from the archive: a new job, naming the original.
+    stopped = archive.locator(f'#stopped li[data-id="{queued["id"]}"]')
+    expect(stopped).to_contain_text("cancelled")
+    stopped.get_by_role("button", name="Re-run").click()
+    expect(stopped.get_by_role("button", name="Re-run queued")).to_be_disabled()
+    reruns = []
+    wait_for(
+        lambda: reruns.extend(j for j in jobs_of(stack, DEV_TOKEN) if j["rerunOf"] == queued["id"]) or reruns,
+        what="the re-run",
+    )
+    expect(archive.locator(f'#in-progress li[data-id="{reruns[0]["id"]}"]')).to_be_visible(timeout=10_000)
+    shot(archive, "19-archive-rerun")
+    httpx.post(stack.url("cancel"), json={"id": reruns[0]["id"]}, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
 
 
 def test_a_second_tenant_sees_none_of_the_first_tenants_jobs(stack, new_page):

@@ -58,10 +58,12 @@ def test_enqueue_serves_the_client_module_too(make_client):
     assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
 
 
-def test_the_archive_page_connects_only_to_itself_and_the_cancel_function(make_client):
-    response = make_client("status", CANCEL_URL="https://cancel.example/c").get("/?view=archive")
+def test_the_archive_page_connects_only_to_itself_and_the_cancel_and_enqueue_functions(make_client):
+    status = make_client("status", CANCEL_URL="https://cancel.example/c", ENQUEUE_URL="https://enqueue.example/e")
+    response = status.get("/?view=archive")
     assert response.status_code == 200 and response.mimetype == "text/html"
-    assert "connect-src 'self' https://cancel.example;" in response.headers["Content-Security-Policy"]
+    policy = response.headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://cancel.example https://enqueue.example;" in policy
     assert "Show my jobs" in response.get_data(as_text=True)
 
 

@@ -184,6 +184,8 @@ def test_the_page_has_labels_and_works_from_the_keyboard(stack, page):
     expect(page.get_by_role("log", name="Job log")).to_be_visible()
     expect(page.get_by_label("Progress")).to_be_visible()
     page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="All jobs and newsletters")).to_be_focused()
+    page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Cancel generation")).to_be_focused()
     page.keyboard.press("Enter")

@@ -124,11 +124,13 @@ def dashboard(path: str, settings: Settings, sources: list[dict]) -> flask.Respo
 
 
 def archive(path: str, settings: Settings) -> flask.Response:
-    """Finished newsletters and the jobs in progress, served by status at `path` (it lists
-    and streams from there; cancel goes to CANCEL_URL)."""
+    """Finished newsletters, the jobs in progress and the failed or cancelled ones, served by
+    status at `path` (it lists and streams from there; cancel goes to CANCEL_URL, a re-run to
+    ENQUEUE_URL, whose page, the dashboard, it links to)."""
     config = {
         "statusPath": path,
         "clientUrl": asset_url(path),
         "cancelUrl": settings.cancel_url,
+        "enqueueUrl": settings.enqueue_url,
     }
-    return html_response("archive", config, [settings.cancel_url])
+    return html_response("archive", config, [settings.cancel_url, settings.enqueue_url])
