@@ -1,4 +1,4 @@
-"""python -m client {enqueue,status,follow,cancel,rerun,list} ...
+"""python -m client {enqueue,status,follow,cancel,rerun,list,stats} ...
 
 URLs and the token come from flags or the environment (JOBQUEUE_ENQUEUE_URL,
 JOBQUEUE_STATUS_URL, JOBQUEUE_CANCEL_URL, JOBQUEUE_PROCESS_URL, API_TOKEN); the defaults
@@ -13,7 +13,7 @@ import os
 import sys
 
 from client.api import JobQueueClient, JobQueueHTTPError
-from client.render import follow_in_terminal
+from client.render import follow_in_terminal, render_stats
 
 
 def build_client(args) -> JobQueueClient:
@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--kind")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor", help="the previous page's nextCursor")
+    stats = commands.add_parser("stats", help="the queue's figures (the status function's metrics view; needs --token)")
+    stats.add_argument("--window", type=int, help="seconds of finished jobs to count (default 3600)")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON")
     return top
 
 
@@ -62,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             job = client.enqueue(json.loads(args.body))
             print(json.dumps(job, indent=2))
             return follow_in_terminal(client, job["id"]) if args.follow else 0
-        if args.command == "status":
+        if args.command == "stats":
+            figures = client.stats(args.window)
+            print(json.dumps(figures, indent=2) if args.json else render_stats(figures))
+        elif args.command == "status":
             print(json.dumps(client.status(args.id), indent=2))
         elif args.command == "cancel":
             print(json.dumps(client.cancel(args.id), indent=2))

@@ -1,4 +1,4 @@
-"""JobQueueClient: enqueue, status, follow (a resumable SSE stream), cancel, list, rerun.
+"""JobQueueClient: enqueue, status, follow (a resumable SSE stream), cancel, list, rerun, stats.
 
 Following uses httpx-sse, a maintained SSE parser, and reconnects by itself with the last
 event id it saw, so a dropped connection loses and repeats nothing.
@@ -60,6 +60,14 @@ class JobQueueClient:
 
     def status(self, job_id: str) -> dict:
         response = httpx.get(self.status_url, params={"id": job_id}, timeout=self.timeout)
+        if response.status_code >= 400:
+            raise JobQueueHTTPError(response)
+        return response.json()
+
+    def stats(self, window_seconds: int | None = None) -> dict:
+        """The queue's figures: the status function's metrics view (the token is required)."""
+        params = {"view": "metrics", **({"window": str(window_seconds)} if window_seconds else {})}
+        response = httpx.get(self.status_url, params=params, headers=self._headers(), timeout=self.timeout)
         if response.status_code >= 400:
             raise JobQueueHTTPError(response)
         return response.json()

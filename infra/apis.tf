@@ -16,6 +16,7 @@ locals {
     "cloudscheduler.googleapis.com",
     "secretmanager.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
   ])
 }
 

@@ -21,6 +21,7 @@ locals {
     DB_OWNER_ROLE            = google_sql_user.owner.name
     ALLOWED_ORIGINS          = join(",", var.allowed_origins)
     MIGRATE_ON_START         = "1"
+    TRACING                  = var.tracing ? "cloud-trace" : "" # empty: off (monitoring.tf)
   }
 
   tasks_env = {

@@ -267,6 +267,8 @@ def print_welcome(stack: Stack) -> None:
     print(f"  curl -N '{stack.url('status')}?id=<id>&stream=1'")
     print(f"  open {stack.url('status')}?id=<id> in a browser: the status page (cancel with token {DEV_TOKEN})")
     print(f"  .venv/bin/python -m client --token {DEV_TOKEN} enqueue '{body}' --follow")
+    print(f"  .venv/bin/python -m client --token {DEV_TOKEN} --status-url {stack.url('status')} stats")
+    print("    the queue's figures, as the dashboard draws them; sweep logs its gauges each tick (`Queue gauges`)")
     print("\nCtrl-C stops everything.\n", flush=True)
 
 

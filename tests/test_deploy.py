@@ -18,7 +18,7 @@ import pytest
 
 from local import deploy, postgres
 from local.stack import DEV_TOKEN, FUNCTIONS, Stack
-from tests.conftest import admin_session
+from tests.support import admin_session
 
 REPO = Path(__file__).resolve().parent.parent
 needs_terraform = pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")

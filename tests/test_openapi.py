@@ -89,6 +89,8 @@ def test_real_answers_match_the_spec(make_client):
     check("/status", "get", status.get(f"/?id={job_id}&stream=1"))
     check("/status", "get", status.get(f"/?id={uuid.uuid4()}"))
     check("/status", "get", status.get("/?id=nope"))
+    check("/status", "get", status.get("/?view=metrics", headers=AUTH))
+    check("/status", "get", status.get("/?view=metrics"))  # 401
     check("/cancel", "post", post(cancel, {"generationId": job_id}))  # 409
     queued = post(enqueue, {"kind": "noop"}).get_json()["id"]
     check("/cancel", "post", post(cancel, {"generationId": queued}))

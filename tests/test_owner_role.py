@@ -19,7 +19,7 @@ from shared.core.db import Session, connect
 from shared.core.migrate import apply_migrations, quote_identifier
 from shared.core.settings import Settings
 from shared.kinds.newsletter.sources import add_source, list_sources
-from tests.conftest import admin_session, with_database
+from tests.support import admin_session, with_database
 
 PASSWORD = "owner-role-test"
 

@@ -110,3 +110,9 @@ def test_admin_token_is_read_as_the_reserved_tenant_and_may_not_repeat_a_token()
         Settings.from_env({**base, "API_TOKENS": "acme=t1", "ADMIN_TOKEN": "t1"})
     with pytest.raises(SettingsError, match="API_TOKENS entry"):
         Settings.from_env({**base, "API_TOKENS": "*=t1"})  # no tenant may take the admin's name
+
+
+def test_the_admin_token_sees_the_whole_queues_figures_and_a_tenant_its_own(clients):
+    status = clients["status"]
+    assert status.get("/?view=metrics", headers=AS_ADMIN).get_json()["tenant"] is None
+    assert status.get("/?view=metrics", headers=ACME).get_json()["tenant"] == "acme"

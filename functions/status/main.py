@@ -1,6 +1,7 @@
 """status: GET ?id=<uuid> for the job and its log lines, or a live Server-Sent Events stream
 (Accept: text/event-stream, or ?stream=1) that resumes from Last-Event-ID, or, for a
 browser (Accept: text/html, or ?view=page), a page that follows the job and can cancel it.
+`?view=metrics` with the bearer token: the queue's figures (shared/core/metrics.py).
 
 GET ?list=1 with Authorization: Bearer <token> lists the caller's tenant's jobs, newest
 first, a page at a time; with stream=1 (or Accept: text/event-stream), a snapshot of the
@@ -13,7 +14,7 @@ streams one instance should serve (see the README).
 import flask
 import functions_framework
 
-from shared.core import listing, queue
+from shared.core import listing, metrics, operations, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
@@ -88,6 +89,17 @@ def job_list(request):
     return service.json(list_body(page, service.job_body))
 
 
+def metrics_view(request):
+    """The gauges and recent figures, for a caller with a token (never public: the job id is
+    the capability of everything else here, and this names no job)."""
+    tenant = service.authenticate(request, required=True)
+    raw = request.args.get("window", str(metrics.DEFAULT_WINDOW_SECONDS))
+    if not raw.isdigit() or not 60 <= int(raw) <= 7 * 86400:
+        raise ValidationError.of([("window", "must be whole seconds from 60 to 604800")])
+    figures = operations.read_metrics(service.pool, tenant, int(raw))
+    return service.json(figures, headers={"Cache-Control": "no-store"})
+
+
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
@@ -99,6 +111,8 @@ def status(request):
         return pages.archive(request.path or "/", service.settings)
     if request.args.get("list") in ("1", "true"):
         return job_list(request)
+    if request.args.get("view") == "metrics":
+        return metrics_view(request)
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)

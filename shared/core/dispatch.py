@@ -18,7 +18,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from shared.core import log, netguard, outbox
+from shared.core import log, netguard, outbox, tracing
 from shared.core.db import Pool
 from shared.core.jobs import Job, JobStatus
 from shared.core.outbox import Delivery, Drained
@@ -71,7 +71,8 @@ class Dispatcher:
                 stamp = timestamp_pb2.Timestamp()
                 stamp.FromNanoseconds(int(schedule_epoch * 1e9))
                 task["schedule_time"] = stamp
-            self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
+            with tracing.span("cloudtasks.create_task", **{"cloudtasks.task": name}):
+                self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
             return True
         except exceptions.Conflict:  # ALREADY_EXISTS (409; AlreadyExists over gRPC is a subclass)
             return True  # this very task was pushed before: nothing to add
@@ -87,7 +88,7 @@ class Dispatcher:
         http_request = {
             "http_method": "POST",
             "url": process_url,
-            "headers": {"Content-Type": "application/json"},
+            "headers": {"Content-Type": "application/json", **tracing.task_headers(job)},
             "body": json.dumps({"id": job.id}).encode(),
         }
         if self.settings.tasks_service_account:

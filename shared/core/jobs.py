@@ -54,6 +54,7 @@ class Job:
     callback_url: str | None = None
     tenant: str = "default"
     rerun_of: str | None = None  # the failed or cancelled job this one re-runs
+    traceparent: str | None = None  # W3C, of the enqueue that made it (shared/core/tracing.py)
 
     @classmethod
     def from_row(cls, row: dict) -> Job:

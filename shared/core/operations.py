@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from shared.core import log, outbox, queue
+from shared.core import log, metrics, outbox, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import DatabaseUnavailable
@@ -19,7 +19,7 @@ from shared.core.jobs import Job, JobStatus
 from shared.core.outbox import Drained
 from shared.core.queue import CancelOutcome, SweepReport
 from shared.core.runner import Outcome, Runner, RunOutcome
-from shared.core.settings import DEFAULT_TENANT, Settings
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, Settings
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def enqueue_and_dispatch(
     """Queue a job (or a re-run of one, with `rerun_of`), then push its Cloud Task. Also on a
     repeated key: the task is named after the job, so this adds nothing when the first push
     worked and heals it when not."""
-    with pool.session() as session:
+    with tracing.span("jobqueue.enqueue"), pool.session() as session:
         if options.get("rerun_of") is not None:
             payload, options = queue.rerun_request(
                 session, options["rerun_of"], options.get("tenant", DEFAULT_TENANT), payload, options
@@ -43,6 +43,8 @@ def enqueue_and_dispatch(
         job, created = queue.enqueue(
             session, registry, payload=payload, check_callback=dispatcher.callback_url_problem, **options
         )
+        job = tracing.remember_trace(session, job)  # its tasks and attempts join this trace
+        tracing.annotate(job)
     dispatch = None
     if dispatcher.tasks_enabled and job.job_status == JobStatus.QUEUED:
         dispatch = dispatcher.dispatch(job)
@@ -115,19 +117,36 @@ class Swept:
 
 
 def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings) -> Swept:
-    """Recover stalled jobs, archive old ones and purge the archive's oldest; then dispatch what was requeued, push a new
-    task for every job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost), and
-    last, with the time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it
-    finished wrote theirs in the same transaction): however slow the receivers, the queue's
-    own work is done first and the tick ends in time."""
+    """Recover stalled jobs, archive old ones and purge the archive's oldest; log each job
+    swept and the queue's gauges; then dispatch what was requeued, push a new task for every
+    job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost), and last, with the
+    time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished wrote
+    theirs in the same transaction): however slow the receivers, the queue's own work is done
+    first and the tick ends in time."""
     with pool.session() as session:
         report = queue.sweep(session, settings.stalled_after_seconds, settings.retention_days)
         outbox.prune(session, settings.retention_days)
         purged = queue.purge_archive(session, settings.archive_retention_days)
         waiting = queue.waiting_jobs(session, settings.redispatch_after_seconds) if dispatcher.tasks_enabled else []
+        gauges = metrics.read_gauges(session)
+    metrics.log_gauges(gauges)  # each tick, so that its absence says sweep stopped
+    for job in (*report.requeued_jobs, *report.finished_jobs):
+        metrics.log_swept(job)
     for job in report.requeued_jobs:
         dispatcher.follow_up(job)
     requeued = {job.id for job in report.requeued_jobs}
     redispatched = dispatcher.redispatch_waiting([job for job in waiting if job.id not in requeued])
     drain_webhooks(pool, dispatcher)
     return Swept(report, redispatched, purged)
+
+
+def read_metrics(pool: Pool, tenant: str, window_seconds: float) -> dict:
+    """The status function's metrics view: the gauges now, and by kind the jobs that finished
+    in the last `window_seconds` with percentiles of their wait and run time. The default
+    tenant (API_TOKEN, the operator's token) and ADMIN_TOKEN see the whole queue; any other tenant (API_TOKENS)
+    sees its own jobs only, since another caller's volume is not its business."""
+    scope = None if tenant in (DEFAULT_TENANT, ADMIN_TENANT) else tenant
+    with pool.session() as session:
+        gauges = metrics.read_gauges(session, scope)
+        recent = metrics.read_recent(session, window_seconds, scope)
+    return {"tenant": scope, **gauges.to_json(), "windowSeconds": window_seconds, "byKind": recent}

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from shared.core.errors import SettingsError
 
+TRACING_MODES = ("cloud-trace", "console")  # shared/core/tracing.py
 DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before tenants
 # ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
 # It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
@@ -88,6 +89,7 @@ class Settings:
     webhook_max_attempts: int = 8
     # Each registered kind's own settings, by kind name (what its Kind.read_settings returned).
     kinds: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    tracing: str | None = None  # TRACING: None (off), "cloud-trace" or "console"
 
     @property
     def tasks_enabled(self) -> bool:
@@ -256,6 +258,13 @@ class SettingsReader:
             self.problems.append("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
         return tuple(pairs)
 
+    def tracing(self) -> str | None:
+        mode = self._raw("TRACING")
+        if mode is not None and mode not in TRACING_MODES:
+            self.problems.append(f"TRACING must be {' or '.join(TRACING_MODES)} (or unset: off), got {mode!r}")
+            return None
+        return mode
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -308,6 +317,7 @@ class SettingsReader:
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
             db_owner_role=self._raw("DB_OWNER_ROLE"),
+            tracing=self.tracing(),
             **self.webhooks(),
             kinds=self.kind_settings(),
             **self.tasks(),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import flask
 
-from shared.core import log
+from shared.core import log, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import DatabaseUnavailable, JobQueueError, TooManyStreams, Unauthorized, ValidationError
@@ -41,6 +41,7 @@ class Service:
         )
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
+        tracing.configure(self.settings.tracing)  # the mode only: the SDK loads on the first request
 
     # -- responses -----------------------------------------------------------------------
 
@@ -97,7 +98,8 @@ class Service:
 
     def _call(self, view: Callable, request: flask.Request) -> flask.Response:
         try:
-            return view(request)
+            with tracing.request_span(self.name, request.headers.get("traceparent")):
+                return view(request)
         except JobQueueError as exc:
             if exc.status >= 500:
                 log.warning(exc.message, function=self.name)
