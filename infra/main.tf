@@ -41,6 +41,7 @@ locals {
       STREAM_MAX_SECONDS = "3300"
       MAX_OPEN_STREAMS   = tostring(var.status_streams_per_instance)
       CANCEL_URL         = local.url["cancel"]
+      ENQUEUE_URL        = local.url["enqueue"]
     })
     cancel = merge(local.database_env, local.tasks_env)
     sweep  = merge(local.database_env, local.tasks_env)

@@ -110,6 +110,7 @@ class Stack:
             "DATABASE_URL": self.database_url or "",
             "STATUS_URL": self.url("status"),
             "CANCEL_URL": self.url("cancel"),
+            "ENQUEUE_URL": self.url("enqueue"),
             "API_TOKEN": DEV_TOKEN,
             "ENQUEUE_KINDS": "*",  # development: demo and the test kinds too
             "FORWARDED_HOPS": "0",  # no front end here: a status caller is its connection's peer

@@ -76,7 +76,11 @@ def test_real_answers_match_the_spec(make_client):
     check("/enqueue", "post", post(enqueue, {"kind": "nope"}))
     check("/enqueue", "post", post(enqueue, {}, headers={}))
     check("/enqueue", "post", enqueue.post("/", data="x", content_type="text/plain", headers=AUTH))
-    check("/enqueue", "post", enqueue.get("/"))
+    check("/enqueue", "get", enqueue.get("/"))  # the dashboard
+    check("/enqueue", "get", enqueue.get("/?asset=client.js"))
+    check("/enqueue", "get", enqueue.get("/?asset=nope.js"))
+    check("/status", "get", status.get("/?asset=client.js"))
+    check("/status", "get", status.get("/?view=archive"))
     check("/status", "get", status.get(f"/?id={job_id}"))
     check("/process", "post", process.post("/"))
     check("/process", "post", process.post("/"))  # 204

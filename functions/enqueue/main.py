@@ -8,11 +8,17 @@ Closed by default: with no API_TOKEN/API_TOKENS, every request is refused unless
 ALLOW_ANONYMOUS_ENQUEUE=1 (which the log says at start). Only the kinds in ENQUEUE_KINDS
 may be enqueued; by default newsletter and the kinds JOB_HANDLERS adds, so `demo` (and any
 built-in kind added later) is enabled only by naming it.
+
+GET: the dashboard, the seed's generation form (the newsletter's active sources, from the
+database, embedded), which posts here and goes to the job's status page; ?asset=client.js
+is the JavaScript module it loads.
 """
 
 import functions_framework
 
 from shared.core import log, operations
+from shared.kinds.newsletter.sources import list_sources
+from shared.web import pages
 from shared.web.limits import RateLimits
 from shared.web.service import Service
 
@@ -53,9 +59,20 @@ def split_body(body: dict) -> tuple[dict, dict]:
     return options, payload
 
 
+def dashboard(request):
+    if "asset" in request.args:
+        pages.standalone(request, "asset")
+        return pages.asset_response(request.args["asset"])
+    with service.pool.session() as session:
+        sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
+    return pages.dashboard(request.path or "/", service.settings, sources)
+
+
 @functions_framework.http
-@service.endpoint(["POST"])
+@service.endpoint(["GET", "POST"])
 def enqueue(request):
+    if request.method == "GET":
+        return dashboard(request)
     tenant = service.authenticate(request, required=not anonymous)
     limits.count(request, "enqueue", None if anonymous else tenant)
     options, payload = split_body(service.read_json(request))

@@ -20,6 +20,7 @@ from shared.core import listing, metrics, operations, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
@@ -114,6 +115,12 @@ def metrics_view(request):
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
+    if "asset" in request.args:  # the pages' JavaScript client, the module clients/js publishes
+        pages.standalone(request, "asset")
+        return pages.asset_response(request.args["asset"])
+    if request.args.get("view") == "archive":
+        pages.standalone(request, "view")
+        return pages.archive(request.path or "/", service.settings)
     if request.args.get("list") in ("1", "true"):
         return job_list(request)
     if request.args.get("view") == "metrics":

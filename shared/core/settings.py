@@ -66,6 +66,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ("*",)
     status_url: str | None = None
     cancel_url: str | None = None
+    enqueue_url: str | None = None
     max_body_bytes: int = 64 * 1024
     stream_max_seconds: float = 300.0
     stream_keepalive_seconds: float = 15.0
@@ -348,6 +349,7 @@ class SettingsReader:
             allowed_origins=self.origins(),
             status_url=self._raw("STATUS_URL"),
             cancel_url=self._raw("CANCEL_URL"),
+            enqueue_url=self._raw("ENQUEUE_URL"),
             max_body_bytes=self.number("MAX_BODY_BYTES", 64 * 1024, 1024, integer=True),
             stream_max_seconds=self.number("STREAM_MAX_SECONDS", 300.0, 1.0),
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
