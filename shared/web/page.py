@@ -7,7 +7,6 @@ served alone under a sandboxing policy of its own."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from functools import cache
 from pathlib import Path
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 from shared.core.errors import NotFound
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import Event
-from shared.web.pages import asset_url
+from shared.web.pages import asset_url, script_json
 
 PAGE = Path(__file__).with_name("status_page.html")
 
@@ -29,21 +28,6 @@ def _template() -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-# In a <script> element, "</script" ends it, and "<!--" followed by "<script" makes the
-# parser swallow the real end tag (the page's own code then never runs). JSON's \u escapes
-# mean the same to the script and nothing to the HTML parser. (json.dumps already escapes
-# U+2028 and U+2029, which end a line in older JavaScript.)
-_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
-
-
-def script_json(value: object) -> str:
-    """JSON that is safe to embed in an HTML <script> element, whatever its strings hold."""
-    text = json.dumps(value)
-    for raw, escaped in _SCRIPT_ESCAPES.items():
-        text = text.replace(raw, escaped)
-    return text
 
 
 def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:

@@ -89,11 +89,27 @@ def page_headers(csp: str) -> dict[str, str]:
     }
 
 
+# In a <script> element, "</script" ends it, and "<!--" followed by "<script" makes the
+# parser swallow the real end tag (the page's own code then never runs). JSON's \u escapes
+# mean the same to the script and nothing to the HTML parser. (json.dumps already escapes
+# U+2028 and U+2029, which end a line in older JavaScript.)
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def script_json(value: object) -> str:
+    """JSON that is safe to embed in an HTML <script> element, whatever its strings hold."""
+    text = json.dumps(value)
+    for raw, escaped in _SCRIPT_ESCAPES.items():
+        text = text.replace(raw, escaped)
+    return text
+
+
 def fill(template: str, nonce: str, config: dict) -> str:
-    # JSON inside <script>: "</" must not close the element.
-    config_js = json.dumps(config).replace("</", "<\\/")
+    # JSON inside <script>, escaped for that context (see script_json): "</" or "<!--" in a
+    # value must not end or hide the script.
+    config_js = script_json(config)
     style = _read(HERE / "pages.css")
-    client_url = json.dumps(config.get("clientUrl", "")).strip('"')
+    client_url = script_json(config.get("clientUrl", "")).strip('"')
     filled = template.replace("__STYLE__", style).replace("__NONCE__", nonce).replace("__CLIENT_URL__", client_url)
     return filled.replace("__CONFIG__", config_js)
 
