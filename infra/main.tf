@@ -47,10 +47,10 @@ locals {
     sweep  = merge(local.database_env, local.tasks_env)
   }
   function_secrets = {
-    enqueue = ["API_TOKEN"]
+    enqueue = local.token_secrets
     process = ["WEBHOOK_SECRET"]
-    status  = []
-    cancel  = ["API_TOKEN", "WEBHOOK_SECRET"]
+    status  = local.token_secrets # the job list, the live list and the metrics view
+    cancel  = concat(local.token_secrets, ["WEBHOOK_SECRET"])
     sweep   = ["WEBHOOK_SECRET"]
   }
 

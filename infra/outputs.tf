@@ -29,8 +29,14 @@ output "database_instance" {
 }
 
 output "api_token" {
-  description = "The bearer token for cancel and enqueue."
+  description = "The bearer token of the default tenant: enqueue, cancel, the job list."
   value       = local.secret_values["API_TOKEN"]
+  sensitive   = true
+}
+
+output "admin_token" {
+  description = "The operator's bearer token: lists, cancels and re-runs every tenant's jobs; the whole queue's metrics."
+  value       = local.secret_values["ADMIN_TOKEN"]
   sensitive   = true
 }
 

@@ -168,6 +168,18 @@ variable "api_token" {
   sensitive   = true
 }
 
+variable "api_tokens" {
+  description = "More tenants, each with its own bearer token (API_TOKENS): tenant name => token. Each sees only its own jobs; empty: one tenant, API_TOKEN's."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for tenant in keys(var.api_tokens) : can(regex("^[A-Za-z0-9_.-]{1,100}$", tenant)) && tenant != "default"])
+    error_message = "Tenant names are 1 to 100 letters, digits, '_', '.' or '-', and not 'default' (API_TOKEN's tenant)."
+  }
+}
+
 variable "webhook_secret" {
   description = "Key that signs completion webhooks. Leave empty to generate one."
   type        = string

@@ -520,12 +520,20 @@ def test_the_queue_and_urls_reach_enqueue():
 
 
 def test_each_function_has_its_own_account_and_each_secret_reaches_only_its_functions():
-    secrets = local("function_secrets")
+    tokens = ("API_TOKEN", "API_TOKENS", "ADMIN_TOKEN")
+    assert all(name in local("token_secrets") for name in tokens)
+
+    def listed(entry) -> set[str]:  # local.token_secrets spelled out
+        text = str(entry).replace("local.token_secrets", " ".join(tokens))
+        return set(re.findall(r"\b(?:API_TOKENS?|ADMIN_TOKEN|WEBHOOK_SECRET)\b", text))
+
+    secrets = {name: listed(entry) for name, entry in local("function_secrets").items()}
     holders = {
-        secret: sorted(name for name, listed in secrets.items() if secret in listed)
-        for secret in ("API_TOKEN", "WEBHOOK_SECRET")
+        secret: sorted(name for name, names in secrets.items() if secret in names)
+        for secret in (*tokens, "WEBHOOK_SECRET")
     }
-    assert holders == {"API_TOKEN": ["cancel", "enqueue"], "WEBHOOK_SECRET": ["cancel", "process", "sweep"]}
+    callers = ["cancel", "enqueue", "status"]  # the functions that authenticate callers
+    assert holders == {**dict.fromkeys(tokens, callers), "WEBHOOK_SECRET": ["cancel", "process", "sweep"]}
     fn = blocks("resource", "google_cloudfunctions2_function")["fn"]
     assert fn["service_config"][0]["service_account_email"] == "${google_service_account.fn[each.key].email}"
     assert blocks("resource", "google_service_account")["fn"]["for_each"] == "${local.function_sizes}"
