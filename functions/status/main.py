@@ -18,7 +18,7 @@ from shared.web.service import Service
 from shared.web.sse import JobStream
 
 service = Service("status")
-listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
+listener = JobEventListener(service.settings.direct_database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
 
 
