@@ -119,6 +119,7 @@ def test_forty_jobs_on_one_instance_hold_two_pooled_connections_and_one_listenin
             handlers.GATES.setdefault(gate, threading.Event()).set()
         for worker in workers:
             worker.join(20)
+        runner.close()
         pool.close()
     assert [outcome.outcome for outcome in outcomes] == [Outcome.COMPLETED] * 40
     assert pool.opened <= 2

@@ -333,6 +333,7 @@ class Pool:
         self._idle: deque[Session] = deque()
         self._lock = threading.Lock()
         self.opened = 0  # connections opened over the pool's life (tests and benchmarks read it)
+        self._closed = False  # closed: a connection given back is closed, not kept
 
     def _connect(self):
         conn = connect(
@@ -381,6 +382,8 @@ class Pool:
                 if session.broken:
                     session.close()
                     self._drop_idle()
+                elif self._closed:
+                    session.close()
                 else:
                     with self._lock:
                         self._idle.append(session)
@@ -393,4 +396,5 @@ class Pool:
             session.close()
 
     def close(self) -> None:
+        self._closed = True
         self._drop_idle()
