@@ -96,6 +96,18 @@ def test_no_prepared_statement_outlives_its_transaction(pool, session, registry)
         assert pooled.run_sql("SELECT count(*) FROM pg_prepared_statements") == [[0]]
 
 
+def test_a_transaction_through_the_pooler_is_one_transaction_that_rolls_back_whole(session):
+    with session.transaction():
+        first = session.run_sql("SELECT txid_current()")
+        assert session.run_sql("SELECT txid_current()") == first
+        assert session.run_sql("SHOW statement_timeout") == [["5s"]]
+    with pytest.raises(RuntimeError), session.transaction():
+        session.run_sql("INSERT INTO jobs (kind) VALUES ('rolled_back')")
+        raise RuntimeError("undo it")
+    assert session.run_sql("SELECT count(*) FROM jobs WHERE kind = 'rolled_back'") == [[0]]
+    assert session.run_sql("SELECT 1") == [[1]]
+
+
 def test_the_statement_timeout_holds_through_the_pooler(env):
     pool = Pool(Settings.from_env({**env, "DB_STATEMENT_TIMEOUT_SECONDS": "0.2"}))
     try:

@@ -258,17 +258,22 @@ class Session:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        self.run_sql(self._begin if self.pooled else "BEGIN")
-        self._in_transaction = True
+        """Several statements as one transaction (through a pooler, with the statement timeout)."""
+        self._in_transaction = True  # BEGIN and what follows get no transaction of their own
         try:
+            self.run_sql(self._begin if self.pooled else "BEGIN")
             yield self
         except BaseException:
-            self._in_transaction = False
-            if not self.broken:
-                self.run_sql("ROLLBACK")
+            try:
+                if not self.broken:
+                    self.run_sql("ROLLBACK")
+            finally:
+                self._in_transaction = False
             raise
-        self._in_transaction = False
-        self.run_sql("COMMIT")
+        try:
+            self.run_sql("COMMIT")
+        finally:
+            self._in_transaction = False
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
