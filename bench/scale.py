@@ -164,13 +164,29 @@ class Instance:
         self.log.close()
 
 
+class LockedSession:
+    """One connection shared by the monitor's thread and the driver: one statement at a time."""
+
+    def __init__(self, session: Session):
+        self._session = session
+        self._lock = threading.Lock()
+
+    def run_sql(self, sql: str, /, **params):
+        with self._lock:
+            return self._session.run_sql(sql, **params)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
 class Monitor(threading.Thread):
     """Samples the run every second on a connection of its own (its statements are marked
     so the statement counts leave them out)."""
 
     def __init__(self, url: str, db_port: int, instances: list[Instance]):
         super().__init__(name="scale-monitor", daemon=True)
-        self.session = Session(connect(Settings.from_env({"DATABASE_URL": url}).database, timeout=60))
+        self.session = LockedSession(Session(connect(Settings.from_env({"DATABASE_URL": url}).database, timeout=60)))
         self.db_port = db_port
         self.instances = instances
         self.excluded: set[str] = set()  # jobs whose heartbeat may stop (the killed instance's)
