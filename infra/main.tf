@@ -39,7 +39,7 @@ locals {
     process = {
       memory  = "1Gi"
       timeout = var.job_timeout_seconds
-      threads = 4
+      threads = 80 # many I/O-bound jobs per instance: no connection is held while a handler runs
       env     = merge(local.database_env, local.tasks_env)
       secrets = ["WEBHOOK_SECRET"]
     }
