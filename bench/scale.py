@@ -49,6 +49,7 @@ import httpx
 
 from bench import ledger
 from local import postgres
+from local.pgbouncer import start_pgbouncer
 from local.stack import DEV_TOKEN, REPO, Stack, wait_for_port
 from shared.core.db import Session, connect
 from shared.core.settings import Settings
@@ -109,14 +110,14 @@ def _socket_inodes(pids: list[int]) -> set[str]:
     return inodes
 
 
-def connections_to(port: int, pids: list[int]) -> int:
-    """Established TCP connections from these processes to 127.0.0.1:port."""
+def connections_to(ports: set[int], pids: list[int]) -> int:
+    """Established TCP connections from these processes to 127.0.0.1 on any of `ports`."""
     inodes = _socket_inodes(pids)
     count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         remote_port = int(fields[2].split(":")[1], 16)
-        if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+        if remote_port in ports and fields[3] == "01" and fields[9] in inodes:
             count += 1
     return count
 
@@ -184,10 +185,10 @@ class Monitor(threading.Thread):
     """Samples the run every second on a connection of its own (its statements are marked
     so the statement counts leave them out)."""
 
-    def __init__(self, url: str, db_port: int, instances: list[Instance]):
+    def __init__(self, url: str, db_ports: set[int], instances: list[Instance]):
         super().__init__(name="scale-monitor", daemon=True)
         self.session = LockedSession(Session(connect(Settings.from_env({"DATABASE_URL": url}).database, timeout=60)))
-        self.db_port = db_port
+        self.db_ports = db_ports
         self.instances = instances
         self.excluded: set[str] = set()  # jobs whose heartbeat may stop (the killed instance's)
         self.samples: list[dict] = []
@@ -203,7 +204,7 @@ class Monitor(threading.Thread):
             f"{MONITOR} SELECT count(*) FROM pg_stat_activity"
             " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )[0][0]
-        per_instance = [connections_to(self.db_port, instance.pids()) for instance in self.instances]
+        per_instance = [connections_to(self.db_ports, instance.pids()) for instance in self.instances]
         memory = [rss_mb(instance.pids()) for instance in self.instances]
         return {
             "at": time.time(),
@@ -266,6 +267,9 @@ def statement_count(session: Session) -> int:
     rows = session.run_sql(
         f"{MONITOR} SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
         " WHERE query NOT LIKE '%scale-monitor%' AND query NOT LIKE '%pg_stat_statements%'"
+        # Through a pooler each statement comes wrapped in BEGIN; SET LOCAL ...; COMMIT:
+        # count the transactions, not their wrapping.
+        " AND query !~* '^\\s*(BEGIN|COMMIT|ROLLBACK|SET LOCAL)'"
     )
     return int(rows[0][0])
 
@@ -531,11 +535,22 @@ def main() -> int:
     parser.add_argument("--wait-jobs", type=int, default=100)
     parser.add_argument("--wait-window", type=float, default=45.0)  # longer than one heartbeat interval
     parser.add_argument("--no-doc", action="store_true", help="write build/scale.json only")
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="the functions reach PostgreSQL through PgBouncer in transaction mode (build/scale-pgbouncer.json only)",
+    )
     args = parser.parse_args()
     per_instance = -(-args.jobs // args.instances)
     threads = max(per_instance, args.wait_jobs) + 40  # room for the jobs sweep hands back
     settings = {"HEARTBEAT_SECONDS": 30.0, "CANCEL_CHECK_SECONDS": 0.5, "DB_POOL_SIZE": 2}
     server = postgres.throwaway_server(options="-c shared_preload_libraries=pg_stat_statements -c max_connections=400")
+    bouncer = start_pgbouncer(server.port, pool_size=20) if args.pgbouncer else None
+    through = (
+        {"DATABASE_URL": bouncer.url_for("postgres"), "DATABASE_DIRECT_URL": server.url, "DB_POOLER": "transaction"}
+        if bouncer
+        else {}
+    )
     log_dir = REPO / "build" / "scale-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack.on_free_ports(
@@ -548,6 +563,7 @@ def main() -> int:
             "STALLED_AFTER_SECONDS": str(STALLED_AFTER_SECONDS),
             "THREADS": "64",
             "MAX_OPEN_STREAMS": "10",
+            **through,
         },
     )
     instances: list[Instance] = []
@@ -560,7 +576,8 @@ def main() -> int:
         instances = [Instance(stack, postgres.free_port(), threads, log_dir) for _ in range(args.instances)]
         for instance in instances:
             wait_for_port(instance.port, timeout=60, process=instance.process)
-        monitor = Monitor(server.url, server.port, instances)
+        # Per instance: its connections to PostgreSQL and, with one, to the pooler.
+        monitor = Monitor(server.url, {server.port, *([bouncer.port] if bouncer else [])}, instances)
         monitor.start()
         measured = asyncio.run(drive(stack, instances, monitor, args))
     finally:
@@ -569,6 +586,8 @@ def main() -> int:
         for instance in instances:
             instance.stop()
         stack.stop()
+        if bouncer is not None:
+            bouncer.remove()
         server.stop(mode="immediate")
         postgres.remove(server)
     results = {
@@ -578,13 +597,15 @@ def main() -> int:
         "jobSeconds": args.job_seconds,
         "threads": threads,
         "settings": settings,
+        "through": "PgBouncer 1.18, transaction mode" if args.pgbouncer else "direct",
         **measured,
     }
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
+    out = OUT.with_name("scale-pgbouncer.json") if args.pgbouncer else OUT
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
     section = markdown(results)
     print(section)
-    if not args.no_doc:
+    if not (args.no_doc or args.pgbouncer):
         DOC.write_text(replace_section(DOC.read_text(), section))
     return 0
 
