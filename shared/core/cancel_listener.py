@@ -25,10 +25,17 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 15.0
 
 
 class CancelListener:
-    def __init__(self, target: DatabaseTarget, on_cancel: Callable[[str], None], timeout: float = 10.0):
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        on_cancel: Callable[[str], None],
+        timeout: float = 10.0,
+        on_listening: Callable[[], None] | None = None,
+    ):
         self.target = target
         self.timeout = timeout
         self._on_cancel = on_cancel
+        self._on_listening = on_listening
         self._healthy = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,6 +81,10 @@ class CancelListener:
         try:
             conn.execute_simple(f"LISTEN {CHANNEL}")
             self._healthy.set()
+            # A cancel requested between the watcher's last lease check and this LISTEN
+            # notified no one: have every job looked at once more.
+            if self._on_listening is not None:
+                self._on_listening()
             while not self._stopped.is_set():
                 select.select([conn._usock], [], [], _POLL_SECONDS)  # wakes early on a notification
                 # pg8000 reads notifications while it handles a statement's messages, and one

@@ -176,7 +176,12 @@ class _Watcher(threading.Thread):
         self.exited = False
         self.stats = WatcherStats()
         self.listener = (
-            CancelListener(settings.direct_database, self._cancel_requested, settings.db_timeout_seconds)
+            CancelListener(
+                settings.direct_database,
+                self._cancel_requested,
+                settings.db_timeout_seconds,
+                on_listening=self._look_at_all_again,
+            )
             if listen
             else None
         )
@@ -209,6 +214,11 @@ class _Watcher(threading.Thread):
     @property
     def listening(self) -> bool:
         return self.listener is not None and self.listener.healthy
+
+    def _look_at_all_again(self) -> None:
+        with self._lock:
+            for watched in self._jobs.values():
+                watched.fresh = True
 
     def _cancel_requested(self, job_id: str) -> None:
         with self._lock:
