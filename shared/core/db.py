@@ -19,7 +19,7 @@ import pg8000.converters
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from shared.core import tracing
+from shared.core import log, tracing
 from shared.core.errors import DatabaseUnavailable
 from shared.core.settings import DatabaseTarget, Settings
 
@@ -108,9 +108,14 @@ def connect(
     except (InterfaceError, OSError) as exc:
         raise DatabaseUnavailable() from exc
     except DatabaseError as exc:
-        if sqlstate(exc)[:2] in _UNAVAILABLE_CLASSES:
-            raise DatabaseUnavailable() from exc
-        raise
+        # Refused at connect (no such database, a failed login, too many clients): whatever
+        # the request was, the database cannot be reached as configured, which is a 503 for
+        # the caller and a line that names the reason for the operator, never a 500.
+        if sqlstate(exc)[:2] not in _UNAVAILABLE_CLASSES:
+            detail = exc.args[0] if exc.args else {}
+            message = detail.get("M", "") if isinstance(detail, dict) else str(detail)
+            log.error("The database refused the connection", sqlstate=sqlstate(exc), error=message[:300])
+        raise DatabaseUnavailable() from exc
 
 
 def _milliseconds(seconds: float) -> int:
