@@ -12,7 +12,6 @@ from pathlib import Path
 
 from client.api import JobQueueClient
 from client.render import follow_in_terminal
-from local import postgres
 from local.stack import DEV_TOKEN, Stack
 
 
@@ -28,7 +27,7 @@ def newsletter_request(source_ids: list[int]) -> dict:
 def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="jobqueue-demo-"))
     print("Starting PostgreSQL and the five functions...", flush=True)
-    stack = Stack.on_free_ports(persistent=False, tasks_port=postgres.free_port(), log_dir=logs)
+    stack = Stack.on_free_ports(persistent=False, tasks_port=0, log_dir=logs)
     with stack:
         client = JobQueueClient(
             enqueue_url=stack.url("enqueue"),

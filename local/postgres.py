@@ -105,7 +105,13 @@ def _bindir_for_unprivileged(bindir: Path) -> Path:
     return copied_bindir
 
 
+PORT_ATTEMPTS = 5
+
+
 def free_port() -> int:
+    """A port nothing listens on at this moment. Someone may take it before we do: a server
+    that binds it later must retry (throwaway_server does); the function servers are handed
+    a socket bound in advance instead (local/launcher.py)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -228,8 +234,17 @@ def throwaway_server(durable: bool = False, options: str = "") -> PostgresServer
         bindir = _bindir_for_unprivileged(bindir)
     base = Path(tempfile.mkdtemp(prefix="jobqueue-pg-"))
     os.chmod(base, 0o755)
-    server = PostgresServer(datadir=base / "data", port=free_port(), bindir=bindir, user=user)
-    return server.start(durable=durable, options=options)
+    # PostgreSQL binds its port itself, so a port found free may be taken before it starts
+    # (another test run, another engineer's server): then it tries again on another.
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        server = PostgresServer(datadir=base / "data", port=free_port(), bindir=bindir, user=user)
+        try:
+            return server.start(durable=durable, options=options)
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                raise
+            (server.datadir / "server.log").unlink(missing_ok=True)  # the next failure's own log
+    raise AssertionError("unreachable")
 
 
 def persistent_datadir(repo: Path) -> Path:

@@ -5,7 +5,6 @@ end-to-end tests start and stop it around their work.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -23,25 +22,14 @@ import httpx
 from local import postgres
 from local.feedserver import seed_demo_sources, serve_feeds
 from local.functions import FUNCTIONS
+from local.launcher import FunctionServer, bind_port, start_function, wait_for_port  # noqa: F401 (wait_for_port: for callers)
 from local.tasks_emulator import TasksEmulator
-from shared.core.db import Session, connect
+from shared.core.db import open_session
 from shared.core.migrate import apply_migrations
-from shared.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORTS = dict(zip(FUNCTIONS, range(8081, 8086)))
 DEV_TOKEN = "dev-token"
-
-
-def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server for port {port} exited with status {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing answered on port {port} within {timeout:.0f} s")
 
 
 class Scheduler(threading.Thread):
@@ -84,24 +72,34 @@ class Stack:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     extra_env: dict[str, str] = field(default_factory=dict)
     scheduler: bool = True
-    feeds_port: int = 8086  # the demo feeds' server
-    tasks_port: int | None = None  # run the Cloud Tasks emulator on this port (make dev: 8123)
+    feeds_port: int = 8086  # the demo feeds' server (0: any free port)
+    tasks_port: int | None = None  # run the Cloud Tasks emulator on this port (make dev: 8123; 0: any)
     demo_sources: list = field(default_factory=list)
     log_dir: Path | None = None  # None: the functions log to this terminal
     server: postgres.PostgresServer | None = None
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    servers: dict[str, FunctionServer] = field(default_factory=dict)
     _scheduler: Scheduler | None = None
     _log_files: list = field(default_factory=list)
     _feeds: ThreadingHTTPServer | None = None
     _tasks: TasksEmulator | None = None
+    _bound: dict[str, socket.socket] = field(default_factory=dict)  # bound, not yet handed over
 
     @classmethod
     def on_free_ports(cls, **fields) -> Stack:
         """A stack whose functions and feed server take free ports, so that it can run beside
-        `make dev` and beside other stacks (tests, the demo, the benchmarks)."""
-        fields.setdefault("ports", {name: postgres.free_port() for name in FUNCTIONS})
-        fields.setdefault("feeds_port", postgres.free_port())
-        return cls(**fields)
+        `make dev` and beside other stacks (tests, the demo, the benchmarks). The functions'
+        sockets are bound now (port 0: any free one), so their URLs are known before start and
+        no other server can take those ports meanwhile; each is handed to its function when
+        it starts (see local/launcher.py). The feed server binds a free port when it starts."""
+        fields.setdefault("ports", dict.fromkeys(FUNCTIONS, 0))
+        fields.setdefault("feeds_port", 0)
+        stack = cls(**fields)
+        stack.bind_function_ports()
+        return stack
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen]:
+        return {name: server.process for name, server in self.servers.items()}
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}/"
@@ -147,51 +145,61 @@ class Stack:
             else:
                 self.server = postgres.throwaway_server()
             self.database_url = self.server.url
-        session = Session(connect(Settings.from_env({"DATABASE_URL": self.database_url}).database, timeout=60))
+        session = open_session(self.database_url)
         try:
             apply_migrations(session)
             self.demo_sources = seed_demo_sources(session, self.feeds_port)
         finally:
             session.close()
 
-    def start_function(self, name: str) -> None:
-        command = [
-            sys.executable, "-m", "functions_framework",
-            "--source", str(REPO / "functions" / name / "main.py"),
-            "--target", name, "--host", "127.0.0.1", "--port", str(self.ports[name]),
-        ]  # fmt: skip
+    def _launch(self, name: str, sock) -> None:
         output = None
         if self.log_dir is not None:
             output = open(self.log_dir / f"{name}.log", "ab")
             self._log_files.append(output)
-        # Its own process group: gunicorn's workers go with it, as an instance's would.
-        self.processes[name] = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env={**os.environ, **self.env},
-            stdout=output,
-            stderr=subprocess.STDOUT if output else None,
-            start_new_session=True,
-        )
+        self.servers[name] = start_function(name, {**os.environ, **self.env}, sock=sock, output=output)
+
+    def start_function(self, name: str) -> None:
+        """(Re)start one function on its port, and wait until it serves."""
+        self._launch(name, bind_port(self.ports[name], patience=10.0))
+        self.servers[name].wait_until_serving()
 
     def stop_function(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Stop one function, by default abruptly (a crash, or an instance going away)."""
-        process = self.processes.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        process.wait(10)
+        self.servers.pop(name).stop(sig)
+
+    def bind_function_ports(self) -> None:
+        """Bind a socket for each function that has none yet; `ports` then holds the real ports."""
+        for name in FUNCTIONS:
+            if name in self._bound:
+                continue
+            try:
+                self._bound[name] = bind_port(self.ports[name])
+            except OSError as exc:
+                raise RuntimeError(f"cannot serve {name} on port {self.ports[name]}: {exc}") from exc
+            self.ports[name] = self._bound[name].getsockname()[1]
+
+    def _close_bound(self) -> None:
+        for sock in self._bound.values():
+            sock.close()
+        self._bound.clear()
 
     def start_functions(self) -> None:
-        for name in FUNCTIONS:
-            self.start_function(name)
-        for name, process in self.processes.items():
-            wait_for_port(self.ports[name], process=process)
+        # Every port first: each function's environment names the others' URLs.
+        self.bind_function_ports()
+        sockets, self._bound = self._bound, {}
+        for name, sock in sockets.items():
+            self._launch(name, sock)
+        for server in self.servers.values():
+            server.wait_until_serving()
 
     def start(self) -> Stack:
         try:
             self._feeds = serve_feeds(self.feeds_port)
+            self.feeds_port = self._feeds.server_address[1]
             if self.tasks_port is not None:
                 self._tasks = TasksEmulator(port=self.tasks_port).start()
+                self.tasks_port = self._tasks.server.server_address[1]
             self.start_database()
             self.start_functions()
             if self.scheduler:
@@ -207,17 +215,12 @@ class Stack:
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.stopped.set()
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:  # e.g. open streams holding a graceful shutdown
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        self.processes.clear()
+        for server in self.servers.values():  # all at once, then wait for each
+            server.send(signal.SIGTERM)
+        for server in self.servers.values():
+            server.wait_stopped()
+        self._close_bound()
+        self.servers.clear()
         for output in self._log_files:
             output.close()
         self._log_files.clear()

@@ -12,16 +12,16 @@ import itertools
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from local import postgres
-from shared.core.db import Pool, Session, connect
+from local.functions import function_source
+from shared.core.db import Pool, Session
 from shared.core.handlers import HandlerRegistry, builtin_handlers
 from shared.core.migrate import apply_migrations
 from shared.core.settings import Settings
+from tests.support import API_TOKEN, admin_session, with_database
 
 TEMPLATE = "jobqueue_test_template"
 _counter = itertools.count()
@@ -35,15 +35,6 @@ FAST_ENV = {
     "RETRY_MAX_SECONDS": "0",
     "DB_POOL_SIZE": "20",
 }
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + database))
-
-
-def admin_session(url: str) -> Session:
-    return Session(connect(Settings.from_env({"DATABASE_URL": url}).database, timeout=60))
 
 
 @pytest.fixture(scope="session")
@@ -116,10 +107,6 @@ def registry() -> HandlerRegistry:
     return HandlerRegistry({**builtin_handlers(), **handlers.ALL})
 
 
-REPO = Path(__file__).resolve().parent.parent
-API_TOKEN = "test-token-0123456789"
-
-
 @pytest.fixture
 def function_env(env: dict[str, str]) -> dict[str, str]:
     """What the functions run with in tests: the test database, test handlers, a token."""
@@ -148,7 +135,7 @@ def make_client(monkeypatch, function_env):
                 monkeypatch.delenv(key, raising=False)
             else:
                 monkeypatch.setenv(key, value)
-        app = functions_framework.create_app(target=name, source=str(REPO / "functions" / name / "main.py"))
+        app = functions_framework.create_app(target=name, source=str(function_source(name)))
         modules.append(sys.modules["main"])
         return app.test_client()
 

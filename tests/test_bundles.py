@@ -1,6 +1,7 @@
 """Each deploy bundle tested the way Cloud Build uses it: unpacked into an empty folder, its
 requirements installed into a fresh virtual environment, functions-framework started from
-that folder alone, and a real request served against the test database."""
+that folder alone (by the one launcher, local/launcher.py, with the fresh environment's
+Python), and a real request served against the test database."""
 
 import os
 import subprocess
@@ -12,8 +13,7 @@ import httpx
 import pytest
 
 from local.bundle import FUNCTIONS, build_all
-from local.postgres import free_port
-from local.stack import wait_for_port
+from local.launcher import bind_port, start_function
 
 TOKEN = "bundle-token"
 
@@ -65,7 +65,8 @@ def test_bundles_hold_only_what_runs(unpacked):
 
 
 def test_each_bundle_serves_a_real_request_from_a_fresh_environment(unpacked, fresh_venv, database_url, tmp_path):
-    ports = {name: free_port() for name in FUNCTIONS}
+    sockets = {name: bind_port() for name in FUNCTIONS}
+    ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
     env = {
         "PATH": f"{fresh_venv / 'bin'}:/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -77,23 +78,11 @@ def test_each_bundle_serves_a_real_request_from_a_fresh_environment(unpacked, fr
     try:
         for name, folder in unpacked.items():
             logs.append(open(tmp_path / f"{name}.log", "wb"))
-            servers[name] = subprocess.Popen(
-                [
-                    str(fresh_venv / "bin" / "functions-framework"),
-                    "--target",
-                    name,
-                    "--port",
-                    str(ports[name]),
-                    "--host",
-                    "127.0.0.1",
-                ],
-                cwd=folder,
-                env=env,
-                stdout=logs[-1],
-                stderr=subprocess.STDOUT,
+            servers[name] = start_function(
+                name, env, sock=sockets[name], bundle=folder, python=fresh_venv / "bin" / "python", output=logs[-1]
             )
-        for name, server in servers.items():
-            wait_for_port(ports[name], process=server)
+        for server in servers.values():
+            server.wait_until_serving()
         url = {name: f"http://127.0.0.1:{port}/" for name, port in ports.items()}
         auth = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -112,9 +101,7 @@ def test_each_bundle_serves_a_real_request_from_a_fresh_environment(unpacked, fr
         assert swept.status_code == 200 and swept.json()["failed"] == 0
     finally:
         for server in servers.values():
-            server.terminate()
-        for server in servers.values():
-            server.wait(10)
+            server.stop()
         for log in logs:
             log.close()
     for name in FUNCTIONS:  # nothing imported from outside the bundle

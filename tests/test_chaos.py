@@ -17,9 +17,8 @@ import pytest
 from client.api import JobQueueClient
 from local import postgres
 from local.stack import DEV_TOKEN, Stack
-from shared.core.db import Session, connect
+from shared.core.db import open_session
 from shared.core.migrate import apply_migrations
-from shared.core.settings import Settings
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
@@ -39,7 +38,7 @@ def record(name: str, figures: dict) -> None:
 def own_server():
     """A server of this test's own, which it may crash and restart."""
     server = postgres.throwaway_server()
-    session = Session(connect(Settings.from_env({"DATABASE_URL": server.url}).database, timeout=30))
+    session = open_session(server.url, timeout=30)
     apply_migrations(session)
     session.close()
     yield server
@@ -59,7 +58,7 @@ def start_stack(database_url, tmp_path, **extra):
 
 
 def connections_by_function(url: str) -> dict[str, int]:
-    session = Session(connect(Settings.from_env({"DATABASE_URL": url}).database))
+    session = open_session(url)
     try:
         rows = session.run_sql(
             "SELECT application_name, count(*) FROM pg_stat_activity WHERE application_name LIKE 'jobqueue-%' GROUP BY 1"
@@ -190,7 +189,7 @@ def call_while_down(stack, job_id, statuses: Counter, seconds: float) -> None:
 
 
 def client_for_events(url, job_id):
-    session = Session(connect(Settings.from_env({"DATABASE_URL": url}).database))
+    session = open_session(url)
     try:
         rows = session.run_sql(
             "SELECT kind, data->>'jobStatus' FROM job_events WHERE job_id = CAST(:id AS uuid) ORDER BY seq", id=job_id

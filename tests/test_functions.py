@@ -10,7 +10,7 @@ import pytest
 from local.functions import FUNCTIONS
 from shared.core import queue
 from tests import handlers
-from tests.conftest import API_TOKEN
+from tests.support import API_TOKEN, admin_session, with_database
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -363,8 +363,6 @@ def free_port():
 
 
 def test_migrate_on_start_brings_an_empty_database_up_to_date(make_client, admin_url):
-    from tests.conftest import admin_session, with_database  # noqa: PLC0415
-
     admin = admin_session(admin_url)
     admin.run_sql("DROP DATABASE IF EXISTS jobqueue_fresh_deploy")
     admin.run_sql("CREATE DATABASE jobqueue_fresh_deploy")

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from local.functions import FUNCTIONS
-from tests.conftest import API_TOKEN, REPO
+from local.functions import FUNCTIONS, function_source
+from tests.support import API_TOKEN
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml").read_text())
 SPEC["servers"] = [{"url": "http://functions.test"}]
@@ -27,7 +27,7 @@ def all_functions(monkeypatch, function_env):
         monkeypatch.setenv(key, value)
     apps, modules = {}, []
     for name in FUNCTIONS:
-        apps[name] = functions_framework.create_app(target=name, source=str(REPO / "functions" / name / "main.py"))
+        apps[name] = functions_framework.create_app(target=name, source=str(function_source(name)))
         modules.append(sys.modules["main"])
 
     def dispatch(environ, start_response):

@@ -1,7 +1,7 @@
 import threading
 
 from shared.core.migrate import apply_migrations, available_migrations
-from tests.conftest import admin_session, with_database
+from tests.support import admin_session, with_database
 
 
 def applied_names() -> list[str]:

@@ -10,7 +10,7 @@ from shared.core import queue
 from shared.core.errors import ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.runner import Runner
-from shared.kinds.newsletter import handler as newsletter
+from shared.core.settings import Settings
 from shared.kinds.newsletter.cli import main as sources_cli
 from shared.kinds.newsletter.sources import add_source, disable_source
 
@@ -94,10 +94,11 @@ def builtin(settings):
     return HandlerRegistry.from_settings(settings)
 
 
-@pytest.fixture(autouse=True)
-def quick_feeds(monkeypatch):
-    monkeypatch.setattr(newsletter, "FEED_TIMEOUT_SECONDS", 1.5)
-    monkeypatch.setattr(newsletter, "FEED_MAX_BYTES", 1024 * 1024)
+@pytest.fixture
+def settings(env):
+    """Quick feed limits, through the settings like a deployment's: a stuck download gives up
+    after 1.5 s, and a feed over 1 MiB is refused."""
+    return Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "1.5", "FEED_MAX_BYTES": str(1024 * 1024)})
 
 
 def source(session, feeds, path, name=None):
@@ -221,8 +222,8 @@ def test_when_every_source_fails_the_job_fails_clearly(session, pool, builtin, s
     assert "Every source failed" in outcome.job.error and "missing.xml: HTTP 404" in outcome.job.error
 
 
-def test_a_cancel_stops_it_in_the_middle_of_a_slow_download(session, pool, builtin, settings, feeds, monkeypatch):
-    monkeypatch.setattr(newsletter, "FEED_TIMEOUT_SECONDS", 30)
+def test_a_cancel_stops_it_in_the_middle_of_a_slow_download(session, pool, builtin, env, feeds):
+    settings = Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "30"})  # only the cancel can stop it in time
     ident = source(session, feeds, "/slow.xml")
     job, _ = queue.enqueue(session, builtin, kind="newsletter", payload=request([ident]))
     outcomes = []

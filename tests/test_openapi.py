@@ -12,7 +12,7 @@ from referencing.jsonschema import DRAFT202012
 
 from local.functions import FUNCTIONS
 from shared.core.jobs import Job
-from tests.conftest import API_TOKEN
+from tests.support import API_TOKEN
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text())

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from local.stack import DEV_TOKEN, Stack, wait_for_port
+from local.stack import DEV_TOKEN, Stack
 
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
@@ -48,7 +48,6 @@ def crash_process_mid_job(stack, job_id):
     stack.stop_function("process")
     thread.join(10)
     stack.start_function("process")
-    wait_for_port(stack.ports["process"])
 
 
 def _quiet_post(url, body):

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from local.stack import DEV_TOKEN, REPO, Stack
+from tests.support import admin_session, with_database
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,8 +33,6 @@ if sync_playwright is None or CHROMIUM is None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, admin_url, template_database):
-    from tests.conftest import admin_session, with_database  # noqa: PLC0415
-
     admin = admin_session(admin_url)
     admin.run_sql("DROP DATABASE IF EXISTS jobqueue_browser")
     admin.run_sql(f"CREATE DATABASE jobqueue_browser TEMPLATE {template_database}")
@@ -194,8 +193,6 @@ def test_the_page_has_labels_and_works_from_the_keyboard(stack, page):
 
 
 def test_the_page_says_it_is_reconnecting_and_resumes_when_the_function_is_back(stack, page):
-    from local.stack import wait_for_port  # noqa: PLC0415
-
     job = enqueue(stack, {"kind": "demo", "steps": 12, "stepSeconds": 0.6})
     page.goto(f"{stack.url('status')}?id={job['id']}")
     worker = process_in_background(stack, job["id"])
@@ -205,7 +202,6 @@ def test_the_page_says_it_is_reconnecting_and_resumes_when_the_function_is_back(
     expect(page.locator("#connection-text")).to_contain_text("reconnecting in")
     shot(page, "07-reconnecting")
     stack.start_function("status")
-    wait_for_port(stack.ports["status"])
     expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)
     worker.join(10)
     assert log_lines(page) == [f"Step {i} of 12 done" for i in range(1, 13)]

@@ -21,7 +21,7 @@ from shared.core.dispatch import Dispatcher, task_id
 from shared.core.jobs import Job
 from shared.core.settings import Settings
 from shared.core.webhooks import SIGNATURE_HEADER, sign, verify_signature
-from tests.conftest import API_TOKEN
+from tests.support import API_TOKEN
 
 QUEUE = "projects/local/locations/local/queues/jobs"
 INVOKER = "invoker@local.iam.gserviceaccount.com"

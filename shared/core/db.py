@@ -197,6 +197,13 @@ class Session:
             pass
 
 
+def open_session(url: str, timeout: float = 60.0, application_name: str = "jobqueue") -> Session:
+    """A session on a database URL, read the way DATABASE_URL is: the one way scripts, the
+    local stack, the tests and the benchmarks open a connection of their own."""
+    target = Settings.from_env({"DATABASE_URL": url}).database
+    return Session(connect(target, timeout=timeout, application_name=application_name))
+
+
 class Pool:
     """At most `size` connections for this process, kept open between invocations.
 

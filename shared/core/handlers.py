@@ -38,6 +38,10 @@ class Kind:
     handler: str
     migrations: Path | None = None  # NNNN_name.sql files, applied after the core's
     statements: Path | None = None  # name.sql files, run by name like the core's
+    # Reads the kind's own variables at start, with the core's: `read_settings(reader)` gets
+    # a shared.core.settings.SettingsReader (number, text, problem) and returns the kind's
+    # settings object, which its handler sees as `ctx.settings`.
+    read_settings: Callable[[Any], Any] | None = None
 
 
 _registered: dict[str, Kind] = {}

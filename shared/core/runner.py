@@ -68,8 +68,9 @@ class LeaseKeeper:
 class JobContext:
     """What a handler gets besides its payload."""
 
-    def __init__(self, job: Job, keeper: LeaseKeeper):
+    def __init__(self, job: Job, keeper: LeaseKeeper, settings: Any = None):
         self.job_id = job.id
+        self.settings = settings  # the kind's own settings, read at start (Kind.read_settings)
         self.attempt = job.attempts
         self.max_attempts = job.max_attempts
         self.cancelled = threading.Event()  # set on a cancel request, or when the lease is lost
@@ -210,7 +211,7 @@ class Runner:
 
     def _run(self, session: Session, job: Job) -> RunOutcome:
         keeper = LeaseKeeper(session, Lease.of(job))
-        ctx = JobContext(job, keeper)
+        ctx = JobContext(job, keeper, self.settings.for_kind(job.kind))
         log.info("Job started", jobId=job.id, kind=job.kind, attempt=job.attempts)
         try:
             handler = self.registry.get(job.kind)

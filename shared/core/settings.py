@@ -1,7 +1,10 @@
 """Settings: one frozen object read from the environment once.
 
 A missing or malformed setting fails at start with one message naming every bad variable,
-instead of a confusing error on the first request.
+instead of a confusing error on the first request. The core names no kind: each registered
+kind may bring a reader for its own variables (`Kind.read_settings`), which is handed this
+module's `SettingsReader`, so its problems join the same message and its values land in
+`Settings.kinds` (a handler sees its kind's as `ctx.settings`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.core.errors import SettingsError
@@ -70,6 +75,8 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    # Each registered kind's own settings, by kind name (what its Kind.read_settings returned).
+    kinds: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def tasks_enabled(self) -> bool:
@@ -77,11 +84,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        return _SettingsReader(os.environ if env is None else env).read()
+        return SettingsReader(os.environ if env is None else env).read()
+
+    def for_kind(self, kind: str) -> Any:
+        """That kind's own settings, or None when it reads none."""
+        return self.kinds.get(kind)
 
 
-class _SettingsReader:
-    """Collects every problem before failing, so one run names them all."""
+class SettingsReader:
+    """Collects every problem before failing, so one run names them all. A kind's settings
+    reader gets this object: `number(...)`, `text(name)` and `problem(message)`."""
 
     def __init__(self, env: Mapping[str, str]):
         self.env = env
@@ -90,6 +102,13 @@ class _SettingsReader:
     def _raw(self, name: str) -> str | None:
         value = self.env.get(name)
         return value if value not in (None, "") else None
+
+    def text(self, name: str) -> str | None:
+        """The variable as set, or None when it is unset or empty."""
+        return self._raw(name)
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
 
     def number(self, name: str, default: float, minimum: float, integer: bool = False):
         raw = self._raw(name)
@@ -213,6 +232,18 @@ class _SettingsReader:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
 
+    def kind_settings(self) -> Mapping[str, Any]:
+        """Each registered kind's own variables, read by the kind, checked with the rest."""
+        # Imported here, not at the top: the kind registry sits on the pool, which needs
+        # this module first.
+        from shared.core.handlers import builtin_kinds  # noqa: PLC0415
+
+        read = {}
+        for name, kind in sorted(builtin_kinds().items()):
+            if kind.read_settings is not None:
+                read[name] = kind.read_settings(self)
+        return MappingProxyType(read)
+
     def read(self) -> Settings:
         heartbeat = self.number("HEARTBEAT_SECONDS", 30.0, 0.1)
         stalled = self.number("STALLED_AFTER_SECONDS", 900.0, 1.0)
@@ -246,6 +277,7 @@ class _SettingsReader:
             max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            kinds=self.kind_settings(),
             **self.tasks(),
         )
         if self.problems:

@@ -1,12 +1,14 @@
 """The built-in `newsletter` job: a newsletter for a date range from the selected feeds.
 
-Its sources table and statements are its own (migrations/ and sql/ beside this file).
+Its sources table and statements are its own (migrations/ and sql/ beside this file), and so
+are its settings (settings.py: the limits per feed, read at start with the core's).
 Importing the package registers the kind; the handler and feedparser load on first use.
 """
 
 from pathlib import Path
 
 from shared.core.handlers import Kind, register_kind
+from shared.kinds.newsletter.settings import read_settings
 
 HERE = Path(__file__).parent
 
@@ -16,5 +18,6 @@ register_kind(
         handler="shared.kinds.newsletter.handler:generate_newsletter",
         migrations=HERE / "migrations",
         statements=HERE / "sql",
+        read_settings=read_settings,
     )
 )

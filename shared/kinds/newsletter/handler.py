@@ -8,17 +8,14 @@ the newsletter says which. When every source fails, the job fails.
 
 from __future__ import annotations
 
-import os
-
 from shared.core.errors import JobCancelled
 from shared.kinds.newsletter.compose import BrokenFeed, Section, entries_in_range
 from shared.kinds.newsletter.fetch import FeedError, fetch_feed
 from shared.kinds.newsletter.render import render, title_for
 from shared.kinds.newsletter.request import parse_request, validate_newsletter
+from shared.kinds.newsletter.settings import NewsletterSettings
 from shared.kinds.newsletter.sources import find_sources
 
-FEED_TIMEOUT_SECONDS = float(os.environ.get("FEED_TIMEOUT_SECONDS", "15"))
-FEED_MAX_BYTES = int(os.environ.get("FEED_MAX_BYTES", str(5 * 1024 * 1024)))
 PREVIEW_MAX_CHARS = 20_000
 FETCH_SHARE = 85  # percent of the progress bar spent fetching
 
@@ -32,6 +29,7 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
     if request is None:  # enqueue validated it; a hand-written row may not have been
         raise ValueError("Invalid newsletter request: " + "; ".join(f"{f}: {m}" for f, m in problems))
     start, end = request.window
+    limits: NewsletterSettings = ctx.settings or NewsletterSettings()  # a bare runner: the defaults
     with ctx.session() as session:
         sources = find_sources(session, list(request.source_ids))
     total = len(request.source_ids)
@@ -50,7 +48,7 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
             continue
         ctx.log(f"Fetching {source.name}")
         try:
-            body = fetch_feed(source.feed_url, FEED_TIMEOUT_SECONDS, FEED_MAX_BYTES, ctx.cancelled)
+            body = fetch_feed(source.feed_url, limits.feed_timeout_seconds, limits.feed_max_bytes, ctx.cancelled)
             entries, undated = entries_in_range(body, start, end)
         except JobCancelled:
             return None

@@ -1,0 +1,20 @@
+"""What several test modules share that is not a fixture: the test token and database URLs.
+(Test modules import this, never conftest.py: pytest loads conftest itself.)"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.core.db import Session, open_session
+
+API_TOKEN = "test-token-0123456789"
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server's URL, naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def admin_session(url: str) -> Session:
+    return open_session(url, timeout=60)
