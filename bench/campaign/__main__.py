@@ -19,6 +19,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ import httpx
 
 from bench import ledger
 from bench.campaign import checks, workload
-from bench.campaign.faults import Faults, admin_session
+from bench.campaign.faults import Faults, ProcessInstances, admin_session
 from bench.campaign.observe import Answers, ConnectionSampler, StreamFollower
 from local import postgres
 from local.stack import DEV_TOKEN, REPO, Stack
@@ -43,11 +44,21 @@ AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 STALLED_AFTER = 5.0
 RETRY_MAX = 4.0
 POOL_SIZE = 4
+PROCESS_INSTANCES = 2
 DELIVERY_WORKERS = 40  # Cloud Tasks' max concurrent dispatches
 FOLLOWED_STREAMS = 20
 
 # A bug the campaign must catch, planted in a copy of the tree (never in this one).
 PLANTS = {
+    # A claim that takes a job whatever its status: a duplicate or late delivery runs it again.
+    "claim-ignores-status": (
+        "shared/core/sql/claim_named_job.sql",
+        "AND job_status = 'queued' AND run_at <= now()",
+        "AND run_at <= now()",
+    ),
+    # A completion without its lease: a zombie (a frozen instance's run, swept and claimed
+    # again elsewhere) may complete the job over the newer attempt. Caught only when such a
+    # zombie reaches its completion before it notices the lost lease, which is a race.
     "unfenced-complete": (
         "shared/core/sql/complete_job.sql",
         "AND worker_token = CAST(:token AS uuid)",
@@ -60,8 +71,8 @@ class Deliveries:
     """Cloud Tasks' part: each due delivery POSTs {"id"} to process, on a bounded pool;
     an unreachable instance or a 503 is retried a second later, as Cloud Tasks would."""
 
-    def __init__(self, process_url: str, answers: Answers):
-        self.process_url, self.answers = process_url, answers
+    def __init__(self, instances, answers: Answers):
+        self.instances, self.answers = instances, answers
         self._due: list[tuple[float, int, str]] = []
         self._count = 0
         self._lock = threading.Condition()
@@ -92,7 +103,7 @@ class Deliveries:
 
     def _deliver(self, job_id: str) -> None:
         try:
-            response = httpx.post(self.process_url, json={"id": job_id}, timeout=600)
+            response = httpx.post(self.instances.url(), json={"id": job_id}, timeout=600)
             self.answers.record("process(task)", response)
             if response.status_code >= 500 or response.status_code == 429:
                 self.add(job_id, time.monotonic() + 1.0)
@@ -110,15 +121,16 @@ class Deliveries:
 class Ticks(threading.Thread):
     """Cloud Scheduler's part: process (a few in flight) every second, sweep every two."""
 
-    def __init__(self, stack: Stack, answers: Answers):
+    def __init__(self, stack: Stack, instances, answers: Answers):
         super().__init__(name="ticks", daemon=True)
-        self.stack, self.answers = stack, answers
+        self.stack, self.instances, self.answers = stack, instances, answers
         self.slots = threading.Semaphore(4)
         self.stopped = threading.Event()
 
     def _call(self, name: str, release: bool) -> None:
         try:
-            self.answers.record(f"{name}(tick)", httpx.post(self.stack.url(name), timeout=600))
+            url = self.instances.url() if name == "process" else self.stack.url(name)
+            self.answers.record(f"{name}(tick)", httpx.post(url, timeout=600))
         except httpx.HTTPError:
             self.answers.unreachable(f"{name}(tick)")
         finally:
@@ -177,94 +189,126 @@ def due_in(job: workload.PlannedJob) -> float:
     return max(0.0, (run_at - datetime.now(UTC)).total_seconds())
 
 
-def run_campaign(seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = ()) -> dict:
-    rng = random.Random(seed)
-    planned = workload.plan(rng, count)
-    server = postgres.throwaway_server()
-    direct_url = server.url
-    session = admin_session(direct_url, timeout=60)
-    apply_migrations(session)
-    ledger.install(session)
-    session.close()
-    env = {
-        "JOB_HANDLERS": "campaign=bench.campaign.workload:campaign_job",
-        "HEARTBEAT_SECONDS": "1",
-        "STALLED_AFTER_SECONDS": str(STALLED_AFTER),
-        "RETRY_BASE_SECONDS": "1",
-        "RETRY_MAX_SECONDS": str(RETRY_MAX),
-        "DB_TIMEOUT_SECONDS": "3",
-        "DB_POOL_SIZE": str(POOL_SIZE),
-        "THREADS": "64",
-        "MAX_OPEN_STREAMS": "40",
-        "STREAM_MAX_SECONDS": "30",
-    }
-    stack = Stack.on_free_ports(database_url=direct_url, extra_env=env, scheduler=False, log_dir=_log_dir())
-    answers = Answers()
-    sampler = ConnectionSampler(direct_url)
-    faults = Faults(stack, server, direct_url, STALLED_AFTER, random.Random(seed + 1), only=only)
-    followers: list[StreamFollower] = []
-    try:
-        stack.start()
-        sampler.start()
-        deliveries = Deliveries(stack.url("process"), answers).start()
-        ticks = Ticks(stack, answers)
-        ticks.start()
-        started = time.monotonic()
-        fault_until = started + fault_seconds
-        injector = threading.Thread(target=_inject, args=(faults, rng, fault_until), daemon=True)
+CAMPAIGN_ENV = {
+    "JOB_HANDLERS": "campaign=bench.campaign.workload:campaign_job",
+    "HEARTBEAT_SECONDS": "1",
+    "STALLED_AFTER_SECONDS": str(STALLED_AFTER),
+    "RETRY_BASE_SECONDS": "1",
+    "RETRY_MAX_SECONDS": str(RETRY_MAX),
+    "DB_TIMEOUT_SECONDS": "3",
+    "DB_POOL_SIZE": str(POOL_SIZE),
+    "THREADS": "64",
+    "MAX_OPEN_STREAMS": "40",
+    "STREAM_MAX_SECONDS": "30",
+}
+
+
+class Campaign:
+    """One run: start the stack, drive the plan through the faults, drain, judge, stop."""
+
+    def __init__(self, seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = ()):
+        self.seed, self.fault_seconds, self.only = seed, fault_seconds, only
+        self.rng = random.Random(seed)
+        self.planned = workload.plan(self.rng, count)
+        self.answers = Answers()
+        self.followers: list[StreamFollower] = []
+        self.stream_threads: list[threading.Thread] = []
+        self.instances: ProcessInstances | None = None
+
+    def start(self) -> None:
+        self.server = postgres.throwaway_server()
+        self.url = self.server.url
+        session = admin_session(self.url, timeout=60)
+        try:
+            apply_migrations(session)
+            ledger.install(session)
+        finally:
+            session.close()
+        log_dir = _log_dir()
+        self.stack = Stack.on_free_ports(
+            database_url=self.url, extra_env=CAMPAIGN_ENV, scheduler=False, log_dir=log_dir
+        )
+        self.stack.start()
+        env = {**os.environ, **self.stack.env}
+        self.instances = ProcessInstances(self.stack.servers["process"], env, PROCESS_INSTANCES, log_dir)
+        self.faults = Faults(
+            self.instances, self.server, self.url, STALLED_AFTER, random.Random(self.seed + 1), only=self.only
+        )
+        self.sampler = ConnectionSampler(self.url)
+        self.sampler.start()
+        self.deliveries = Deliveries(self.instances, self.answers).start()
+        self.ticks = Ticks(self.stack, self.instances, self.answers)
+        self.ticks.start()
+        self.cancels = ThreadPoolExecutor(8, thread_name_prefix="cancel")
+
+    def drive(self) -> None:
+        """Enqueue the plan over the first 70% of the fault window while faults go off."""
+        self.started = time.monotonic()
+        self.fault_until = self.started + self.fault_seconds
+        injector = threading.Thread(target=_inject, args=(self.faults, self.rng, self.fault_until), daemon=True)
         injector.start()
-
-        stream_jobs = set(rng.sample(range(count), min(FOLLOWED_STREAMS, count)))
-        pacing = (fault_seconds * 0.7) / count  # enqueue over the first 70% of the fault window
-        cancels = ThreadPoolExecutor(8, thread_name_prefix="cancel")
-        stream_threads = []
-        for index, job in enumerate(planned):
-            enqueue(stack, job, answers)
-            at = time.monotonic() + due_in(job)
-            deliveries.add(job.job_id, at)
-            if job.duplicate:
-                deliveries.add(job.job_id, at)
-            if job.late_copy:
-                deliveries.add(job.job_id, at + 30.0)
-            if job.cancel_after is not None:
-                timer = threading.Timer(job.cancel_after, lambda j=job: cancels.submit(cancel, stack, j, answers))
-                timer.daemon = True
-                timer.start()
-            if index in stream_jobs:
-                follower = StreamFollower(stack.url("status"), job.job_id, random.Random(seed + index), answers)
-                followers.append(follower)
-                thread = threading.Thread(target=follower.follow, args=(fault_until + 120,), daemon=True)
-                thread.start()
-                stream_threads.append(thread)
-            time.sleep(max(0.0, started + (index + 1) * pacing - time.monotonic()))
-
+        followed = set(self.rng.sample(range(len(self.planned)), min(FOLLOWED_STREAMS, len(self.planned))))
+        pacing = self.fault_seconds * 0.7 / len(self.planned)
+        for index, job in enumerate(self.planned):
+            enqueue(self.stack, job, self.answers)
+            self._schedule(job)
+            if index in followed:
+                self._follow(job, index)
+            time.sleep(max(0.0, self.started + (index + 1) * pacing - time.monotonic()))
         injector.join()
+
+    def _schedule(self, job: workload.PlannedJob) -> None:
+        """Its Cloud Task (twice for some, and once more long after for others), its cancel."""
+        at = time.monotonic() + due_in(job)
+        self.deliveries.add(job.job_id, at)
+        if job.duplicate:
+            self.deliveries.add(job.job_id, at)
+        if job.late_copy:
+            self.deliveries.add(job.job_id, at + 30.0)
+        if job.cancel_after is not None:
+            timer = threading.Timer(
+                job.cancel_after, lambda: self.cancels.submit(cancel, self.stack, job, self.answers)
+            )
+            timer.daemon = True
+            timer.start()
+
+    def _follow(self, job: workload.PlannedJob, index: int) -> None:
+        follower = StreamFollower(self.stack.url("status"), job.job_id, random.Random(self.seed + index), self.answers)
+        self.followers.append(follower)
+        thread = threading.Thread(target=follower.follow, args=(self.fault_until + 120,), daemon=True)
+        thread.start()
+        self.stream_threads.append(thread)
+
+    def drain(self) -> tuple[float | None, float]:
+        """Seconds until every job was terminal after the faults stopped (None past the bound)."""
         faults_stopped = time.monotonic()
         bound = 2 * STALLED_AFTER + 3 * RETRY_MAX + 60  # + the latest scheduled run-at and a late copy
-        ids = [job.job_id for job in planned]
-        drained_after = _wait_for_drain(direct_url, ids, faults_stopped + bound)
-        for thread in stream_threads:
+        drained_after = _wait_for_drain(self.url, [job.job_id for job in self.planned], faults_stopped + bound)
+        for thread in self.stream_threads:
             thread.join(max(0.0, faults_stopped + bound - time.monotonic()))
-        ticks.stopped.set()
-        deliveries.stop()
-        cancels.shutdown(wait=False, cancel_futures=True)
-        sampler.stopped.set()
-        return _judge(
-            seed,
-            planned,
-            direct_url,
-            answers,
-            sampler,
-            followers,
-            faults,
-            drained_after,
-            bound,
-            time.monotonic() - started,
-        )
+        self.ticks.stopped.set()
+        self.deliveries.stop()
+        self.cancels.shutdown(wait=False, cancel_futures=True)
+        self.sampler.stopped.set()
+        return drained_after, bound
+
+    def stop(self) -> None:
+        for extra in self.instances.servers[1:] if self.instances else ():
+            extra.stop(signal.SIGKILL)
+        self.stack.stop()
+        self.server.stop(mode="immediate")
+        postgres.remove(self.server)
+
+
+def run_campaign(seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = ()) -> dict:
+    campaign = Campaign(seed, count, fault_seconds, only)
+    try:
+        campaign.start()
+        campaign.drive()
+        drained_after, bound = campaign.drain()
+        return _judge(campaign, drained_after, bound)
     finally:
-        stack.stop()
-        server.stop(mode="immediate")
-        postgres.remove(server)
+        campaign.stop()
 
 
 def _inject(faults: Faults, rng: random.Random, until: float) -> None:
@@ -297,9 +341,10 @@ def _wait_for_drain(url: str, ids: list[str], deadline: float) -> float | None:
     return None
 
 
-def _judge(seed, planned, url, answers, sampler, followers, faults, drained_after, bound, seconds) -> dict:
+def _judge(campaign: Campaign, drained_after: float | None, bound: float) -> dict:
+    planned, answers, sampler, followers = campaign.planned, campaign.answers, campaign.sampler, campaign.followers
     ids = [job.job_id for job in planned]
-    session = admin_session(url, timeout=60)
+    session = admin_session(campaign.url, timeout=60)
     try:
         jobs = checks.read_jobs(session, ids)
         runs = checks.read_ledger(session)
@@ -309,6 +354,7 @@ def _judge(seed, planned, url, answers, sampler, followers, faults, drained_afte
     completion_check, exceptions = checks.completions(jobs, runs)
     # Each function's pool; LISTEN connections are counted apart (one per listening instance).
     budget = {f"jobqueue-{name}": POOL_SIZE for name in stack_names()} | {"jobqueue-listener": 2}
+    budget["jobqueue-process"] = POOL_SIZE * PROCESS_INSTANCES
     verdict = [
         checks.all_terminal(jobs, len(ids)),
         checks.completed_by_its_last_attempt(jobs, runs),
@@ -328,12 +374,12 @@ def _judge(seed, planned, url, answers, sampler, followers, faults, drained_afte
     for job in jobs.values():
         by_status[job["status"]] = by_status.get(job["status"], 0) + 1
     return {
-        "seed": seed,
+        "seed": campaign.seed,
         "jobs": len(ids),
         "kinds": {kind: sum(1 for j in planned if j.kind == kind) for kind in workload.MIX},
         "byStatus": by_status,
-        "seconds": round(seconds, 1),
-        "faults": _count(f["fault"] for f in faults.log),
+        "seconds": round(time.monotonic() - campaign.started, 1),
+        "faults": _count(f["fault"] for f in campaign.faults.log),
         "duplicateDeliveries": sum(1 for j in planned if j.duplicate),
         "lateDeliveries": sum(1 for j in planned if j.late_copy),
         "handlerRuns": sum(1 for rows in runs.values() for r in rows if r["event"] == "started"),

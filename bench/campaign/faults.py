@@ -7,7 +7,6 @@ released) before the next one starts, so the queue must recover from each on its
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import signal
 import threading
@@ -15,18 +14,49 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from local.stack import Stack, wait_for_port
-from shared.core.db import Session, connect
-from shared.core.settings import Settings
+from local.launcher import FunctionServer, bind_port, start_function
+from shared.core.db import Session, open_session
 
 
 def admin_session(url: str, timeout: float = 10.0) -> Session:
-    return Session(connect(Settings.from_env({"DATABASE_URL": url}).database, timeout=timeout))
+    return open_session(url, timeout=timeout)
+
+
+class ProcessInstances:
+    """The process function's instances, as Cloud Run would run several: requests spread over
+    them, and a fault takes one down while the others go on."""
+
+    def __init__(self, first: FunctionServer, env: dict[str, str], count: int, log_dir):
+        self.env, self.log_dir = env, log_dir
+        self.servers = [first] + [self._start(0) for _ in range(count - 1)]
+        for server in self.servers:
+            server.wait_until_serving(60)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def _start(self, port: int) -> FunctionServer:
+        output = open(self.log_dir / f"process-{port or 'new'}-{time.monotonic_ns()}.log", "ab")
+        return start_function("process", self.env, sock=bind_port(port, patience=10), output=output)
+
+    def url(self) -> str:
+        """The next instance's URL, in turn (Cloud Run's load balancing, simplified)."""
+        with self._lock:
+            self._next = (self._next + 1) % len(self.servers)
+            return self.servers[self._next].url
+
+    def pick(self, rng: random.Random) -> int:
+        return rng.randrange(len(self.servers))
+
+    def replace(self, index: int) -> None:
+        """A new instance on the same port, after the old one died."""
+        server = self._start(self.servers[index].port).wait_until_serving(60)
+        with self._lock:
+            self.servers[index] = server
 
 
 @dataclass
 class Faults:
-    stack: Stack
+    instances: ProcessInstances
     server: object  # local.postgres.PostgresServer: the campaign's own, which it may kill
     direct_url: str
     stalled_after: float
@@ -60,19 +90,20 @@ class Faults:
     def kill_process_instance(self) -> None:
         """SIGKILL mid-job, as a crashed or preempted instance: its jobs are left running
         with a heartbeat that stops, for sweep to recover. A new instance starts later."""
-        self.stack.stop_function("process", signal.SIGKILL)
+        index = self.instances.pick(self.rng)
+        self.instances.servers[index].stop(signal.SIGKILL)
         time.sleep(self.rng.uniform(0.5, 3.0))
-        self._restart_process()
+        self.instances.replace(index)
 
     def freeze_process_instance(self) -> None:
         """SIGSTOP past the stall threshold, then SIGCONT: the instance comes back as a
         zombie whose jobs were swept and claimed again. Its writes must change nothing."""
-        process = self.stack.processes["process"]
-        os.killpg(process.pid, signal.SIGSTOP)
+        server = self.instances.servers[self.instances.pick(self.rng)]
+        server.send(signal.SIGSTOP)
         try:
             time.sleep(self.stalled_after + self.rng.uniform(2.0, 5.0))
         finally:
-            os.killpg(process.pid, signal.SIGCONT)
+            server.send(signal.SIGCONT)
 
     def restart_database(self) -> None:
         """Immediate shutdown (no checkpoint, connections cut), down for a few seconds."""
@@ -105,7 +136,3 @@ class Faults:
                 session.run_sql(f"BEGIN; LOCK TABLE jobs IN EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT")
             finally:
                 session.close()
-
-    def _restart_process(self) -> None:
-        self.stack.start_function("process")
-        wait_for_port(self.stack.ports["process"], timeout=60, process=self.stack.processes["process"])

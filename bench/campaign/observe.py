@@ -111,7 +111,7 @@ class StreamFollower:
                 self.answers.unreachable("status-stream")
                 time.sleep(0.5)
             self.reconnects += 1
-            self.trace.append(('reconnect', last))
+            self.trace.append(("reconnect", last))
 
     def in_order(self) -> bool:
         return self.seqs == list(range(self.seqs[0], self.seqs[0] + len(self.seqs))) if self.seqs else True
