@@ -224,7 +224,7 @@ class Campaign:
             ledger.install(session)
         finally:
             session.close()
-        log_dir = _log_dir()
+        self.log_dir = log_dir = _log_dir()
         self.stack = Stack.on_free_ports(
             database_url=self.url, extra_env=CAMPAIGN_ENV, scheduler=False, log_dir=log_dir
         )
@@ -364,6 +364,7 @@ def _judge(campaign: Campaign, drained_after: float | None, bound: float) -> dic
         checks.cancelled_stay_cancelled(jobs, statuses),
         checks.streams_in_order(followers),
         checks.no_server_errors(answers),
+        checks.no_unhandled_errors(_log_lines(campaign.log_dir)),
         checks.connections_within_budget(dict(sampler.peak), budget),
     ]
     if drained_after is None:
@@ -406,6 +407,10 @@ def _count(items) -> dict[str, int]:
     for item in items:
         counted[item] = counted.get(item, 0) + 1
     return counted
+
+
+def _log_lines(folder: Path) -> list[str]:
+    return [line for path in sorted(folder.glob("*.log")) for line in path.read_text(errors="replace").splitlines()]
 
 
 def _log_dir() -> Path:

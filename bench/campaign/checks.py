@@ -153,6 +153,13 @@ def no_server_errors(answers) -> Check:
     return _check("no HTTP 500 (only 503 with Retry-After)", looked_at, [json.dumps(b) for b in answers.bad])
 
 
+def no_unhandled_errors(log_lines: list[str]) -> Check:
+    """What the campaign did not call itself (a tick's follow-ups, a stream's end) shows only
+    in the functions' logs: an unhandled error there is a 500 too."""
+    problems = [line[:300] for line in log_lines if '"Unhandled error"' in line or "Traceback" in line]
+    return _check("no unhandled error in any function's log", len(log_lines), problems)
+
+
 def connections_within_budget(peaks: dict[str, int], budget: dict[str, int]) -> Check:
     problems = [
         f"{name} held {count} connections, budget {budget.get(name, 0)}"
