@@ -3,7 +3,7 @@ build/chaos.json, and exits 1 when any check fails.
 
     python -m bench.campaign                     # a random seed, printed
     SEED=1234 python -m bench.campaign           # that run again
-    python -m bench.campaign --plant unfenced-complete   # the same, with a bug planted: must fail
+    python -m bench.campaign --plant claim-ignores-status   # with a bug planted: exits 0 only if caught
 
 The campaign plays Cloud Tasks (one delivery per job at its run-at, some twice at once and
 some again long after) and Cloud Scheduler (process and sweep ticks) against the local
@@ -420,8 +420,12 @@ def _log_dir() -> Path:
     return folder
 
 
+CHECKS_FAILED = 3  # distinct from a crash (1), so a planted run can tell "caught" from "broke"
+
+
 def planted_run(plant: str, argv: list[str]) -> int:
-    """The same campaign from a copy of the tree with one bug planted; its exit code."""
+    """The campaign from a copy of the tree with one bug planted: 0 when its checks caught
+    the bug (the campaign can fail), 1 when they passed it, or the run broke."""
     path, fenced, unfenced = PLANTS[plant]
     with tempfile.TemporaryDirectory(prefix="jobqueue-planted-") as folder:
         copy = Path(folder) / "tree"
@@ -438,7 +442,11 @@ def planted_run(plant: str, argv: list[str]) -> int:
             cwd=copy,
             env={**os.environ, "PYTHONPATH": str(copy)},
         )
-        return done.returncode
+    if done.returncode == CHECKS_FAILED:
+        print(f"the planted bug ({plant}) was caught: the campaign can fail")
+        return 0
+    print(f"the planted bug ({plant}) was NOT caught (exit {done.returncode})", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str]) -> int:
@@ -465,7 +473,7 @@ def main(argv: list[str]) -> int:
         for problem in check["problems"][:5]:
             print(f"         {problem}")
     print(f"{'PASSED' if report['passed'] else 'FAILED'}: seed {args.seed}; figures in {args.report}")
-    return 0 if report["passed"] else 1
+    return 0 if report["passed"] else CHECKS_FAILED
 
 
 if __name__ == "__main__":
