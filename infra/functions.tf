@@ -1,7 +1,7 @@
 # Each bundle (built by `make bundles`) is zipped and uploaded under its content hash, so a
 # changed bundle is a new object and an unchanged one redeploys nothing.
 data "archive_file" "bundle" {
-  for_each = local.functions
+  for_each = local.function_sizes
 
   type             = "zip"
   source_dir       = "${var.bundle_dir}/${each.key}"
@@ -29,10 +29,12 @@ resource "google_storage_bucket" "sources" {
       type = "Delete"
     }
   }
+
+  depends_on = [google_project_service.api]
 }
 
 resource "google_storage_bucket_object" "bundle" {
-  for_each = local.functions
+  for_each = local.function_sizes
 
   name   = "${each.key}-${data.archive_file.bundle[each.key].output_md5}.zip"
   bucket = google_storage_bucket.sources.name
@@ -49,26 +51,28 @@ resource "google_cloudfunctions2_function" "fn" {
   build_config {
     runtime     = var.python_runtime
     entry_point = each.key
+    # Its own build account: in new projects the default one may lack the roles to build.
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.sources.name
         object = google_storage_bucket_object.bundle[each.key].name
+        # From the object itself, so a changed bundle never plans on a stale generation.
+        generation = google_storage_bucket_object.bundle[each.key].generation
       }
     }
   }
 
   service_config {
+    available_cpu                    = each.value.cpu
     available_memory                 = each.value.memory
     timeout_seconds                  = each.value.timeout
-    max_instance_count               = var.max_instances
-    max_instance_request_concurrency = each.value.threads
-    service_account_email            = google_service_account.runtime.email
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = each.value.concurrency
+    service_account_email            = google_service_account.fn[each.key].email
     ingress_settings                 = contains(["process", "sweep"], each.key) ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
-
-    environment_variables = merge(each.value.env, {
-      THREADS = tostring(each.value.threads)
-    })
+    environment_variables            = each.value.env
 
     dynamic "secret_environment_variables" {
       for_each = toset(each.value.secrets)
@@ -76,13 +80,17 @@ resource "google_cloudfunctions2_function" "fn" {
         key        = secret_environment_variables.value
         project_id = var.project_id
         secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
-        version    = "latest"
+        # The version Terraform wrote: a revision never starts before its secret has one.
+        version = google_secret_manager_secret_version.secret[secret_environment_variables.value].version
       }
     }
   }
 
   depends_on = [
-    google_secret_manager_secret_iam_member.runtime_reads,
+    google_project_service.api,
+    google_secret_manager_secret_iam_member.reads,
     google_project_iam_member.runtime,
+    google_project_iam_member.build,
+    google_sql_user.fn,
   ]
 }

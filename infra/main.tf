@@ -1,5 +1,7 @@
 data "google_project" "this" {
   project_id = var.project_id
+
+  depends_on = [google_project_service.api]
 }
 
 locals {
@@ -10,64 +12,58 @@ locals {
 
   queue_path = "projects/${var.project_id}/locations/${var.region}/queues/${google_cloud_tasks_queue.jobs.name}"
 
+  # IAM service-account database users are named by the email without ".gserviceaccount.com".
+  db_user = { for name, account in google_service_account.fn : name => trimsuffix(account.email, ".gserviceaccount.com") }
+
   database_env = {
     INSTANCE_CONNECTION_NAME = google_sql_database_instance.main.connection_name
     DB_NAME                  = google_sql_database.jobs.name
-    DB_USER                  = trimsuffix(google_service_account.runtime.email, ".gserviceaccount.com")
-    DB_POOL_SIZE             = tostring(var.db_pool_size)
+    DB_OWNER_ROLE            = google_sql_user.owner.name
     ALLOWED_ORIGINS          = join(",", var.allowed_origins)
     MIGRATE_ON_START         = "1"
+    TRACING                  = var.tracing ? "cloud-trace" : "" # empty: off (monitoring.tf)
   }
 
   tasks_env = {
     TASKS_QUEUE           = local.queue_path
     PROCESS_URL           = local.url["process"]
     TASKS_SERVICE_ACCOUNT = google_service_account.invoker.email
-    JOB_TIMEOUT_SECONDS   = tostring(min(var.job_timeout_seconds, 1800))
+    JOB_TIMEOUT_SECONDS   = tostring(local.task_dispatch_deadline)
   }
 
-  # One entry per folder in functions/: entry point, size, timeout, environment and the
-  # secrets each needs (and no other).
+  # One entry per folder in functions/: its size (infra/limits.tf), its environment and the
+  # secrets it needs (and no other).
+  function_env = {
+    enqueue = merge(local.database_env, local.tasks_env, { STATUS_URL = local.url["status"] })
+    process = merge(local.database_env, local.tasks_env)
+    # Streams close before the function's timeout; clients reconnect with Last-Event-ID.
+    status = merge(local.database_env, {
+      STREAM_MAX_SECONDS = "3300"
+      MAX_OPEN_STREAMS   = tostring(var.status_streams_per_instance)
+      CANCEL_URL         = local.url["cancel"]
+      ENQUEUE_URL        = local.url["enqueue"]
+    })
+    cancel = merge(local.database_env, local.tasks_env)
+    sweep  = merge(local.database_env, local.tasks_env)
+  }
+  function_secrets = {
+    enqueue = local.token_secrets
+    process = ["WEBHOOK_SECRET"]
+    status  = local.token_secrets # the job list, the live list and the metrics view
+    cancel  = concat(local.token_secrets, ["WEBHOOK_SECRET"])
+    sweep   = ["WEBHOOK_SECRET"]
+  }
+
+  task_pushers = ["enqueue", "process", "cancel", "sweep"]
+
   functions = {
-    enqueue = {
-      memory  = "512Mi"
-      timeout = 60
-      threads = 8
-      env     = merge(local.database_env, local.tasks_env, { STATUS_URL = local.url["status"] })
-      secrets = ["API_TOKEN"]
-    }
-    process = {
-      memory  = "1Gi"
-      timeout = var.job_timeout_seconds
-      threads = 4
-      env     = merge(local.database_env, local.tasks_env)
-      secrets = ["WEBHOOK_SECRET"]
-    }
-    status = {
-      memory  = "512Mi"
-      timeout = 3600
-      threads = var.status_streams_per_instance + 4 # a few threads beyond the streams for plain requests
-      # Streams close before the function's timeout; clients reconnect with Last-Event-ID.
-      env = merge(local.database_env, {
-        STREAM_MAX_SECONDS = "3300"
-        MAX_OPEN_STREAMS   = tostring(var.status_streams_per_instance)
-        CANCEL_URL         = local.url["cancel"]
+    for name, size in local.sizes : name => merge(size, {
+      env = merge(local.function_env[name], {
+        DB_USER      = local.db_user[name]
+        DB_POOL_SIZE = tostring(size.pool)
+        THREADS      = tostring(size.concurrency)
       })
-      secrets = []
-    }
-    cancel = {
-      memory  = "512Mi"
-      timeout = 60
-      threads = 8
-      env     = merge(local.database_env, local.tasks_env)
-      secrets = ["API_TOKEN", "WEBHOOK_SECRET"]
-    }
-    sweep = {
-      memory  = "512Mi"
-      timeout = 300
-      threads = 1
-      env     = merge(local.database_env, local.tasks_env)
-      secrets = ["WEBHOOK_SECRET"]
-    }
+      secrets = local.function_secrets[name]
+    })
   }
 }

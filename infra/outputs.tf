@@ -29,7 +29,18 @@ output "database_instance" {
 }
 
 output "api_token" {
-  description = "The bearer token for cancel and enqueue."
+  description = "The bearer token of the default tenant: enqueue, cancel, the job list."
   value       = local.secret_values["API_TOKEN"]
   sensitive   = true
+}
+
+output "admin_token" {
+  description = "The operator's bearer token: lists, cancels and re-runs every tenant's jobs; the whole queue's metrics."
+  value       = local.secret_values["ADMIN_TOKEN"]
+  sensitive   = true
+}
+
+output "scheduler_jobs" {
+  description = "The Cloud Scheduler job of process and sweep (make deploy's smoke check runs them)."
+  value       = { for name, job in google_cloud_scheduler_job.tick : name => job.id }
 }

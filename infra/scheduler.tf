@@ -1,20 +1,13 @@
 # Cloud Scheduler: process every minute (the safety net behind Cloud Tasks) and sweep every
-# five minutes, each with an OIDC token of the invoker service account.
-locals {
-  schedules = {
-    process = "* * * * *"
-    sweep   = "*/5 * * * *"
-  }
-}
-
+# five minutes (local.schedules in limits.tf), each with an OIDC token of the invoker.
 resource "google_cloud_scheduler_job" "tick" {
   for_each = local.schedules
 
   name             = "${var.name_prefix}-${each.key}"
   region           = var.region
-  schedule         = each.value
+  schedule         = each.value.cron
   time_zone        = "Etc/UTC"
-  attempt_deadline = each.key == "process" ? "1800s" : "300s"
+  attempt_deadline = "${each.value.attempt_deadline}s"
 
   retry_config {
     retry_count = 0
@@ -33,4 +26,6 @@ resource "google_cloud_scheduler_job" "tick" {
       audience              = google_cloudfunctions2_function.fn[each.key].service_config[0].uri
     }
   }
+
+  depends_on = [google_project_service.api]
 }

@@ -22,4 +22,6 @@ resource "google_cloud_tasks_queue" "jobs" {
   stackdriver_logging_config {
     sampling_ratio = 1.0
   }
+
+  depends_on = [google_project_service.api]
 }

@@ -44,9 +44,9 @@ variable "public_functions" {
 }
 
 variable "max_concurrent_jobs" {
-  description = "The most jobs running at once: the Cloud Tasks queue's max_concurrent_dispatches (the seed's MAX_CONCURRENT_JOBS)."
+  description = "The most jobs running at once: the Cloud Tasks queue's max_concurrent_dispatches (the seed's MAX_CONCURRENT_JOBS). With the Scheduler's tick it must fit process's instances x 4."
   type        = number
-  default     = 10
+  default     = 7
 }
 
 variable "job_timeout_seconds" {
@@ -66,22 +66,93 @@ variable "status_streams_per_instance" {
   default     = 80
 }
 
-variable "db_tier" {
-  description = "Cloud SQL machine tier."
+variable "database_version" {
+  description = "Cloud SQL PostgreSQL version."
   type        = string
-  default     = "db-f1-micro"
+  default     = "POSTGRES_18"
+
+  # Enterprise offers 9.6 to 18, Enterprise Plus 12 to 18:
+  # https://cloud.google.com/sql/docs/postgres/instance-settings
+  validation {
+    condition = (
+      contains(["POSTGRES_9_6", "POSTGRES_10", "POSTGRES_11", "POSTGRES_12", "POSTGRES_13", "POSTGRES_14", "POSTGRES_15", "POSTGRES_16", "POSTGRES_17", "POSTGRES_18"], var.database_version) &&
+      (var.db_edition == "ENTERPRISE" || !contains(["POSTGRES_9_6", "POSTGRES_10", "POSTGRES_11"], var.database_version))
+    )
+    error_message = "database_version must be POSTGRES_9_6 to POSTGRES_18 (Enterprise Plus: POSTGRES_12 or newer)."
+  }
 }
 
-variable "db_pool_size" {
-  description = "Database connections each function instance may open (DB_POOL_SIZE)."
+variable "db_edition" {
+  description = "Cloud SQL edition. Set explicitly: PostgreSQL 16 and newer default to ENTERPRISE_PLUS, which refuses the shared-core tiers."
+  type        = string
+  default     = "ENTERPRISE"
+
+  validation {
+    condition     = contains(["ENTERPRISE", "ENTERPRISE_PLUS"], var.db_edition)
+    error_message = "db_edition must be ENTERPRISE or ENTERPRISE_PLUS."
+  }
+}
+
+variable "db_tier" {
+  description = "Cloud SQL machine tier: db-f1-micro, db-g1-small or db-custom-CPUS-MEMORY_MB with ENTERPRISE; db-perf-optimized-N-* with ENTERPRISE_PLUS."
+  type        = string
+  default     = "db-f1-micro"
+
+  # Shared-core and custom tiers are Enterprise only; Enterprise Plus takes the
+  # performance-optimized machine types: https://cloud.google.com/sql/docs/postgres/editions-intro
+  validation {
+    condition = (
+      var.db_edition == "ENTERPRISE" ? can(regex("^(db-f1-micro|db-g1-small|db-custom-[0-9]+-[0-9]+)$", var.db_tier)) :
+      can(regex("^db-perf-optimized-N-[0-9]+$", var.db_tier))
+    )
+    error_message = "db_tier ${var.db_tier} is not offered with ${var.db_edition}: ENTERPRISE takes db-f1-micro, db-g1-small or db-custom-CPUS-MEMORY_MB; ENTERPRISE_PLUS takes db-perf-optimized-N-CPUS."
+  }
+}
+
+variable "db_max_connections" {
+  description = "Sets the max_connections database flag; null keeps Cloud SQL's default for the tier (db-f1-micro: 25). The connection budget is checked against it."
   type        = number
-  default     = 5
+  default     = null
+}
+
+variable "db_reserved_connections" {
+  description = "Connections kept free for an operator and `python -m shared.core.migrate`, outside the functions' budget."
+  type        = number
+  default     = 2
 }
 
 variable "max_instances" {
-  description = "Most instances per function; with db_pool_size it bounds the database connections."
-  type        = number
-  default     = 10
+  description = "Most instances per function. Each opens up to its db_pool_size connections (status one more, to listen): the sum must fit the tier's max_connections."
+  type        = map(number)
+  default     = { enqueue = 2, process = 2, status = 1, cancel = 1, sweep = 1 }
+
+  validation {
+    condition     = toset(keys(var.max_instances)) == toset(["enqueue", "process", "status", "cancel", "sweep"]) && alltrue([for n in values(var.max_instances) : n >= 1])
+    error_message = "max_instances must give each of enqueue, process, status, cancel and sweep at least 1."
+  }
+}
+
+variable "db_pool_size" {
+  description = "Database connections one instance of each function may open (its DB_POOL_SIZE)."
+  type        = map(number)
+  default     = { enqueue = 2, process = 4, status = 2, cancel = 2, sweep = 1 }
+
+  validation {
+    condition     = toset(keys(var.db_pool_size)) == toset(["enqueue", "process", "status", "cancel", "sweep"]) && alltrue([for n in values(var.db_pool_size) : n >= 1])
+    error_message = "db_pool_size must give each of enqueue, process, status, cancel and sweep at least 1."
+  }
+}
+
+variable "operators" {
+  description = "Google accounts (emails) that may connect to the database as themselves, as members of the owner role (they count against db_reserved_connections)."
+  type        = set(string)
+  default     = []
+}
+
+variable "state_bucket" {
+  description = "A Cloud Storage bucket for the Terraform state (created versioned, with uniform access; `make deploy` moves the state there). Empty: the state stays in infra/terraform.tfstate on this machine."
+  type        = string
+  default     = ""
 }
 
 variable "allowed_origins" {
@@ -95,6 +166,18 @@ variable "api_token" {
   type        = string
   default     = ""
   sensitive   = true
+}
+
+variable "api_tokens" {
+  description = "More tenants, each with its own bearer token (API_TOKENS): tenant name => token. Each sees only its own jobs; empty: one tenant, API_TOKEN's."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for tenant in keys(var.api_tokens) : can(regex("^[A-Za-z0-9_.-]{1,100}$", tenant)) && tenant != "default"])
+    error_message = "Tenant names are 1 to 100 letters, digits, '_', '.' or '-', and not 'default' (API_TOKEN's tenant)."
+  }
 }
 
 variable "webhook_secret" {

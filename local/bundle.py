@@ -4,6 +4,7 @@
     build/<name>/shared/            a copy of the core (copied, never a symlink: archive_file
                                     does not follow them, and only this folder is uploaded)
     build/<name>/requirements.txt   the pinned runtime requirements
+    build/<name>/clients/js/        the JavaScript client's module, which the pages load
 
 No tests, caches or symlinks go in.
 """
@@ -28,6 +29,8 @@ def build_bundle(name: str, out: Path) -> Path:
     shutil.copy2(REPO / "functions" / name / "main.py", target / "main.py")
     shutil.copytree(REPO / "shared", target / "shared", ignore=SKIP, symlinks=False)
     shutil.copy2(REPO / "requirements.txt", target / "requirements.txt")
+    (target / "clients" / "js").mkdir(parents=True)
+    shutil.copy2(REPO / "clients" / "js" / "jobqueue.js", target / "clients" / "js" / "jobqueue.js")
     return target
 
 

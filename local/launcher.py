@@ -7,7 +7,7 @@ readiness check would then be answered by the wrong server. Binding first also l
 local stack know every function's URL before it starts any of them (enqueue needs the status
 URL). functions-framework runs gunicorn, which takes a bound socket the way systemd hands
 one over (socket activation: the socket as file descriptor 3, LISTEN_FDS=1 and LISTEN_PID
-set to the server's own pid); a two-line bootstrap sets that up, then runs
+set to the server's own pid); a short bootstrap sets that up, then runs
 `python -m functions_framework` as it would run from the command line.
 
 The socket is bound but not listening until gunicorn listens on it, so "the port accepts a
@@ -123,7 +123,7 @@ def start_function(
     port: int = 0,
     bundle: Path | None = None,
     python: str | Path = sys.executable,
-    output: IO[bytes] | None = None,
+    output: IO[bytes] | int | None = None,  # a file, subprocess.DEVNULL, or None: this terminal
 ) -> FunctionServer:
     """Start functions-framework serving `name` on `sock` (or on a socket bound to `port`,
     0 for any free one). It does not wait: call `wait_until_serving()`.

@@ -110,9 +110,16 @@ class Stack:
             "DATABASE_URL": self.database_url or "",
             "STATUS_URL": self.url("status"),
             "CANCEL_URL": self.url("cancel"),
+            "ENQUEUE_URL": self.url("enqueue"),
             "API_TOKEN": DEV_TOKEN,
+            "ENQUEUE_KINDS": "*",  # development: demo and the test kinds too
+            "FORWARDED_HOPS": "0",  # no front end here: a status caller is its connection's peer
             "THREADS": "32",
             "PYTHONUNBUFFERED": "1",
+            # Development only: webhooks to a receiver on this machine, and the demo feeds,
+            # which are served on loopback (both refused by default).
+            "CALLBACK_ALLOW_LOOPBACK": "1",
+            "FEED_ALLOW_PRIVATE": "1",
             **self.tasks_env,
             **self.extra_env,
         }
@@ -152,7 +159,7 @@ class Stack:
         finally:
             session.close()
 
-    def _launch(self, name: str, sock) -> None:
+    def _launch(self, name: str, sock: socket.socket) -> None:
         output = None
         if self.log_dir is not None:
             output = open(self.log_dir / f"{name}.log", "ab")
@@ -198,7 +205,7 @@ class Stack:
             self._feeds = serve_feeds(self.feeds_port)
             self.feeds_port = self._feeds.server_address[1]
             if self.tasks_port is not None:
-                self._tasks = TasksEmulator(port=self.tasks_port).start()
+                self._tasks = TasksEmulator(port=self.tasks_port, allow_loopback=True).start()
                 self.tasks_port = self._tasks.server.server_address[1]
             self.start_database()
             self.start_functions()
@@ -262,6 +269,8 @@ def print_welcome(stack: Stack) -> None:
     print(f"  curl -N '{stack.url('status')}?id=<id>&stream=1'")
     print(f"  open {stack.url('status')}?id=<id> in a browser: the status page (cancel with token {DEV_TOKEN})")
     print(f"  .venv/bin/python -m client --token {DEV_TOKEN} enqueue '{body}' --follow")
+    print(f"  .venv/bin/python -m client --token {DEV_TOKEN} --status-url {stack.url('status')} stats")
+    print("    the queue's figures, as the dashboard draws them; sweep logs its gauges each tick (`Queue gauges`)")
     print("\nCtrl-C stops everything.\n", flush=True)
 
 

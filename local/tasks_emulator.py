@@ -6,8 +6,14 @@ name is 409 ALREADY_EXISTS), tasks wait until their schedule time, an HTTP targe
 task's method, headers and body plus the X-CloudTasks-* headers and, with an OIDC token
 configured, an `Authorization: Bearer` token naming the service account and audience
 (unsigned: nothing local can verify Google's signature), a non-2xx answer is retried with
-backoff, and at most `max_concurrent_dispatches` run at once. Not emulated: queue
-management, rate limits, IAM.
+backoff, and at most `max_concurrent_dispatches` run at once. A schedule time more than
+30 days ahead is refused (400), as Cloud Tasks does. Not emulated: queue management, rate
+limits, IAM.
+
+Targets go through the same guard as webhooks (shared.core.netguard): https to a public
+address, connected to the address that was checked, no redirect followed; loopback (and
+plain http to it) only with `allow_loopback` (`--allow-loopback`; the local stack sets it,
+since the functions it calls listen there).
 
     python -m local.tasks_emulator --port 8123
 """
@@ -21,20 +27,25 @@ import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from shared.core import netguard
+
 _TASKS = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/queues/[^/]+)/tasks(?:/([^/?]+))?$")
 _METHODS = {1: "POST", 2: "GET", 3: "HEAD", 4: "PUT", 5: "DELETE", 6: "PATCH", 7: "OPTIONS"}
+MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600  # Cloud Tasks refuses a schedule time further ahead
+# The dispatcher sleeps at most this long at a time, whatever the next due time: a wait of
+# years overflows the lock's timeout (and killed this thread once).
+MAX_WAIT_SECONDS = 60.0
 
 
 def _timestamp(value: str | None) -> float:
     if not value:
         return time.time()
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    # A time in the past means now; before 1970 would not even print.
+    return max(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp(), 0.0)
 
 
 def _seconds(duration: str | None, default: float) -> float:
@@ -61,6 +72,7 @@ class Dispatch:
     status: int | None
     headers: dict
     at: float
+    refused: str | None = None  # the guard's reason, when nothing was sent
 
 
 @dataclass(order=True)
@@ -86,9 +98,17 @@ class Task:
 
 
 class TasksEmulator:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_attempts: int = 5, max_concurrent: int = 10):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_attempts: int = 5,
+        max_concurrent: int = 10,
+        allow_loopback: bool = False,
+    ):
         self.tasks: dict[str, Task] = {}
         self.max_attempts = max_attempts
+        self.policy = netguard.CALLBACKS_IN_DEVELOPMENT if allow_loopback else netguard.CALLBACKS
         self._due: list[Task] = []
         self._lock = threading.Condition()
         self._slots = threading.Semaphore(max_concurrent)
@@ -122,11 +142,17 @@ class TasksEmulator:
             return 400, _error(400, "INVALID_ARGUMENT", "The task name must be in the queue it is created in")
         if "httpRequest" not in spec:
             return 400, _error(400, "INVALID_ARGUMENT", "Only HTTP targets are emulated")
+        try:
+            due = _timestamp(spec.get("scheduleTime"))
+        except (TypeError, ValueError, OverflowError):
+            return 400, _error(400, "INVALID_ARGUMENT", "scheduleTime is not a valid time")
+        if due > time.time() + MAX_SCHEDULE_AHEAD_SECONDS:
+            return 400, _error(400, "INVALID_ARGUMENT", "Schedule time must be no more than 720h in the future")
         with self._lock:
             if name in self.tasks:
                 return 409, _error(409, "ALREADY_EXISTS", "Requested entity already exists")
             task = Task(
-                due=_timestamp(spec.get("scheduleTime")),
+                due=due,
                 name=name,
                 http_request=spec["httpRequest"],
                 deadline=_seconds(spec.get("dispatchDeadline"), 600.0),
@@ -186,8 +212,8 @@ class TasksEmulator:
         while not self._stopped.is_set():
             with self._lock:
                 while not self._stopped.is_set() and (not self._due or self._due[0].due > time.time()):
-                    wait = self._due[0].due - time.time() if self._due else None
-                    self._lock.wait(timeout=wait)
+                    wait = self._due[0].due - time.time() if self._due else MAX_WAIT_SECONDS
+                    self._lock.wait(timeout=min(wait, MAX_WAIT_SECONDS))
                 if self._stopped.is_set():
                     return
                 task = heapq.heappop(self._due)
@@ -200,7 +226,7 @@ class TasksEmulator:
         finally:
             self._slots.release()
         with self._lock:
-            if status is not None and 200 <= status < 300:
+            if (status is not None and 200 <= status < 300) or task.dispatches[-1].refused:
                 task.done = True
             elif len(task.dispatches) < self.max_attempts:
                 task.due = time.time() + min(0.2 * 2 ** len(task.dispatches), 5)
@@ -228,16 +254,14 @@ class TasksEmulator:
         body = base64.b64decode(spec["body"]) if spec.get("body") else None
         method = spec.get("httpMethod", "POST")
         method = _METHODS.get(method, "POST") if isinstance(method, int) else method
-        request = urllib.request.Request(spec["url"], data=body, headers=headers, method=method)
-        status = None
+        status, refused = None, None
         try:
-            with urllib.request.urlopen(request, timeout=task.deadline) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (urllib.error.URLError, TimeoutError, ConnectionError):
+            status = netguard.request_status(method, spec["url"], body, headers, self.policy, task.deadline)
+        except netguard.Refused as exc:
+            refused = str(exc)  # never sent: retrying would not change the answer
+        except OSError:
             status = None
-        task.dispatches.append(Dispatch(status, headers, time.time()))
+        task.dispatches.append(Dispatch(status, headers, time.time(), refused))
         return status
 
 
@@ -248,8 +272,9 @@ def _error(code: int, status: str, message: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--allow-loopback", action="store_true", help="dispatch to this machine too (development)")
     args = parser.parse_args()
-    emulator = TasksEmulator(port=args.port).start()
+    emulator = TasksEmulator(port=args.port, allow_loopback=args.allow_loopback).start()
     print(f"Cloud Tasks emulator on http://{emulator.endpoint}", flush=True)
     threading.Event().wait()
 

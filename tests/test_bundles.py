@@ -72,6 +72,7 @@ def test_each_bundle_serves_a_real_request_from_a_fresh_environment(unpacked, fr
         "HOME": str(tmp_path),
         "DATABASE_URL": database_url,
         "API_TOKEN": TOKEN,
+        "ENQUEUE_KINDS": "newsletter,demo",
         "STATUS_URL": f"http://127.0.0.1:{ports['status']}/",
     }
     servers, logs = {}, []
@@ -95,6 +96,8 @@ def test_each_bundle_serves_a_real_request_from_a_fresh_environment(unpacked, fr
         assert ran.status_code == 200 and ran.json()["jobStatus"] == "completed", ran.text
         status = httpx.get(url["status"], params={"id": job_id}, timeout=30)
         assert status.status_code == 200 and status.json()["logs"][-1]["message"] == "Step 1 of 1 done"
+        module = httpx.get(url["status"], params={"asset": "client.js"}, timeout=30)  # the pages' client, bundled
+        assert module.status_code == 200 and "export function createClient" in module.text
         cancelled = httpx.post(url["cancel"], json={"generationId": job_id}, headers=auth, timeout=30)
         assert cancelled.status_code == 409  # it finished: nothing to cancel
         swept = httpx.post(url["sweep"], timeout=30)

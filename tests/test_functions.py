@@ -99,14 +99,16 @@ def test_enqueue_with_api_token_set_needs_the_bearer_token(make_client):
     assert wrong.status_code == 401
 
 
-def test_enqueue_without_api_token_is_open(make_client):
-    client = make_client("enqueue", API_TOKEN=None)
+def test_enqueue_without_api_token_is_closed_unless_anonymous_enqueue_is_allowed(make_client):
+    closed = make_client("enqueue", API_TOKEN=None)
+    assert closed.post("/", data='{"kind": "noop"}', content_type="application/json").status_code == 401
+    client = make_client("enqueue", API_TOKEN=None, ALLOW_ANONYMOUS_ENQUEUE="1")
     assert client.post("/", data='{"kind": "noop"}', content_type="application/json").status_code == 202
 
 
 def test_every_function_answers_405_for_other_methods_with_json(make_client):
     for name in ("enqueue", "process", "cancel", "sweep"):
-        response = make_client(name).get("/")
+        response = make_client(name).delete("/")
         assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
     assert make_client("status").post("/").status_code == 405
 
@@ -334,7 +336,14 @@ def test_sweep_answers_its_counts(make_client, session):
     )
     response = make_client("sweep").post("/")
     assert response.status_code == 200
-    assert response.get_json() == {"requeued": 0, "failed": 1, "cancelled": 0, "archived": 0, "redispatched": 0}
+    assert response.get_json() == {
+        "requeued": 0,
+        "failed": 1,
+        "cancelled": 0,
+        "archived": 0,
+        "purged": 0,
+        "redispatched": 0,
+    }
 
 
 # -- the database going away -----------------------------------------------------------

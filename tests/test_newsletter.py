@@ -97,8 +97,10 @@ def builtin(settings):
 @pytest.fixture
 def settings(env):
     """Quick feed limits, through the settings like a deployment's: a stuck download gives up
-    after 1.5 s, and a feed over 1 MiB is refused."""
-    return Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "1.5", "FEED_MAX_BYTES": str(1024 * 1024)})
+    after 1.5 s, and a feed over 1 MiB is refused. These feeds are served on loopback."""
+    return Settings.from_env(
+        {**env, "FEED_TIMEOUT_SECONDS": "1.5", "FEED_MAX_BYTES": str(1024 * 1024), "FEED_ALLOW_PRIVATE": "1"}
+    )
 
 
 def source(session, feeds, path, name=None):
@@ -223,7 +225,8 @@ def test_when_every_source_fails_the_job_fails_clearly(session, pool, builtin, s
 
 
 def test_a_cancel_stops_it_in_the_middle_of_a_slow_download(session, pool, builtin, env, feeds):
-    settings = Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "30"})  # only the cancel can stop it in time
+    # Only the cancel can stop it in time; the feed is served on loopback.
+    settings = Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "30", "FEED_ALLOW_PRIVATE": "1"})
     ident = source(session, feeds, "/slow.xml")
     job, _ = queue.enqueue(session, builtin, kind="newsletter", payload=request([ident]))
     outcomes = []

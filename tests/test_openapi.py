@@ -71,11 +71,16 @@ def test_real_answers_match_the_spec(make_client):
     job = post(enqueue, {"kind": "steps", "steps": 1, "idempotencyKey": "spec"})
     check("/enqueue", "post", job)
     job_id = job.get_json()["id"]
-    check("/enqueue", "post", post(enqueue, {"kind": "steps", "idempotencyKey": "spec"}))
+    check("/enqueue", "post", post(enqueue, {"kind": "steps", "steps": 1, "idempotencyKey": "spec"}))
+    check("/enqueue", "post", post(enqueue, {"kind": "steps", "steps": 2, "idempotencyKey": "spec"}))  # 409
     check("/enqueue", "post", post(enqueue, {"kind": "nope"}))
     check("/enqueue", "post", post(enqueue, {}, headers={}))
     check("/enqueue", "post", enqueue.post("/", data="x", content_type="text/plain", headers=AUTH))
-    check("/enqueue", "post", enqueue.get("/"))
+    check("/enqueue", "get", enqueue.get("/"))  # the dashboard
+    check("/enqueue", "get", enqueue.get("/?asset=client.js"))
+    check("/enqueue", "get", enqueue.get("/?asset=nope.js"))
+    check("/status", "get", status.get("/?asset=client.js"))
+    check("/status", "get", status.get("/?view=archive"))
     check("/status", "get", status.get(f"/?id={job_id}"))
     check("/process", "post", process.post("/"))
     check("/process", "post", process.post("/"))  # 204
@@ -85,9 +90,35 @@ def test_real_answers_match_the_spec(make_client):
     check("/status", "get", status.get(f"/?id={job_id}&stream=1"))
     check("/status", "get", status.get(f"/?id={uuid.uuid4()}"))
     check("/status", "get", status.get("/?id=nope"))
+    check("/status", "get", status.get("/?view=metrics", headers=AUTH))
+    check("/status", "get", status.get("/?view=metrics"))  # 401
     check("/cancel", "post", post(cancel, {"generationId": job_id}))  # 409
     queued = post(enqueue, {"kind": "noop"}).get_json()["id"]
     check("/cancel", "post", post(cancel, {"generationId": queued}))
     check("/cancel", "post", post(cancel, {"generationId": queued}))
     check("/cancel", "post", post(cancel, {"generationId": queued}, headers={}))
     check("/sweep", "post", sweep.post("/"))
+
+
+def test_real_answers_of_the_job_list_rerun_and_process_get_match_the_spec(make_client):
+    enqueue, process, status = (
+        make_client(name, STATUS_URL="http://x/status") for name in ("enqueue", "process", "status")
+    )
+    job_id = post(enqueue, {"kind": "noop"}).get_json()["id"]
+    check("/process", "get", process.get("/"))
+    check("/process", "get", process.get("/"))  # 204
+    check("/enqueue", "post", post(enqueue, {"rerunOf": job_id}))  # 409: it completed
+    check("/enqueue", "post", post(enqueue, {"rerunOf": str(uuid.uuid4())}))  # 404
+    post(enqueue, {"kind": "noop"})
+    first = status.get("/?list=1&limit=1", headers=AUTH)
+    check("/status", "get", first)
+    assert first.get_json()["nextCursor"]
+    check("/status", "get", status.get(f"/?list=1&limit=1&cursor={first.get_json()['nextCursor']}", headers=AUTH))
+    check(
+        "/status", "get", status.get("/?list=1&status=queued,running&kind=noop&createdAfter=2025-01-01", headers=AUTH)
+    )
+    check("/status", "get", status.get("/?list=1&limit=500", headers=AUTH))  # 400
+    check("/status", "get", status.get("/?list=1"))  # 401
+    live = status.get("/?list=1&stream=1", headers=AUTH)
+    check("/status", "get", live)
+    live.close()

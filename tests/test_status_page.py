@@ -161,7 +161,7 @@ def test_the_finished_newsletter_is_shown(stack, page, output_format):
         "outputFormat": output_format,
     }
     job = enqueue(stack, body)
-    page.goto(f"{stack.url('status')}?id={job['id']}")
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")  # stay: no redirect to the result's page
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
     process_in_background(stack, job["id"]).join(30)
     expect(page.locator("#result-section")).to_be_visible(timeout=10_000)
@@ -172,6 +172,9 @@ def test_the_finished_newsletter_is_shown(stack, page, output_format):
         expect(frame.locator("h1")).to_have_text("Newsletter for January 1–7, 2025")
         expect(page.locator("#result iframe")).to_have_attribute("sandbox", "")
     expect(page.locator("#log li")).to_have_count(6)
+    expect(page.get_by_role("link", name="Open the newsletter")).to_have_attribute(
+        "href", f"/?id={job['id']}&view=document"
+    )
     shot(page, f"06-newsletter-{output_format}")
 
 
@@ -180,6 +183,8 @@ def test_the_page_has_labels_and_works_from_the_keyboard(stack, page):
     page.goto(f"{stack.url('status')}?id={job['id']}")
     expect(page.get_by_role("log", name="Job log")).to_be_visible()
     expect(page.get_by_label("Progress")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="All jobs and newsletters")).to_be_focused()
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Cancel generation")).to_be_focused()
@@ -205,3 +210,53 @@ def test_the_page_says_it_is_reconnecting_and_resumes_when_the_function_is_back(
     expect(page.locator("#job-status")).to_have_text("completed", timeout=30_000)
     worker.join(10)
     assert log_lines(page) == [f"Step {i} of 12 done" for i in range(1, 13)]
+
+
+def test_a_crafted_path_leaves_the_pages_script_running(stack, page):
+    # "<!--<script>" in the path once made the parser swallow the script's end tag: a dead page.
+    job = enqueue(stack, {"kind": "demo", "steps": 1, "stepSeconds": 0})
+    page.goto(f"{stack.url('status')}%3C!--%3Cscript%3E?id={job['id']}&view=page")
+    expect(page.locator("#job-id")).to_have_text(job["id"], timeout=10_000)
+
+
+def streams_of(url: str) -> bool:
+    return "stream=1" in url
+
+
+def test_a_finished_job_whose_stream_ended_before_done_shows_its_final_state(stack, page):
+    """Issue 16: the stream of a finished job is cut after its last event but before `done`;
+    every reconnect then gets the 204 (nothing missed), so the page must fetch the job's
+    final state instead of reconnecting for ever."""
+    job = enqueue(stack, {"kind": "demo", "steps": 2, "stepSeconds": 0.05})
+    process_in_background(stack, job["id"]).join(30)
+    cuts = []
+
+    def cut_before_done(route):
+        if cuts:
+            route.continue_()  # reconnects reach the function, which answers 204
+            return
+        response = route.fetch()
+        body = response.text()
+        cuts.append(body)
+        route.fulfill(status=200, headers=response.headers, body=body[: body.index("event: done")])
+
+    page.route(streams_of, cut_before_done)
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "finished", timeout=10_000)
+    expect(page.locator("#result-section")).to_be_visible()
+    expect(page.locator("#job-status")).to_have_text("completed")
+    assert log_lines(page) == ["Step 1 of 2 done", "Step 2 of 2 done"]
+    assert "event: done" in cuts[0]
+
+
+def test_the_page_polls_the_json_status_when_the_stream_keeps_failing(stack, page):
+    job = enqueue(stack, {"kind": "demo", "steps": 3, "stepSeconds": 0.2})
+    page.route(streams_of, lambda route: route.abort())
+    page.goto(f"{stack.url('status')}?id={job['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "polling", timeout=15_000)
+    expect(page.locator("#connection-text")).to_contain_text("Live updates unavailable · checking every 2 s")
+    shot(page, "08-polling")
+    process_in_background(stack, job["id"]).join(30)
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=10_000)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "finished")
+    assert log_lines(page) == [f"Step {i} of 3 done" for i in range(1, 4)]

@@ -3,11 +3,23 @@
 202 with the new job; 200 with the existing one when the idempotency key was seen before.
 With Cloud Tasks configured, the job's task is pushed before answering, and `dispatch`
 says "sent", or "pending" when the push failed (the Scheduler path then runs the job).
+
+Closed by default: with no API_TOKEN/API_TOKENS, every request is refused unless
+ALLOW_ANONYMOUS_ENQUEUE=1 (which the log says at start). Only the kinds in ENQUEUE_KINDS
+may be enqueued; by default newsletter and the kinds JOB_HANDLERS adds, so `demo` (and any
+built-in kind added later) is enabled only by naming it.
+
+GET: the dashboard, the seed's generation form (the newsletter's active sources, from the
+database, embedded), which posts here and goes to the job's status page; ?asset=client.js
+is the JavaScript module it loads.
 """
 
 import functions_framework
 
-from shared.core import operations
+from shared.core import log, operations
+from shared.kinds.newsletter.sources import list_sources
+from shared.web import pages
+from shared.web.limits import RateLimits
 from shared.web.service import Service
 
 # The contract's top-level option fields, by the core's argument names; a null option is
@@ -19,10 +31,24 @@ QUEUE_OPTIONS = {
     "maxAttempts": "max_attempts",
     "idempotencyKey": "idempotency_key",
     "callbackUrl": "callback_url",
+    "rerunOf": "rerun_of",  # re-run that failed or cancelled job (its kind and payload)
 }
 DEFAULT_KIND = "newsletter"  # the seed's body names no kind: it is a newsletter request
 
 service = Service("enqueue")
+settings = service.settings
+accepted_kinds = service.registry.restricted_to(
+    settings.enqueue_kinds or (DEFAULT_KIND, *(kind for kind, _ in settings.job_handlers))
+)
+anonymous = not settings.api_tokens and settings.allow_anonymous_enqueue
+limits = RateLimits.of(service)
+if not settings.api_tokens:
+    log.warning(
+        "enqueue is open to anyone: ALLOW_ANONYMOUS_ENQUEUE is set and no API_TOKEN or API_TOKENS"
+        if anonymous
+        else "enqueue refuses every request: no API_TOKEN or API_TOKENS (ALLOW_ANONYMOUS_ENQUEUE=1 opens it)",
+        function="enqueue",
+    )
 
 
 def split_body(body: dict) -> tuple[dict, dict]:
@@ -33,13 +59,25 @@ def split_body(body: dict) -> tuple[dict, dict]:
     return options, payload
 
 
+def dashboard(request):
+    if "asset" in request.args:
+        pages.standalone(request, "asset")
+        return pages.asset_response(request.args["asset"])
+    with service.pool.session() as session:
+        sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
+    return pages.dashboard(request.path or "/", service.settings, sources)
+
+
 @functions_framework.http
-@service.endpoint(["POST"])
+@service.endpoint(["GET", "POST"])
 def enqueue(request):
-    tenant = service.authenticate(request, required=False)
+    if request.method == "GET":
+        return dashboard(request)
+    tenant = service.authenticate(request, required=not anonymous)
+    limits.count(request, "enqueue", None if anonymous else tenant)
     options, payload = split_body(service.read_json(request))
     enqueued = operations.enqueue_and_dispatch(
-        service.pool, service.registry, service.dispatcher, payload, tenant=tenant, **options
+        service.pool, accepted_kinds, service.dispatcher, payload, tenant=tenant, **options
     )
     extra = {"dispatch": enqueued.dispatch} if enqueued.dispatch else {}
     return service.json(service.job_body(enqueued.job, **extra), 202 if enqueued.created else 200)

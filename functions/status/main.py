@@ -1,25 +1,39 @@
 """status: GET ?id=<uuid> for the job and its log lines, or a live Server-Sent Events stream
 (Accept: text/event-stream, or ?stream=1) that resumes from Last-Event-ID, or, for a
 browser (Accept: text/html, or ?view=page), a page that follows the job and can cancel it.
+`?view=metrics` with the bearer token: the queue's figures (shared/core/metrics.py).
+
+GET ?list=1 with Authorization: Bearer <token> lists the caller's tenant's jobs, newest
+first, a page at a time; with stream=1 (or Accept: text/event-stream), a snapshot of the
+first page and then every change to a job in the list's scope (shared/web/job_list.py).
 
 Each open stream holds one functions-framework thread: set THREADS to the number of
 streams one instance should serve (see the README).
 """
 
+import re
+
 import flask
 import functions_framework
 
-from shared.core import queue
+from shared.core import listing, metrics, operations, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.web import pages
+from shared.web.job_list import JobListStream, list_body
+from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
-from shared.web.sse import JobStream
+from shared.web.sse import JobStream, peer_connected
 
+MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
 listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
+limits = RateLimits.of(service)
+list_streams = JobListStream(service.pool, listener, service.settings, service.job_body, streams.release)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def wants_page(request) -> bool:
@@ -50,10 +64,17 @@ def wants_stream(request) -> bool:
     return request.args.get("stream") in ("1", "true") or "text/event-stream" in request.headers.get("Accept", "")
 
 
+def opens_stream(request) -> bool:
+    return request.args.get("view") not in ("document", "preview") and not wants_page(request) and wants_stream(request)
+
+
 def resume_point(request) -> int:
+    """The sequence number to resume after: ASCII digits only (str.isdigit also takes "²",
+    which int() refuses) and no larger than the bigint it is compared with."""
+    field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "lastEventId"
     raw = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or "0"
-    if not raw.isdigit():
-        raise ValidationError.of([("Last-Event-ID", "must be a whole number (an event's id)")])
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > MAX_EVENT_SEQ:
+        raise ValidationError.of([(field, "must be a whole number (an event's id)")])
     return int(raw)
 
 
@@ -67,10 +88,47 @@ def log_lines(job_id: str) -> list[dict]:
     ]
 
 
+def job_list(request):
+    """The caller's jobs: one page as JSON, or the live list."""
+    caller = service.authenticate(request, required=True)
+    wanted = listing.filter_from_query(request.args, caller)
+    if wants_stream(request):
+        if not streams.try_open():
+            raise TooManyStreams()
+        return flask.Response(list_streams.events(wanted), mimetype="text/event-stream", headers=SSE_HEADERS)
+    with service.pool.session() as session:
+        page = listing.list_jobs(session, wanted)
+    return service.json(list_body(page, service.job_body))
+
+
+def metrics_view(request):
+    """The gauges and recent figures, for a caller with a token (never public: the job id is
+    the capability of everything else here, and this names no job)."""
+    tenant = service.authenticate(request, required=True)
+    raw = request.args.get("window", str(metrics.DEFAULT_WINDOW_SECONDS))
+    if not raw.isdigit() or not 60 <= int(raw) <= 7 * 86400:
+        raise ValidationError.of([("window", "must be whole seconds from 60 to 604800")])
+    figures = operations.read_metrics(service.pool, service.settings, tenant, int(raw))
+    return service.json(figures, headers={"Cache-Control": "no-store"})
+
+
 @functions_framework.http
 @service.endpoint(["GET"])
 def status(request):
+    if "asset" in request.args:  # the pages' JavaScript client, the module clients/js publishes
+        pages.standalone(request, "asset")
+        return pages.asset_response(request.args["asset"])
+    if request.args.get("view") == "archive":
+        pages.standalone(request, "view")
+        return pages.archive(request.path or "/", service.settings)
+    if request.args.get("list") in ("1", "true"):
+        return job_list(request)
+    if request.args.get("view") == "metrics":
+        return metrics_view(request)
     job_id = queue.parse_job_id(request.args.get("id"), field="id")
+    # Stream opens and plain reads (the JSON, the page, its documents) are limited apart:
+    # a page holds one stream, a poller makes many reads.
+    limits.count(request, "stream" if opens_stream(request) else "status")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
     if request.args.get("view") in ("document", "preview"):
@@ -84,9 +142,5 @@ def status(request):
         return flask.Response(status=204)  # nothing missed, nothing to come: EventSource stops here
     if not streams.try_open():
         raise TooManyStreams()
-    body = streams.events(job, after, fresh=not after)
-    return flask.Response(
-        body,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    body = streams.events(job, after, fresh=not after, connected=peer_connected(request.environ))
+    return flask.Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)

@@ -19,6 +19,7 @@ import pg8000.converters
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from shared.core import tracing
 from shared.core.errors import DatabaseUnavailable
 from shared.core.settings import DatabaseTarget, Settings
 
@@ -146,7 +147,7 @@ class Session:
 
     def rows(self, name: str, /, **params: Any) -> list[dict]:
         """Run a named statement and return its rows as dicts."""
-        with self._guard():
+        with self._guard(), tracing.statement(name):
             statement = self._statement(name)
             rows = statement.run(**params) or []
             if not rows:

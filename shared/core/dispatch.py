@@ -1,4 +1,5 @@
-"""Follow-ups to a job's transitions: a Cloud Task to run it, a webhook when it finishes.
+"""Follow-ups to a job's transitions: a Cloud Task to run it, a webhook when it finishes
+(from the outbox: see shared.core.outbox).
 
 With TASKS_QUEUE and PROCESS_URL set, a queued job gets one Cloud Task that POSTs {"id"} to
 the process function at the job's run_at, with an OIDC token for TASKS_SERVICE_ACCOUNT.
@@ -15,11 +16,14 @@ import hashlib
 import json
 import threading
 import time
+from urllib.parse import urlsplit
 
-from shared.core import log
+from shared.core import log, netguard, outbox, tracing
+from shared.core.db import Pool
 from shared.core.jobs import Job, JobStatus
+from shared.core.outbox import Delivery, Drained
 from shared.core.settings import Settings
-from shared.core.webhooks import deliver_directly, signed_headers, webhook_body
+from shared.core.webhooks import deliver, signed_headers, webhook_body
 
 
 def task_id(job: Job, purpose: str) -> str:
@@ -61,13 +65,14 @@ class Dispatcher:
         from google.protobuf import duration_pb2, timestamp_pb2  # noqa: PLC0415
 
         task = {"name": f"{self.settings.tasks_queue}/tasks/{name}", "http_request": http_request}
-        if schedule_epoch is not None:
-            stamp = timestamp_pb2.Timestamp()
-            stamp.FromNanoseconds(int(schedule_epoch * 1e9))
-            task["schedule_time"] = stamp
         task["dispatch_deadline"] = duration_pb2.Duration(seconds=int(deadline))
         try:
-            self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
+            if schedule_epoch is not None:  # inside: a time protobuf cannot hold is a failed push
+                stamp = timestamp_pb2.Timestamp()
+                stamp.FromNanoseconds(int(schedule_epoch * 1e9))
+                task["schedule_time"] = stamp
+            with tracing.span("cloudtasks.create_task", **{"cloudtasks.task": name}):
+                self._tasks_client().create_task(parent=self.settings.tasks_queue, task=task, timeout=10)
             return True
         except exceptions.Conflict:  # ALREADY_EXISTS (409; AlreadyExists over gRPC is a subclass)
             return True  # this very task was pushed before: nothing to add
@@ -83,7 +88,7 @@ class Dispatcher:
         http_request = {
             "http_method": "POST",
             "url": process_url,
-            "headers": {"Content-Type": "application/json"},
+            "headers": {"Content-Type": "application/json", **tracing.task_headers(job)},
             "body": json.dumps({"id": job.id}).encode(),
         }
         if self.settings.tasks_service_account:
@@ -96,27 +101,64 @@ class Dispatcher:
         )
         return "sent" if created else "pending"
 
-    def notify(self, job: Job) -> None:
-        """The completion webhook of a finished job, if it asked for one. Never raises."""
-        if not job.callback_url or not job.is_terminal:
-            return
+    @property
+    def callback_policy(self) -> netguard.Policy:
+        return netguard.CALLBACKS_IN_DEVELOPMENT if self.settings.callback_allow_loopback else netguard.CALLBACKS
+
+    @property
+    def own_urls(self) -> tuple[str, ...]:
+        """Our functions' URLs: a callback to one of them would be a request from inside."""
+        urls = (self.settings.process_url, self.settings.status_url, self.settings.cancel_url)
+        return tuple(url for url in urls if url)
+
+    def callback_url_problem(self, url: object) -> str | None:
+        """Enqueue's check of a callbackUrl (no DNS lookup; names are checked at send time)."""
+        return netguard.url_problem(url, self.callback_policy, self.own_urls)
+
+    def send_webhook(self, delivery: Delivery, job: Job, seconds: float) -> str | None:
+        """One outbox delivery: a Cloud Task with Cloud Tasks on, else a direct POST bounded by
+        `seconds`. None when it went out, else what went wrong."""
         if self.tasks_enabled:
-            body = webhook_body(job)
-            http_request = {
-                "http_method": "POST",
-                "url": job.callback_url,
-                "headers": signed_headers(self.settings.webhook_secret, body),
-                "body": body,
-            }
-            if self._create_task(task_id(job, f"webhook-{job.job_status}"), http_request, None, 30):
-                return
-        deliver_directly(job.callback_url, self.settings.webhook_secret, job)
+            return self._push_webhook(delivery, job)
+        timeout = max(0.1, min(self.settings.webhook_timeout_seconds, seconds))
+        return deliver(
+            delivery.callback_url, self.settings.webhook_secret, job, self.callback_policy, timeout, self.own_urls
+        )
+
+    def _push_webhook(self, delivery: Delivery, job: Job) -> str | None:
+        """Cloud Tasks sends it (and retries it) from Google's network, outside the project's
+        VPC; the name is still resolved and checked now, so that a name pointing inside is
+        refused here too. The task is named after the delivery: pushing it twice adds one."""
+        url = delivery.callback_url
+        try:
+            if problem := netguard.url_problem(url, self.callback_policy, self.own_urls):
+                raise netguard.Refused(f"the URL {problem}")
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            netguard.resolve_checked(parts.hostname or "", port, self.callback_policy)
+        except netguard.Refused as exc:
+            return f"refused: {exc}"
+        body = webhook_body(job)
+        http_request = {
+            "http_method": "POST",
+            "url": url,
+            "headers": signed_headers(self.settings.webhook_secret, body),
+            "body": body,
+        }
+        name = "webhook-" + hashlib.sha256(f"{job.id}:{delivery.id}".encode()).hexdigest()[:40]
+        if self._create_task(name, http_request, None, 30):
+            return None
+        return "the Cloud Task push failed"
+
+    def drain_webhooks(self, pool: Pool, seconds: float, job_id: str | None = None) -> Drained:
+        """Deliver what the outbox holds (only `job_id`'s, when given), for at most `seconds`."""
+        return outbox.drain(pool, self.send_webhook, seconds, self.settings.webhook_max_attempts, job_id)
 
     def follow_up(self, job: Job, purpose: str = "run") -> str | None:
-        """After a transition: dispatch a queued job, notify for a finished one."""
+        """After a transition: dispatch a queued job. (A finished job's webhook is in the
+        outbox, written with the transition: see drain_webhooks.)"""
         if job.job_status == JobStatus.QUEUED:
             return self.dispatch(job, purpose)
-        self.notify(job)
         return None
 
     def redispatch_waiting(self, jobs: list[Job]) -> int:

@@ -55,6 +55,13 @@ class Conflict(JobQueueError):
     default_message = "The job is not in a state that allows this"
 
 
+class IdempotencyConflict(Conflict):
+    """A repeated idempotency key with a request that differs from the one that used it."""
+
+    code = "idempotency_key_reused"
+    default_message = "This idempotency key was used for a different request"
+
+
 class DatabaseUnavailable(JobQueueError):
     """The database cannot be reached or the pool is exhausted; the client should retry."""
 
@@ -69,6 +76,18 @@ class TooManyStreams(JobQueueError):
     code = "too_many_streams"
     default_message = "This instance holds as many status streams as it may; retry shortly"
     retry_after_seconds = 2
+
+
+class RateLimited(JobQueueError):
+    """A caller past its rate limit; Retry-After says when its window ends."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry later"
+
+    def __init__(self, message: str | None = None, retry_after_seconds: int = 1):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class LeaseLost(JobQueueError):

@@ -53,6 +53,8 @@ class Job:
     updated_at: datetime
     callback_url: str | None = None
     tenant: str = "default"
+    rerun_of: str | None = None  # the failed or cancelled job this one re-runs
+    traceparent: str | None = None  # W3C, of the enqueue that made it (shared/core/tracing.py)
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
@@ -63,7 +65,9 @@ class Job:
         return self.job_status in TERMINAL_STATUSES
 
     def to_json(self) -> dict:
-        """The contract's job object. The lease token and idempotency key stay private."""
+        """The contract's job object, as anyone holding the job id may read it (status is
+        public). The lease token, the idempotency key, the tenant and the callback URL (which
+        may carry a secret of the receiver's) stay private."""
         return {
             "id": self.id,
             "generationId": self.id,
@@ -82,5 +86,5 @@ class Job:
             "result": self.result,
             "error": self.error,
             "cancelRequested": self.cancel_requested_at is not None,
-            "callbackUrl": self.callback_url,
+            "rerunOf": self.rerun_of,
         }

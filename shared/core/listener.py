@@ -4,6 +4,10 @@ Every job event fires `pg_notify('job_events', '<job id>:<seq>')` (a trigger on 
 Instead of each open stream polling the database, streams wait on a per-job condition and
 this thread wakes them when a notification for their job arrives. If the listening
 connection is down, `healthy` is False and streams fall back to polling.
+
+A job list's stream subscribes to every job instead (`subscribed`): it gets the ids of the
+jobs that changed since it last looked, or word that some were lost (the connection was
+down, or more piled up than a feed holds) and it should read its list afresh.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from shared.core.settings import DatabaseTarget
 CHANNEL = "job_events"
 _POLL_SECONDS = 1.0
 _RECONNECT_SECONDS = 1.0
+FEED_CAPACITY = 1000  # job ids a list stream's feed holds before it is told to read afresh
+
+
+class ChangeFeed:
+    """One list stream's pending changes: job ids, or `lost` when some were missed."""
+
+    def __init__(self):
+        self.job_ids: set[str] = set()
+        self.lost = False
 
 
 class JobEventListener:
@@ -30,6 +43,7 @@ class JobEventListener:
         self.timeout = timeout
         self._versions: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, int] = defaultdict(int)
+        self._feeds: set[ChangeFeed] = set()
         self._changed = threading.Condition()
         self._healthy = threading.Event()
         self._stopped = threading.Event()
@@ -46,6 +60,9 @@ class JobEventListener:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._listen_forever, name="job-event-listener", daemon=True)
                 self._thread.start()
+
+    def wait_until_healthy(self, timeout: float) -> bool:
+        return self._healthy.wait(timeout)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -75,16 +92,47 @@ class JobEventListener:
             self._changed.wait_for(lambda: self._versions.get(job_id, 0) != seen_version, timeout)
             return self._versions.get(job_id, 0)
 
+    @contextmanager
+    def subscribed(self) -> Iterator[ChangeFeed]:
+        """Collect the ids of every job that changes while a list stream is open."""
+        feed = ChangeFeed()
+        with self._changed:
+            self._feeds.add(feed)
+        try:
+            yield feed
+        finally:
+            with self._changed:
+                self._feeds.discard(feed)
+
+    def wait_for_jobs(self, feed: ChangeFeed, timeout: float) -> tuple[set[str], bool]:
+        """Block until the feed has changes or `timeout` passes; take them: (job ids, lost).
+        While the listening connection is down every wait ends lost: the stream then polls
+        (reads its list afresh) rather than miss changes."""
+        with self._changed:
+            if not self._healthy.is_set():
+                self._changed.wait(timeout)
+                feed.job_ids, feed.lost = set(), False
+                return set(), True
+            self._changed.wait_for(lambda: feed.job_ids or feed.lost, timeout)
+            taken, lost = feed.job_ids, feed.lost
+            feed.job_ids, feed.lost = set(), False
+            return (set(), True) if lost else (taken, False)
+
     def _has_waiters(self) -> bool:
         with self._changed:
-            return bool(self._waiters)
+            return bool(self._waiters) or bool(self._feeds)
 
     def _notify(self, job_ids: set[str]) -> None:
         with self._changed:
             watched = [job_id for job_id in job_ids if job_id in self._waiters]
             for job_id in watched:
                 self._versions[job_id] += 1
-            if watched:
+            for feed in self._feeds:
+                feed.job_ids |= job_ids
+                if len(feed.job_ids) > FEED_CAPACITY:
+                    feed.job_ids.clear()
+                    feed.lost = True
+            if watched or self._feeds:
                 self._changed.notify_all()
 
     def _listen_forever(self) -> None:
@@ -102,6 +150,8 @@ class JobEventListener:
         with self._changed:
             for job_id in list(self._waiters):
                 self._versions[job_id] += 1
+            for feed in self._feeds:
+                feed.lost = True
             self._changed.notify_all()
 
     def _listen_once(self) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import sys
 
+from shared.core import tracing
+
 
 def log(severity: str, message: str, **fields) -> None:
     # No timestamp of our own: Cloud Logging stamps each line as it arrives.
     entry = {"severity": severity, "message": message}
     entry.update({key: value for key, value in fields.items() if value is not None})
+    entry.update(tracing.log_fields())  # {} unless Cloud Trace is on: then the line joins its trace
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
     sys.stdout.flush()
 

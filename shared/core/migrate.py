@@ -8,6 +8,10 @@ only be unique within their folder.
 Safe to run twice (applied migrations are skipped) and from two processes at once (an
 advisory lock serialises them; the second finds nothing left to do).
 
+With an owner role (DB_OWNER_ROLE), each migration runs under it (SET LOCAL ROLE), so the
+role owns every table whichever database user migrates first, and every user that is a
+member of it can use them all (infra/ grants it to each function's user).
+
     python -m shared.core.migrate   # applies to DATABASE_URL (or the Cloud SQL settings)
 """
 
@@ -58,18 +62,30 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-def _ensure_ledger(session: Session, available: list[Migration]) -> None:
+def quote_identifier(name: str) -> str:
+    """A role name as a SQL identifier (IAM user names hold `@` and `.`)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _as_owner(session: Session, owner_role: str | None) -> None:
+    if owner_role:
+        session.run_sql(f"SET LOCAL ROLE {quote_identifier(owner_role)}")
+
+
+def _ensure_ledger(session: Session, available: list[Migration], owner_role: str | None) -> None:
     """Create schema_migrations, or bring one from before components to this shape.
 
     Before components, every migration lived in one folder with numbers unique across it,
     so each old row (version, name) is the migration that still has that number and name,
     wherever it lives now: the row takes that migration's component and nothing reruns.
     """
-    session.run_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " component text NOT NULL, version integer NOT NULL, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
-    )
+    with session.transaction():
+        _as_owner(session, owner_role)
+        session.run_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " component text NOT NULL, version integer NOT NULL, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))"
+        )
     has_component = session.run_sql(
         "SELECT 1 FROM information_schema.columns"
         " WHERE table_name = 'schema_migrations' AND column_name = 'component' AND table_schema = current_schema()"
@@ -77,6 +93,7 @@ def _ensure_ledger(session: Session, available: list[Migration]) -> None:
     if has_component:
         return
     with session.transaction():
+        _as_owner(session, owner_role)
         session.run_sql("ALTER TABLE schema_migrations ADD COLUMN component text")
         for migration in available:
             session.run_sql(
@@ -93,13 +110,14 @@ def _ensure_ledger(session: Session, available: list[Migration]) -> None:
         )
 
 
-def apply_migrations(session: Session) -> list[str]:
-    """Apply every pending migration; return those applied now as "component/file.sql"."""
+def apply_migrations(session: Session, owner_role: str | None = None) -> list[str]:
+    """Apply every pending migration, under `owner_role` when given; return those applied
+    now as "component/file.sql"."""
     available = available_migrations()
     applied_now = []
     session.run_sql(f"SELECT pg_advisory_lock({_LOCK_KEY})")
     try:
-        _ensure_ledger(session, available)
+        _ensure_ledger(session, available, owner_role)
         done = {
             (component, version)
             for component, version in session.run_sql("SELECT component, version FROM schema_migrations")
@@ -108,6 +126,7 @@ def apply_migrations(session: Session) -> list[str]:
             if (migration.component, migration.version) in done:
                 continue
             with session.transaction():
+                _as_owner(session, owner_role)
                 session.run_sql(migration.path.read_text())
                 session.run_sql(
                     "INSERT INTO schema_migrations (component, version, name) VALUES (:component, :version, :name)",
@@ -126,7 +145,7 @@ def main() -> int:
     settings = Settings.from_env()
     session = Session(connect(settings.database, timeout=60, application_name="jobqueue-migrate"))
     try:
-        applied = apply_migrations(session)
+        applied = apply_migrations(session, settings.db_owner_role)
     finally:
         session.close()
     print("applied: " + ", ".join(applied) if applied else "migrations: up to date")

@@ -7,16 +7,19 @@ webhook), lives here, where it can be read and tested without HTTP.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from shared.core import queue
+from shared.core import log, metrics, outbox, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
+from shared.core.errors import DatabaseUnavailable
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
+from shared.core.outbox import Drained
 from shared.core.queue import CancelOutcome, SweepReport
 from shared.core.runner import Outcome, Runner, RunOutcome
-from shared.core.settings import Settings
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, Settings
 
 
 @dataclass(frozen=True)
@@ -29,33 +32,69 @@ class Enqueued:
 def enqueue_and_dispatch(
     pool: Pool, registry: HandlerRegistry, dispatcher: Dispatcher, payload: dict, **options
 ) -> Enqueued:
-    """Queue a job, then push its Cloud Task. Also on a repeated key: the task is named
-    after the job, so this adds nothing when the first push worked and heals it when not."""
-    with pool.session() as session:
-        job, created = queue.enqueue(session, registry, payload=payload, **options)
+    """Queue a job (or a re-run of one, with `rerun_of`), then push its Cloud Task. Also on a
+    repeated key: the task is named after the job, so this adds nothing when the first push
+    worked and heals it when not."""
+    with tracing.span("jobqueue.enqueue"), pool.session() as session:
+        if options.get("rerun_of") is not None:
+            payload, options = queue.rerun_request(
+                session, options["rerun_of"], options.get("tenant", DEFAULT_TENANT), payload, options
+            )
+        job, created = queue.enqueue(
+            session, registry, payload=payload, check_callback=dispatcher.callback_url_problem, **options
+        )
+        job = tracing.remember_trace(session, job)  # its tasks and attempts join this trace
+        tracing.annotate(job)
     dispatch = None
     if dispatcher.tasks_enabled and job.job_status == JobStatus.QUEUED:
         dispatch = dispatcher.dispatch(job)
     return Enqueued(job, created, dispatch)
 
 
-def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job; a queued one ends now and its webhook goes out. A running one ends in
-    its own invocation, which sends the webhook then."""
+def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str, tenant: str) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job (another tenant's is NotFound); a queued one ends now, and its
+    webhook is in the outbox. With Cloud Tasks on, it is pushed as a task now (a call to
+    Cloud Tasks, never to the callback target); without, the next process invocation or
+    sweep tick sends it: a cancel never waits on a receiver. A running job ends in its own
+    invocation, which drains its webhook then."""
     with pool.session() as session:
-        outcome, job = queue.cancel(session, job_id)
-    if outcome is CancelOutcome.CANCELLED:
-        dispatcher.notify(job)
+        outcome, job = queue.cancel(session, job_id, tenant)
+    if outcome is CancelOutcome.CANCELLED and job.callback_url and dispatcher.tasks_enabled:
+        drain_webhooks(pool, dispatcher, job.id, only_that_job=True)
     return outcome, job
 
 
 def run_and_follow_up(runner: Runner, dispatcher: Dispatcher, job_id: str | None) -> RunOutcome | None:
     """Run the named job (a Cloud Task's) or the next due one (a Scheduler tick's) to its end;
-    then a retry gets its task and a finished job its webhook. None: nothing was claimed."""
+    then a retry gets its task, and the outbox is drained, this job's webhook first, for at
+    most WEBHOOK_DRAIN_SECONDS, before the invocation answers (after the answer, Cloud Run
+    throttles the CPU). An invocation that ran nothing drains too: that is how a Scheduler
+    tick retries deliveries. None: nothing was claimed."""
     ran = runner.run_next() if job_id is None else runner.run_named(job_id)
     if ran is not None and ran.outcome is not Outcome.LOST:
         dispatcher.follow_up(ran.job)
+    drain_webhooks(runner.pool, dispatcher, ran.job.id if ran is not None and ran.job.callback_url else None)
     return ran
+
+
+def drain_webhooks(
+    pool: Pool, dispatcher: Dispatcher, first_job_id: str | None = None, only_that_job: bool = False
+) -> Drained:
+    """The outbox, for at most WEBHOOK_DRAIN_SECONDS: `first_job_id`'s delivery first. Never
+    fails the invocation: a database blip leaves the rows for the next drain (a claimed row
+    comes back when its lease ends), and the job's own answer is already decided."""
+    started = time.monotonic()
+    seconds = dispatcher.settings.webhook_drain_seconds
+    drained = Drained()
+    try:
+        if first_job_id is not None:
+            drained = dispatcher.drain_webhooks(pool, seconds, job_id=first_job_id)
+        if only_that_job:
+            return drained
+        return drained + dispatcher.drain_webhooks(pool, seconds - (time.monotonic() - started))
+    except DatabaseUnavailable:
+        log.warning("Webhook outbox not drained: the database is unavailable; the next drain sends them")
+        return drained
 
 
 def skipped_reason(job: Job) -> str:
@@ -71,20 +110,46 @@ def skipped_reason(job: Job) -> str:
 class Swept:
     report: SweepReport
     redispatched: int
+    purged: int = 0  # archived jobs deleted for good (ARCHIVE_RETENTION_DAYS)
 
     def to_json(self) -> dict:
-        return {**self.report.to_json(), "redispatched": self.redispatched}
+        return {**self.report.to_json(), "purged": self.purged, "redispatched": self.redispatched}
 
 
 def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings) -> Swept:
-    """Recover stalled jobs and archive old ones; then dispatch what was requeued, send the
-    webhooks of what was finished, and push a new task for every job that waited past
-    REDISPATCH_AFTER_SECONDS (its task may be lost)."""
+    """Recover stalled jobs, archive old ones and purge the archive's oldest; log each job
+    swept and the queue's gauges; then dispatch what was requeued, push a new task for every
+    job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost), and last, with the
+    time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished wrote
+    theirs in the same transaction): however slow the receivers, the queue's own work is done
+    first and the tick ends in time."""
     with pool.session() as session:
         report = queue.sweep(session, settings.stalled_after_seconds, settings.retention_days)
+        outbox.prune(session, settings.retention_days)
+        purged = queue.purge_archive(session, settings.archive_retention_days)
         waiting = queue.waiting_jobs(session, settings.redispatch_after_seconds) if dispatcher.tasks_enabled else []
+        gauges = metrics.read_gauges(session)
+    metrics.log_gauges(gauges)  # each tick, so that its absence says sweep stopped
     for job in (*report.requeued_jobs, *report.finished_jobs):
+        metrics.log_swept(job)
+    for job in report.requeued_jobs:
         dispatcher.follow_up(job)
     requeued = {job.id for job in report.requeued_jobs}
     redispatched = dispatcher.redispatch_waiting([job for job in waiting if job.id not in requeued])
-    return Swept(report, redispatched)
+    drain_webhooks(pool, dispatcher)
+    return Swept(report, redispatched, purged)
+
+
+def read_metrics(pool: Pool, settings: Settings, tenant: str, window_seconds: float) -> dict:
+    """The status function's metrics view: the gauges now, and by kind the jobs that finished
+    in the last `window_seconds` with percentiles of their wait and run time. ADMIN_TOKEN sees
+    the whole queue, and so does API_TOKEN while it is the only tenant (a single-tenant
+    deployment's operator); any other tenant sees its own jobs only, since another caller's
+    volume is not its business."""
+    single_tenant = all(name == DEFAULT_TENANT for name, _ in settings.api_tokens)
+    sees_all = tenant == ADMIN_TENANT or (tenant == DEFAULT_TENANT and single_tenant)
+    scope = None if sees_all else tenant
+    with pool.session() as session:
+        gauges = metrics.read_gauges(session, scope)
+        recent = metrics.read_recent(session, window_seconds, scope)
+    return {"tenant": scope, **gauges.to_json(), "windowSeconds": window_seconds, "byKind": recent}

@@ -13,17 +13,19 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
+from shared.core import netguard
 from shared.core.db import Session
-from shared.core.errors import LeaseLost, NotFound, ValidationError
+from shared.core.errors import Conflict, IdempotencyConflict, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
-from shared.core.settings import DEFAULT_TENANT
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT
+from shared.core.storable import json_problems, text_problem
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS_LIMIT = 100
@@ -59,7 +61,12 @@ class Event:
 
 
 def parse_job_id(value: Any, field: str = "id") -> str:
-    """A job id in canonical form, or a ValidationError naming the field."""
+    """A job id in canonical form, or a ValidationError naming the field.
+
+    The seed's ids were sequential integers; here an id is a random UUID, because it is the
+    capability for the job's status page and a sequential id could be guessed."""
+    if _whole(value) or (isinstance(value, str) and value.strip().isdigit()):
+        raise ValidationError.of([(field, "must be a job id: a random UUID string, not a sequential number")])
     if not isinstance(value, str):
         raise ValidationError.of([(field, "must be a job id (a UUID string)")])
     try:
@@ -69,14 +76,15 @@ def parse_job_id(value: Any, field: str = "id") -> str:
 
 
 def parse_time(value: Any) -> datetime:
-    """An ISO-8601 time; one without an offset is taken as UTC."""
+    """An ISO-8601 time, in UTC; one without an offset is taken as UTC. OverflowError for a
+    time that UTC cannot hold (0001-01-01T00:00:00+05:00 is in the year 0)."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     else:
         raise TypeError("not a time")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _whole(value: Any) -> bool:
@@ -84,15 +92,17 @@ def _whole(value: Any) -> bool:
 
 
 def callback_url_problem(url: Any) -> str | None:
-    """Webhooks go to https URLs; plain http only to this machine, for development."""
-    if not isinstance(url, str) or len(url) > 2000:
-        return "must be an https URL"
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
-        return None
-    return "must be an https URL (http only for localhost)"
+    """Webhooks go to https URLs of public hosts (shared.core.netguard). The enqueue operation
+    passes its own check instead, which knows the settings (loopback in development)."""
+    return netguard.url_problem(url)
+
+
+def _unstorable(**strings: Any) -> list[tuple[str, str]]:
+    return [
+        (field, problem)
+        for field, value in strings.items()
+        if isinstance(value, str) and (problem := text_problem(value))
+    ]
 
 
 def _enqueue_problems(
@@ -103,10 +113,14 @@ def _enqueue_problems(
     max_attempts: Any,
     idempotency_key: Any,
     callback_url: Any,
+    check_callback: Callable[[Any], str | None] = callback_url_problem,
 ) -> tuple[list[tuple[str, str]], datetime | None]:
     problems: list[tuple[str, str]] = []
-    if callback_url is not None and (problem := callback_url_problem(callback_url)):
+    if callback_url is not None and (problem := check_callback(callback_url)):
         problems.append(("callbackUrl", problem))
+    problems.extend(_unstorable(kind=kind, idempotencyKey=idempotency_key, callbackUrl=callback_url))
+    if isinstance(payload, dict):
+        problems.extend(json_problems(payload))
     if not isinstance(kind, str) or not 1 <= len(kind) <= 100:
         problems.append(("kind", "must be a non-empty string of at most 100 characters"))
     if not isinstance(payload, dict):
@@ -125,6 +139,8 @@ def _enqueue_problems(
             when = parse_time(run_at)
         except (TypeError, ValueError):
             problems.append(("runAt", "must be an ISO-8601 time such as 2025-01-07T09:00:00Z"))
+        except OverflowError:
+            problems.append(("runAt", "must be a time between the years 1 and 9999 in UTC"))
     return problems, when
 
 
@@ -140,12 +156,16 @@ def enqueue(
     idempotency_key: str | None = None,
     callback_url: str | None = None,
     tenant: str = DEFAULT_TENANT,
+    rerun_of: str | None = None,
+    check_callback: Callable[[Any], str | None] = callback_url_problem,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
     Everything is checked before anything is written, and every problem is named at once.
     """
-    problems, when = _enqueue_problems(kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url)
+    problems, when = _enqueue_problems(
+        kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url, check_callback
+    )
     if not problems:
         try:
             registry.validate(kind, payload, session)
@@ -163,6 +183,7 @@ def enqueue(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         callback_url=callback_url,
+        rerun_of=rerun_of,
     )
     if row is not None:
         return Job.from_row(row), True
@@ -171,9 +192,78 @@ def enqueue(
         return enqueue(
             session, registry, kind=kind, payload=payload, priority=priority,
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
-            tenant=tenant,
+            tenant=tenant, rerun_of=rerun_of, check_callback=check_callback,
         )  # fmt: skip
-    return Job.from_row(existing), False
+    job = Job.from_row(existing)
+    if differences := _differences(job, kind, payload, priority, when, max_attempts, callback_url):
+        raise IdempotencyConflict(
+            f"idempotencyKey {idempotency_key[:60]!r} names a job with a different "
+            + ", ".join(field for field, _ in differences),
+            [{"field": field, "message": message} for field, message in differences],
+        )
+    return job, False
+
+
+def _differences(
+    job: Job,
+    kind: str,
+    payload: dict,
+    priority: int,
+    when: datetime | None,
+    max_attempts: int,
+    callback_url: str | None,
+) -> list[tuple[str, str]]:
+    """What a repeated request changes, field by field: a repeat must be the same request.
+
+    runAt is compared while the job has not run (a retry moves it): a repeat that names no
+    time matches a job whose first request named none (its run_at is then its created_at).
+    """
+    differs = "differs from the request that first used this idempotencyKey"
+    found = [
+        (field, differs)
+        for field, mine, theirs in (
+            ("kind", kind, job.kind),
+            ("priority", priority, job.priority),
+            ("maxAttempts", max_attempts, job.max_attempts),
+            ("callbackUrl", callback_url, job.callback_url),
+        )
+        if mine != theirs
+    ]
+    if payload != job.payload:
+        changed = sorted(k for k in {*payload, *job.payload} if payload.get(k, ...) != job.payload.get(k, ...))
+        found.extend((field, f"(in the payload) {differs}") for field in changed)
+    if job.attempts == 0 and job.run_at != (when or job.created_at):
+        found.append(("runAt", differs))
+    return found
+
+
+RERUNNABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+RERUN_KEEPS = ("priority", "max_attempts", "callback_url")  # from the original, unless given
+
+
+def rerun_request(session: Session, original_id: Any, tenant: str, payload: dict, options: dict) -> tuple[dict, dict]:
+    """(payload, options) for `enqueue` that re-run the tenant's failed or cancelled job: its
+    kind, payload and tenant, its priority, attempts and callback unless `options` name
+    others, and `rerun_of` naming it. Another tenant's job is NotFound; an unfinished or
+    completed one a Conflict."""
+    original_id = parse_job_id(original_id, field="rerunOf")
+    if payload:
+        fields = ", ".join(sorted(payload))[:200]
+        raise ValidationError.of(
+            [("rerunOf", f"a re-run takes the original's payload; send no other fields ({fields})")]
+        )
+    original = get_tenant_job(session, original_id, tenant)
+    if original.job_status not in RERUNNABLE:
+        raise Conflict(f"Job {original_id} is {original.job_status}: only a failed or cancelled job can be re-run")
+    kept = {name: getattr(original, name) for name in RERUN_KEEPS}
+    given = {name: value for name, value in options.items() if name not in ("kind", "rerun_of", "tenant")}
+    return original.payload, {
+        **kept,
+        **given,
+        "kind": original.kind,
+        "tenant": original.tenant,
+        "rerun_of": original.id,
+    }
 
 
 def claim_next(session: Session) -> Job | None:
@@ -254,6 +344,15 @@ def get_job(session: Session, job_id: str) -> Job:
     return Job.from_row(row)
 
 
+def get_tenant_job(session: Session, job_id: str, tenant: str) -> Job:
+    """The job, if it is the tenant's (any tenant's for the admin). Another tenant's job is
+    NotFound, exactly as an unknown one: the answer never confirms that it exists."""
+    job = get_job(session, job_id)
+    if tenant not in (ADMIN_TENANT, job.tenant):
+        raise NotFound()
+    return job
+
+
 def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
     rows = session.rows("list_events", id=job_id, after_seq=after_seq, max_events=limit)
     return [Event(r["seq"], r["kind"], r["data"], r["created_at"]) for r in rows]
@@ -266,14 +365,15 @@ def waiting_jobs(session: Session, waited_seconds: float, limit: int = SWEEP_BAT
     ]
 
 
-def cancel(session: Session, job_id: str) -> tuple[CancelOutcome, Job]:
-    """Cancel a job: at once if queued, by request if running. Twice is harmless."""
-    row = session.row("request_cancel", id=job_id)
+def cancel(session: Session, job_id: str, tenant: str = ADMIN_TENANT) -> tuple[CancelOutcome, Job]:
+    """Cancel the tenant's job: at once if queued, by request if running. Twice is harmless.
+    Another tenant's job is NotFound (the admin's tenant reaches every job)."""
+    row = session.row("request_cancel", id=job_id, tenant=tenant, all_tenants=tenant == ADMIN_TENANT)
     if row is not None:
         job = Job.from_row(row)
         outcome = CancelOutcome.CANCELLED if job.job_status == JobStatus.CANCELLED else CancelOutcome.REQUESTED
         return outcome, job
-    job = get_job(session, job_id)
+    job = get_tenant_job(session, job_id, tenant)
     if job.job_status == JobStatus.CANCELLED:
         return CancelOutcome.ALREADY_CANCELLED, job
     if job.job_status == JobStatus.RUNNING:  # a cancel was requested before this one
@@ -327,3 +427,17 @@ def sweep(session: Session, stalled_after_seconds: float, retention_days: int, m
         if archived < SWEEP_BATCH:
             break
     return report
+
+
+def purge_archive(session: Session, archive_retention_days: int, max_batches: int = 100) -> int:
+    """Delete archived jobs (and their events) finished more than `archive_retention_days`
+    ago, in bounded batches; 0 keeps them for ever. Returns how many were deleted."""
+    purged = 0
+    if archive_retention_days <= 0:
+        return purged
+    for _ in range(max_batches):
+        batch = session.row("purge_archived", archive_retention_days=archive_retention_days, batch_size=SWEEP_BATCH)
+        purged += batch["purged"]
+        if batch["purged"] < SWEEP_BATCH:
+            break
+    return purged

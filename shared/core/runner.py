@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from shared.core import log, queue
+from shared.core import log, metrics, queue, tracing
 from shared.core.db import Pool, Session
 from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
 from shared.core.handlers import HandlerRegistry
@@ -209,10 +209,11 @@ class Runner:
             job = queue.claim_named(session, job_id)
             return self._run(session, job) if job else None
 
+    @tracing.traced_run
     def _run(self, session: Session, job: Job) -> RunOutcome:
         keeper = LeaseKeeper(session, Lease.of(job))
         ctx = JobContext(job, keeper, self.settings.for_kind(job.kind))
-        log.info("Job started", jobId=job.id, kind=job.kind, attempt=job.attempts)
+        log.info("Job started", jobId=job.id, **metrics.started_fields(job))
         try:
             handler = self.registry.get(job.kind)
         except Exception as exc:  # noqa: BLE001 (an unknown kind or a broken import fails the job)
@@ -252,10 +253,16 @@ class Runner:
         )
         outcome = self._end(keeper, job, Outcome.FAILED, queue.fail, error, delay, retryable)
         if outcome.outcome is Outcome.FAILED and outcome.job.job_status == JobStatus.QUEUED:
-            log.warning("Job attempt failed; retry scheduled", jobId=job.id, error=error, runAt=str(outcome.job.run_at))
+            log.warning(
+                "Job attempt failed; retry scheduled",
+                jobId=job.id,
+                error=error,
+                runAt=str(outcome.job.run_at),
+                **metrics.ended_fields(outcome.job, Outcome.RETRYING),
+            )
             return RunOutcome(Outcome.RETRYING, outcome.job)
         if outcome.outcome is Outcome.FAILED:
-            log.error("Job failed", jobId=job.id, error=error)
+            log.error("Job failed", jobId=job.id, error=error, **metrics.ended_fields(outcome.job, Outcome.FAILED))
         return outcome
 
     def _end(self, keeper: LeaseKeeper, job: Job, name: Outcome, operation, *args) -> RunOutcome:
@@ -265,5 +272,5 @@ class Runner:
             log.warning("Job lost its lease before it ended; nothing written", jobId=job.id)
             return RunOutcome(Outcome.LOST, job)
         if name is not Outcome.FAILED:
-            log.info(f"Job {name}", jobId=job.id)
+            log.info(f"Job {name}", jobId=job.id, **metrics.ended_fields(ended, name))
         return RunOutcome(name, ended)

@@ -19,7 +19,11 @@ from urllib.parse import unquote, urlsplit
 
 from shared.core.errors import SettingsError
 
+TRACING_MODES = ("cloud-trace", "console")  # shared/core/tracing.py
 DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before tenants
+# ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
+# It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
+ADMIN_TENANT = "*"
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 
@@ -49,6 +53,7 @@ class Settings:
     cancel_check_seconds: float = 0.5
     stalled_after_seconds: float = 900.0
     retention_days: int = 30
+    archive_retention_days: int = 365  # 0: keep archived jobs for ever
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 3600.0
     job_handlers: tuple[tuple[str, str], ...] = ()
@@ -61,12 +66,13 @@ class Settings:
     allowed_origins: tuple[str, ...] = ("*",)
     status_url: str | None = None
     cancel_url: str | None = None
+    enqueue_url: str | None = None
     max_body_bytes: int = 64 * 1024
     stream_max_seconds: float = 300.0
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
-    max_open_streams: int = 100
+    max_open_streams: int = 6  # THREADS minus the threads kept for plain requests
     tasks_queue: str | None = None
     process_url: str | None = None
     tasks_service_account: str | None = None
@@ -75,8 +81,30 @@ class Settings:
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
     migrate_on_start: bool = False
+    db_owner_role: str | None = None
+    # Webhooks (shared.core.outbox, shared.core.netguard).
+    callback_allow_loopback: bool = False  # development only: receivers on this machine, over http
+    webhook_timeout_seconds: float = 5.0
+    webhook_drain_seconds: float = 10.0
+    webhook_max_attempts: int = 8
     # Each registered kind's own settings, by kind name (what its Kind.read_settings returned).
     kinds: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    tracing: str | None = None  # TRACING: None (off), "cloud-trace" or "console"
+    # Enqueue without API_TOKEN/API_TOKENS: refused unless this is set (fail closed).
+    allow_anonymous_enqueue: bool = False
+    # The kinds callers may enqueue (ENQUEUE_KINDS); None: the enqueue function's default,
+    # ("*",): every registered kind.
+    enqueue_kinds: tuple[str, ...] | None = None
+    threads: int = 8  # functions-framework's THREADS: requests (and streams) in flight
+    # Requests per caller per window (0: unlimited); see shared/core/ratelimit.py.
+    rate_limit_window_seconds: int = 60
+    rate_limit_enqueue: int = 120
+    rate_limit_cancel: int = 60
+    rate_limit_status: int = 300
+    rate_limit_streams: int = 60
+    # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
+    # front end: 1); 0 takes the connection's peer address instead.
+    forwarded_hops: int = 1
 
     @property
     def tasks_enabled(self) -> bool:
@@ -106,6 +134,13 @@ class SettingsReader:
     def text(self, name: str) -> str | None:
         """The variable as set, or None when it is unset or empty."""
         return self._raw(name)
+
+    def flag(self, name: str) -> bool:
+        """On when set to 1 or true; off when unset; anything else is a problem to name."""
+        raw = self._raw(name)
+        if raw is not None and raw.lower() not in ("1", "true", "0", "false"):
+            self.problems.append(f"{name} must be 1 or 0, got {raw!r}")
+        return raw is not None and raw.lower() in ("1", "true")
 
     def problem(self, message: str) -> None:
         self.problems.append(message)
@@ -212,8 +247,16 @@ class SettingsReader:
             "redispatch_after_seconds": self.number("REDISPATCH_AFTER_SECONDS", 300.0, 1.0),
         }
 
+    def webhooks(self) -> dict:
+        return {
+            "callback_allow_loopback": self._raw("CALLBACK_ALLOW_LOOPBACK") in ("1", "true"),
+            "webhook_timeout_seconds": self.number("WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1),
+            "webhook_drain_seconds": self.number("WEBHOOK_DRAIN_SECONDS", 10.0, 0.0),
+            "webhook_max_attempts": self.number("WEBHOOK_MAX_ATTEMPTS", 8, 1, integer=True),
+        }
+
     def tokens(self) -> tuple[tuple[str, str], ...]:
-        """API_TOKEN (the default tenant's) and API_TOKENS (`tenant=token,...`)."""
+        """API_TOKEN (the default tenant's), API_TOKENS (`tenant=token,...`) and ADMIN_TOKEN."""
         pairs = []
         if (token := self._raw("API_TOKEN")) is not None:
             pairs.append((DEFAULT_TENANT, token))
@@ -224,9 +267,44 @@ class SettingsReader:
                 self.problems.append(f"API_TOKENS entry for {tenant.strip()[:40]!r} must look like tenant=token")
                 continue
             pairs.append((tenant.strip(), token.strip()))
+        if (token := self._raw("ADMIN_TOKEN")) is not None:
+            pairs.append((ADMIN_TENANT, token))
         if len({token for _, token in pairs}) != len(pairs):
-            self.problems.append("API_TOKEN and API_TOKENS must not repeat a token")
+            self.problems.append("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
         return tuple(pairs)
+
+    def tracing(self) -> str | None:
+        mode = self._raw("TRACING")
+        if mode is not None and mode not in TRACING_MODES:
+            self.problems.append(f"TRACING must be {' or '.join(TRACING_MODES)} (or unset: off), got {mode!r}")
+            return None
+        return mode
+
+    def kind_list(self, name: str) -> tuple[str, ...] | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        kinds = tuple(dict.fromkeys(kind.strip() for kind in raw.split(",") if kind.strip()))
+        if not kinds or ("*" in kinds and len(kinds) > 1):
+            self.problems.append(f"{name} must list kinds, comma-separated, or be * for every kind")
+            return None
+        return kinds
+
+    def stream_capacity(self) -> tuple[int, int]:
+        """(THREADS, MAX_OPEN_STREAMS). Each open stream holds one of functions-framework's
+        THREADS threads for its whole life, so the streams must leave some for plain requests
+        (and for the 429 that refuses one stream too many): an explicit MAX_OPEN_STREAMS not
+        below THREADS is refused, and the default keeps a fifth of them (at least 2) free."""
+        threads = self.number("THREADS", (os.cpu_count() or 1) * 4, 1, integer=True)
+        if self._raw("MAX_OPEN_STREAMS") is None:
+            return threads, max(threads - max(2, threads // 5), 0)
+        streams = self.number("MAX_OPEN_STREAMS", 100, 1, integer=True)
+        if streams >= threads:
+            self.problems.append(
+                f"MAX_OPEN_STREAMS ({streams}) must be below THREADS ({threads}): each open stream holds "
+                "a thread, and plain requests (and the 429 for one stream too many) need one too"
+            )
+        return threads, streams
 
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
@@ -252,12 +330,14 @@ class SettingsReader:
                 f"STALLED_AFTER_SECONDS ({stalled:g}) must be longer than "
                 f"HEARTBEAT_SECONDS ({heartbeat:g}), or every running job looks stalled"
             )
+        stream_capacity = self.stream_capacity()
         settings = Settings(
             database=self.database(),
             heartbeat_seconds=heartbeat,
             cancel_check_seconds=self.number("CANCEL_CHECK_SECONDS", 0.5, 0.05),
             stalled_after_seconds=stalled,
             retention_days=self.number("RETENTION_DAYS", 30, 1, integer=True),
+            archive_retention_days=self.number("ARCHIVE_RETENTION_DAYS", 365, 0, integer=True),
             retry_base_seconds=self.number("RETRY_BASE_SECONDS", 10.0, 0.0),
             retry_max_seconds=self.number("RETRY_MAX_SECONDS", 3600.0, 0.0),
             job_handlers=self.handlers(),
@@ -269,15 +349,28 @@ class SettingsReader:
             allowed_origins=self.origins(),
             status_url=self._raw("STATUS_URL"),
             cancel_url=self._raw("CANCEL_URL"),
+            enqueue_url=self._raw("ENQUEUE_URL"),
             max_body_bytes=self.number("MAX_BODY_BYTES", 64 * 1024, 1024, integer=True),
             stream_max_seconds=self.number("STREAM_MAX_SECONDS", 300.0, 1.0),
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
-            max_open_streams=self.number("MAX_OPEN_STREAMS", 100, 1, integer=True),
+            max_open_streams=stream_capacity[1],
+            threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            db_owner_role=self._raw("DB_OWNER_ROLE"),
+            tracing=self.tracing(),
+            **self.webhooks(),
             kinds=self.kind_settings(),
+            allow_anonymous_enqueue=self._raw("ALLOW_ANONYMOUS_ENQUEUE") in ("1", "true"),
+            enqueue_kinds=self.kind_list("ENQUEUE_KINDS"),
+            rate_limit_window_seconds=self.number("RATE_LIMIT_WINDOW_SECONDS", 60, 1, integer=True),
+            rate_limit_enqueue=self.number("RATE_LIMIT_ENQUEUE", 120, 0, integer=True),
+            rate_limit_cancel=self.number("RATE_LIMIT_CANCEL", 60, 0, integer=True),
+            rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
+            rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
+            forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),
             **self.tasks(),
         )
         if self.problems:

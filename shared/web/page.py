@@ -7,7 +7,6 @@ served alone under a sandboxing policy of its own."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from functools import cache
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from shared.core.errors import NotFound
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import Event
+from shared.web.pages import asset_url, script_json
 
 PAGE = Path(__file__).with_name("status_page.html")
 
@@ -38,10 +38,11 @@ def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) ->
         "streamPath": stream_path,
         "documentUrl": f"{stream_path}?id={job_id}&view=document",
         "cancelUrl": cancel_url,
+        "clientUrl": asset_url(stream_path),
     }
-    # JSON inside <script>: "</" must not close the element.
-    config_js = json.dumps(config).replace("</", "<\\/")
-    page = _template().replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
+    config_js = script_json(config)
+    client_js = script_json(config["clientUrl"]).strip('"')
+    page = _template().replace("__NONCE__", nonce).replace("__CLIENT_URL__", client_js).replace("__CONFIG__", config_js)
     connect = "'self'" + (f" {_origin(cancel_url)}" if cancel_url else "")
     policy = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "

@@ -14,10 +14,17 @@ from collections.abc import Callable, Iterable
 
 import flask
 
-from shared.core import log
+from shared.core import log, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
-from shared.core.errors import DatabaseUnavailable, JobQueueError, TooManyStreams, Unauthorized, ValidationError
+from shared.core.errors import (
+    DatabaseUnavailable,
+    JobQueueError,
+    RateLimited,
+    TooManyStreams,
+    Unauthorized,
+    ValidationError,
+)
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job
 from shared.core.migrate import apply_migrations
@@ -34,9 +41,14 @@ class Service:
         self.registry = HandlerRegistry.from_settings(self.settings)
         # With MIGRATE_ON_START (set by infra/), the first connection of an instance applies
         # pending migrations; concurrent cold starts wait on the migration lock, then skip.
-        migrate = apply_migrations if self.settings.migrate_on_start else None
+        migrate = (
+            functools.partial(apply_migrations, owner_role=self.settings.db_owner_role)
+            if self.settings.migrate_on_start
+            else None
+        )
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
+        tracing.configure(self.settings.tracing)  # the mode only: the SDK loads on the first request
 
     # -- responses -----------------------------------------------------------------------
 
@@ -48,7 +60,7 @@ class Service:
 
     def error(self, exc: JobQueueError) -> flask.Response:
         headers = {}
-        if isinstance(exc, (DatabaseUnavailable, TooManyStreams)):
+        if isinstance(exc, (DatabaseUnavailable, TooManyStreams, RateLimited)):
             headers["Retry-After"] = str(exc.retry_after_seconds)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="jobqueue"'
@@ -93,7 +105,8 @@ class Service:
 
     def _call(self, view: Callable, request: flask.Request) -> flask.Response:
         try:
-            return view(request)
+            with tracing.request_span(self.name, request.headers.get("traceparent")):
+                return view(request)
         except JobQueueError as exc:
             if exc.status >= 500:
                 log.warning(exc.message, function=self.name)

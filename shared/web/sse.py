@@ -15,6 +15,8 @@ are borrowed per query, never held for the life of a stream.
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,33 @@ from shared.core.queue import Event
 from shared.core.settings import Settings
 
 EVENTS_PER_READ = 500
+# How often a silent stream looks at its socket: a client that went away gives back its
+# slot (and its thread) within about this long, not at the next keep-alive write.
+LIVENESS_CHECK_SECONDS = 1.0
+
+
+def peer_connected(environ: dict) -> Callable[[], bool]:
+    """Whether the client of this WSGI request is still there, asked without writing: the
+    connection's socket (gunicorn's and werkzeug's servers expose it) polled for a hang-up,
+    or readable with nothing to read (end of file). Without a socket (a test client), True."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if sock is None:
+        return lambda: True
+
+    def connected() -> bool:
+        try:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+            events = poller.poll(0)
+            if not events:
+                return True
+            if events[0][1] & (select.POLLHUP | select.POLLERR):
+                return False
+            return sock.recv(1, socket.MSG_PEEK) != b""  # readable: data, or end of file
+        except (OSError, ValueError):  # closed or detached
+            return False
+
+    return connected
 
 
 class _ReleasingStream:
@@ -104,13 +133,28 @@ class JobStream:
         with self.pool.session() as session:
             return queue.get_job(session, job_id)
 
-    def events(self, job: Job, after_seq: int, fresh: bool) -> Iterator[str]:
+    def events(
+        self, job: Job, after_seq: int, fresh: bool, connected: Callable[[], bool] = lambda: True
+    ) -> Iterator[str]:
         """The stream's text, chunk by chunk. `job` was read by the caller (it 404s first), and
         the caller took a slot with try_open(); the stream gives it back when it ends or is
-        closed, even if it never started."""
-        return _ReleasingStream(self._events(job, after_seq, fresh), self.release)
+        closed, even if it never started, or when `connected` says the client went away."""
+        return _ReleasingStream(self._events(job, after_seq, fresh, connected), self.release)
 
-    def _events(self, job: Job, after_seq: int, fresh: bool) -> Iterator[str]:
+    def _wait(self, job_id: str, version: int, timeout: float, connected: Callable[[], bool]) -> bool | None:
+        """Wait for a change (True) or the timeout (False), looking at the client every
+        LIVENESS_CHECK_SECONDS; None when it went away."""
+        deadline = self.clock() + timeout
+        while True:
+            left = deadline - self.clock()
+            if self.listener.wait_for_change(job_id, version, max(min(LIVENESS_CHECK_SECONDS, left), 0.0)) != version:
+                return True
+            if not connected():
+                return None
+            if left <= LIVENESS_CHECK_SECONDS:
+                return False
+
+    def _events(self, job: Job, after_seq: int, fresh: bool, connected: Callable[[], bool]) -> Iterator[str]:
         settings = self.settings
         started = last_write = self.clock()
         yield f"retry: {settings.stream_retry_ms}\n\n"
@@ -142,7 +186,9 @@ class JobStream:
                     patience = (
                         settings.stream_keepalive_seconds if self.listener.healthy else settings.stream_poll_seconds
                     )
-                    changed = self.listener.wait_for_change(job.id, version, min(patience, remaining)) != version
+                    changed = self._wait(job.id, version, min(patience, remaining), connected)
+                    if changed is None:
+                        return  # the client went away: its slot and thread are free now
                     if not changed and self.clock() - last_write >= settings.stream_keepalive_seconds:
                         yield ": keep-alive\n\n"
                         last_write = self.clock()

@@ -1,9 +1,11 @@
 -- cancel: a queued job is cancelled at once; a running one gets a cancel request that its
 -- invocation acts on. Returns nothing when there was nothing to change (unknown, finished,
--- or already requested): the caller reads the job to tell those apart.
+-- or already requested) or the job is another tenant's: the caller reads the job to tell
+-- those apart.
 WITH target AS (
     SELECT id, job_status FROM jobs
     WHERE id = CAST(:id AS uuid)
+      AND (tenant = :tenant OR CAST(:all_tenants AS boolean))
       AND (job_status = 'queued' OR (job_status = 'running' AND cancel_requested_at IS NULL))
     FOR UPDATE
 ), changed AS (

@@ -8,6 +8,7 @@ the newsletter says which. When every source fails, the job fails.
 
 from __future__ import annotations
 
+from shared.core import log
 from shared.core.errors import JobCancelled
 from shared.kinds.newsletter.compose import BrokenFeed, Section, entries_in_range
 from shared.kinds.newsletter.fetch import FeedError, fetch_feed
@@ -48,11 +49,19 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
             continue
         ctx.log(f"Fetching {source.name}")
         try:
-            body = fetch_feed(source.feed_url, limits.feed_timeout_seconds, limits.feed_max_bytes, ctx.cancelled)
+            body = fetch_feed(
+                source.feed_url,
+                limits.feed_timeout_seconds,
+                limits.feed_max_bytes,
+                ctx.cancelled,
+                limits.feed_allow_private,
+            )
             entries, undated = entries_in_range(body, start, end)
         except JobCancelled:
             return None
         except (FeedError, BrokenFeed) as exc:
+            # The job's log is public: it gets the reason; the server log gets the detail.
+            log.warning("Feed skipped", jobId=ctx.job_id, source=source.id, detail=getattr(exc, "detail", str(exc)))
             failed.append({"id": source.id, "name": source.name, "error": str(exc)})
             ctx.log(f"{source.name}: skipped ({exc})", level="warning")
         else:

@@ -1,0 +1,110 @@
+"""Cold start of each function: the import time of its module, the time from starting
+functions-framework (by the one launcher, local/launcher.py) to its first answer, and the
+resident memory of the server (master and worker). Also the import time of
+functions-framework and Flask alone, the part of every function's import that is not ours."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import AUTH, env_for, median
+from local.functions import FUNCTIONS, REPO, function_source
+from local.launcher import bind_port, start_function
+from local.stack import DEV_TOKEN
+
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def _timed_import(script: str, env: dict[str, str]) -> float:
+    """Milliseconds a fresh interpreter spends running `script`, which prints its own timing."""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip()) * 1000
+
+
+def _module_import_script(name: str) -> str:
+    return (
+        "import time, importlib.util, sys; t = time.perf_counter();"
+        f"spec = importlib.util.spec_from_file_location('main', {str(function_source(name))!r});"
+        "m = importlib.util.module_from_spec(spec); sys.modules['main'] = m; spec.loader.exec_module(m);"
+        "print(time.perf_counter() - t)"
+    )
+
+
+FRAMEWORK_IMPORT = (
+    "import time; t = time.perf_counter(); import functions_framework, flask; print(time.perf_counter() - t)"
+)
+
+
+def _first_answer(name: str, url: str) -> int:
+    """A request each function answers without side effects worth undoing."""
+    if name == "status":
+        return httpx.get(url, params={"id": UNKNOWN_ID}, timeout=30).status_code
+    if name in ("enqueue", "cancel"):
+        return httpx.post(url, json={"kind": "noop", "id": UNKNOWN_ID}, headers=AUTH, timeout=30).status_code
+    return httpx.post(url, timeout=30).status_code
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def _rss_mb(pid: int) -> float:
+    total = 0
+    pids = [pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
+    for each in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def _one_start(name: str, env: dict[str, str]) -> tuple[float, float]:
+    """(milliseconds to the first answer, resident MB) for one fresh server."""
+    sock = bind_port()
+    started = time.perf_counter()
+    server = start_function(name, env, sock=sock, output=subprocess.DEVNULL)
+    try:
+        server.wait_until_serving()
+        answered = _first_answer(name, server.url)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert answered < 500, f"{name} answered {answered}"
+        return elapsed, _rss_mb(server.pid)
+    finally:
+        server.stop()
+
+
+def _env(url: str) -> dict[str, str]:
+    return {**os.environ, **env_for(url), "API_TOKEN": DEV_TOKEN}
+
+
+def framework_import_ms(url: str, repeats: int) -> int:
+    return round(median([_timed_import(FRAMEWORK_IMPORT, _env(url)) for _ in range(repeats)]))
+
+
+def measure(url: str, repeats: int) -> list[dict]:
+    env = _env(url)
+    rows = []
+    for name in FUNCTIONS:
+        imports = [_timed_import(_module_import_script(name), env) for _ in range(repeats)]
+        starts = [_one_start(name, env) for _ in range(repeats)]
+        rows.append(
+            {
+                "function": name,
+                "import_ms": round(median(imports)),
+                "first_answer_ms": round(median([ready for ready, _ in starts])),
+                "rss_mb": round(median([rss for _, rss in starts])),
+            }
+        )
+        print(f"  cold start {rows[-1]}", flush=True)
+    return rows

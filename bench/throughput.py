@@ -1,0 +1,87 @@
+"""Core throughput: the real runner draining no-op jobs with N worker processes, against the
+simplest pg8000 loop running the same two statements (claim, complete), interleaved so that
+the machine's noise hits both alike."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from bench.common import env_for, fill_queue, median, session_for
+from shared.core.db import STATEMENTS, Pool
+from shared.core.handlers import HandlerRegistry
+from shared.core.runner import Runner
+from shared.core.settings import Settings
+
+WORKERS = (1, 2, 4, 8)
+
+
+def _ideal_worker(url: str, done: multiprocessing.Value) -> None:
+    """The simplest loop doing the same two transactions: claim, then complete."""
+    import pg8000.native  # noqa: PLC0415
+
+    session = session_for(url)
+    claim = pg8000.native.PreparedStatement(session.conn, STATEMENTS["claim_next_job"])
+    complete = pg8000.native.PreparedStatement(session.conn, STATEMENTS["complete_job"])
+    count = 0
+    while True:
+        rows = claim.run()
+        if not rows:
+            break
+        row = dict(zip([c["name"] for c in claim.columns], rows[0]))
+        complete.run(id=str(row["id"]), token=str(row["worker_token"]), result="null")
+        count += 1
+    with done.get_lock():
+        done.value += count
+    session.close()
+
+
+def _core_worker(url: str, done: multiprocessing.Value) -> None:
+    """The real runner: claim, heartbeat watcher, handler, fenced completion, logs."""
+    sys.stdout = open(os.devnull, "w")
+    settings = Settings.from_env(env_for(url))
+    pool = Pool(settings)
+    runner = Runner(pool, HandlerRegistry.from_settings(settings), settings)
+    count = 0
+    while runner.run_next() is not None:
+        count += 1
+    with done.get_lock():
+        done.value += count
+    pool.close()
+
+
+def drain(url: str, worker: Callable, processes: int, jobs: int) -> float:
+    """Jobs per second to empty a queue of `jobs` with `processes` workers."""
+    fill_queue(url, jobs)
+    done = multiprocessing.Value("i", 0)
+    started = time.perf_counter()
+    children = [multiprocessing.Process(target=worker, args=(url, done)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    elapsed = time.perf_counter() - started
+    assert done.value == jobs, f"drained {done.value} of {jobs}"
+    return jobs / elapsed
+
+
+def measure(url: str, jobs: int, repeats: int) -> list[dict]:
+    rows = []
+    for workers in WORKERS:
+        ideal, core = [], []
+        for _ in range(repeats):
+            ideal.append(drain(url, _ideal_worker, workers, jobs))
+            core.append(drain(url, _core_worker, workers, jobs))
+        rows.append(
+            {
+                "workers": workers,
+                "ideal_jobs_per_s": round(median(ideal)),
+                "core_jobs_per_s": round(median(core)),
+                "ratio": round(median(core) / median(ideal), 2),
+            }
+        )
+        print(f"  core x{workers}: {rows[-1]}", flush=True)
+    return rows

@@ -1,0 +1,88 @@
+"""The benchmarks page is written from the run: every figure in its tables and in its prose
+comes from the results, none is frozen in the code."""
+
+import copy
+
+import pytest
+
+from bench import report
+from bench.run import ON_THE_STACK, WITHOUT_STACK, sizes
+
+RESULTS = {
+    "date": "2026-01-02T03:04:05+00:00",
+    "machine": {"cores": 2, "python": "3.11.7", "platform": "Linux-test"},
+    "postgres": {"fsync": "on", "synchronous_commit": "on"},
+    "core_throughput": [
+        {"workers": 1, "ideal_jobs_per_s": 1000, "core_jobs_per_s": 870, "ratio": 0.87},
+        {"workers": 2, "ideal_jobs_per_s": 1400, "core_jobs_per_s": 1300, "ratio": 0.93},
+        {"workers": 4, "ideal_jobs_per_s": 1500, "core_jobs_per_s": 1470, "ratio": 0.98},
+    ],
+    "cold_start": [
+        {"function": "enqueue", "import_ms": 181, "first_answer_ms": 321, "rss_mb": 76},
+        {"function": "status", "import_ms": 197, "first_answer_ms": 611, "rss_mb": 77},
+    ],
+    "framework_import_ms": 123,
+    "settings": {"cancel_check_seconds": 0.25, "stream_keepalive_seconds": 7.0},
+    "http_process_per_s": 579,
+    "enqueue": {"p50_ms": 1.61, "p99_ms": 2.07, "rate_8_clients_per_s": 583},
+    "propagation": {"samples": 300, "p50_ms": 2.1, "p99_ms": 7.9},
+    "stream_queries_per_s": {"1_stream": 1.04, "100_streams": 0.057},
+    "cancel": {"samples": 30, "p50_ms": 131, "p99_ms": 242},
+    "scale": {
+        "claim_ms_10k": 0.436,
+        "claim_ms_1000k": 0.389,
+        "ratio": 0.89,
+        "sweep_ms_large": 0.9,
+        "rows_large": 1_000_000,
+    },
+}
+
+
+def reading(results: dict) -> str:
+    page = report.markdown(results)
+    return page[page.index("## Reading the figures") :]
+
+
+def test_the_tables_hold_the_run_and_say_which_target_was_missed():
+    page = report.markdown(RESULTS)
+    assert "Measured 2026-01-02T03:04:05+00:00" in page and "on 2 cores" in page
+    assert "| 1 | 1000 | 870 | 0.87 | met |" in page
+    assert "| status | 197 ms | 611 ms | 77 MB | MISSED |" in page
+    assert "| 1.61 / 2.07 ms | p99 ≤ 10 ms: met |" in page
+    assert "0.436 / 0.389 ms" in page and "1,000,000 rows" in page
+
+
+def test_the_prose_states_this_runs_figures():
+    prose = reading(RESULTS)
+    for figure in ("0.87", "0.93 to 0.98", "1.04", "0.057", "7 s", "0.25 s", "p99 242 ms", "1,000,000", "0.389 ms",
+                   "0.436 ms", "181 to 197 ms", "123 ms"):  # fmt: skip
+        assert figure in prose, figure
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("settings", "cancel_check_seconds"), 0.75),
+        (("settings", "stream_keepalive_seconds"), 30.0),
+        (("stream_queries_per_s", "100_streams"), 0.031),
+        (("framework_import_ms",), 99),
+        (("scale", "ratio"), 1.23),
+    ],
+)
+def test_another_run_gives_other_prose(path, value):
+    other = copy.deepcopy(RESULTS)
+    target = other
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    assert reading(other) != reading(RESULTS)
+    assert f"{value:g}" in reading(other)
+
+
+def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
+    import importlib  # noqa: PLC0415
+
+    for name in WITHOUT_STACK + ON_THE_STACK:
+        assert callable(importlib.import_module(f"bench.{name}").measure), name
+    quick, full = sizes(quick=True), sizes(quick=False)
+    assert all(quick[key] <= full[key] for key in full)

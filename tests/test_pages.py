@@ -1,0 +1,77 @@
+"""The pages' assets and HTML through functions-framework: the JavaScript client served as a
+module with a JavaScript content type, and the pages' strict nonce policy."""
+
+import json
+import re
+
+from shared.core import queue
+from shared.web.pages import CLIENT_JS
+
+
+def test_status_serves_the_client_module_that_clients_js_publishes(make_client):
+    status = make_client("status")
+    response = status.get("/?asset=client.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.get_data(as_text=True) == CLIENT_JS.read_text()
+    assert "export function createClient" in response.get_data(as_text=True)
+
+
+def test_an_unknown_asset_is_a_clear_404(make_client):
+    response = make_client("status").get("/?asset=../../main.py")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["message"].startswith("No asset named '../../main.py'")
+
+
+def test_the_status_page_imports_the_client_under_its_nonce(make_client, session, registry):
+    job, _ = queue.enqueue(session, registry, kind="noop", payload={})
+    response = make_client("status").get(f"/?id={job.id}", headers={"Accept": "text/html"})
+    html = response.get_data(as_text=True)
+    nonce = re.search(r"script-src 'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
+    assert f'<script type="module" nonce="{nonce}">\nimport {{ createClient }} from "/?asset=client.js";' in html
+    assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
+
+
+def test_get_on_enqueue_is_the_dashboard_with_the_active_sources(make_client, session):
+    from shared.kinds.newsletter.sources import add_source, disable_source  # noqa: PLC0415
+
+    add_source(session, "Engineering <blog>", "https://example.com/feed.xml")
+    disable_source(session, add_source(session, "Retired", "https://example.com/old.xml").id)
+    response = make_client("enqueue", STATUS_URL="https://status.example/s").get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    config = json.loads(re.search(r"const CONFIG = (.*);\n", html).group(1).replace("<\\/", "</"))
+    assert [source["name"] for source in config["sources"]] == ["Engineering <blog>"]
+    assert config["archiveUrl"] == "https://status.example/s?view=archive"
+    assert config["tokenRequired"] is True
+    assert "Engineering <blog>" not in html.split("const CONFIG")[0], "names go in as data, never as markup"
+    policy = response.headers["Content-Security-Policy"]
+    nonce = re.search(r"script-src 'nonce-([^']+)'", policy).group(1)
+    assert f'<script type="module" nonce="{nonce}">\nimport {{ createClient }} from "/?asset=client.js";' in html
+    assert "connect-src 'self';" in policy and "form-action 'none'" in policy
+
+
+def test_enqueue_serves_the_client_module_too(make_client):
+    response = make_client("enqueue").get("/?asset=client.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+
+
+def test_the_archive_page_connects_only_to_itself_and_the_cancel_and_enqueue_functions(make_client):
+    status = make_client("status", CANCEL_URL="https://cancel.example/c", ENQUEUE_URL="https://enqueue.example/e")
+    response = status.get("/?view=archive")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    policy = response.headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://cancel.example https://enqueue.example;" in policy
+    assert "Show my jobs" in response.get_data(as_text=True)
+
+
+def test_an_asset_or_archive_request_with_other_parameters_is_refused_naming_them(make_client):
+    status = make_client("status")
+    response = status.get("/?asset=client.js&id=x&limit=1000")
+    assert response.status_code == 400
+    assert [d["field"] for d in response.get_json()["error"]["details"]] == ["id", "limit"]
+    response = status.get("/?view=archive", headers={"Last-Event-ID": "abc"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == [{"field": "Last-Event-ID", "message": "not allowed with view"}]

@@ -1,0 +1,90 @@
+"""The local Cloud Tasks emulator holds up against what a caller can put in a task: a schedule
+time far in the future or past, and targets the webhook guard refuses."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from local.tasks_emulator import TasksEmulator
+from tests import netspy
+from tests.test_netguard import Recorder
+
+QUEUE = "projects/local/locations/local/queues/jobs"
+
+
+@pytest.fixture
+def emulator():
+    running = TasksEmulator(allow_loopback=True).start()
+    yield running
+    running.stop()
+
+
+def create(emulator, name: str, url: str, schedule: str | None = None) -> httpx.Response:
+    task = {"name": f"{QUEUE}/tasks/{name}", "httpRequest": {"url": url, "httpMethod": "POST"}}
+    if schedule is not None:
+        task["scheduleTime"] = schedule
+    return httpx.post(f"http://{emulator.endpoint}/v2/{QUEUE}/tasks", json={"task": task}, timeout=10)
+
+
+def wait_done(emulator, name: str, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    task = emulator.tasks[f"{QUEUE}/tasks/{name}"]
+    while not task.done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return task
+
+
+def test_a_far_future_or_ancient_schedule_time_leaves_the_dispatcher_running():
+    receiver = Recorder()
+    emulator = TasksEmulator(allow_loopback=True).start()
+    try:
+        far = create(emulator, "far", receiver.url(), "9999-12-31T23:59:59-05:00")
+        assert far.status_code == 400 and "720h" in far.json()["error"]["message"]
+        bad = create(emulator, "bad", receiver.url(), "not a time")
+        assert bad.status_code == 400
+        assert create(emulator, "ancient", receiver.url(), "0001-01-01T00:00:00+05:00").status_code == 200
+        assert create(emulator, "now", receiver.url()).status_code == 200
+        assert wait_done(emulator, "now").dispatches[0].status == 200
+        assert wait_done(emulator, "ancient").dispatches[0].status == 200  # a past time means now
+        assert len(receiver.requests) == 2
+    finally:
+        emulator.stop()
+        receiver.close()
+
+
+def test_a_task_due_in_29_days_does_not_stop_one_due_now(emulator):
+    receiver = Recorder()
+    try:
+        in_29_days = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 29 * 86400))
+        assert create(emulator, "later", receiver.url(), in_29_days).status_code == 200
+        time.sleep(0.2)  # let the dispatcher go to sleep on it
+        assert create(emulator, "now", receiver.url()).status_code == 200
+        assert wait_done(emulator, "now").dispatches[0].status == 200
+    finally:
+        receiver.close()
+
+
+def test_the_emulator_refuses_the_metadata_server_without_connecting(emulator, monkeypatch):
+    with netspy.hosts({"hooks.example.com": ["169.254.169.254"]}, monkeypatch), netspy.connects() as seen:
+        assert create(emulator, "meta", "https://hooks.example.com/x").status_code == 200
+        assert create(emulator, "literal", "https://169.254.169.254/computeMetadata/v1/").status_code == 200
+        meta, literal = wait_done(emulator, "meta"), wait_done(emulator, "literal")
+    assert meta.dispatches[0].refused and literal.dispatches[0].refused
+    assert [d.status for d in meta.dispatches + literal.dispatches] == [None, None]
+    assert [address for address in seen if address[0] not in ("127.0.0.1",)] == []
+
+
+def test_the_emulator_follows_no_redirect(emulator):
+    internal, redirector = Recorder(), None
+    try:
+        redirector = Recorder(302, location=internal.url("/internal-admin"))
+        assert create(emulator, "redirect", redirector.url()).status_code == 200
+        task = wait_done(emulator, "redirect")
+        assert task.dispatches[0].status == 302 and internal.requests == []
+    finally:
+        internal.close()
+        if redirector:
+            redirector.close()
