@@ -102,3 +102,8 @@ bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md 
 	$(PY) -m bench.run
 
 .PHONY: bench
+
+scale: venv ## 1,000 jobs at once on 10 process instances: connections, cost, cancels, a crash (docs/benchmarks.md "Scale")
+	$(PY) -m bench.scale
+
+.PHONY: scale

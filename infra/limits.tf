@@ -16,9 +16,9 @@ locals {
     process = {
       cpu         = "1"
       memory      = "1Gi"
-      concurrency = 4 # each running job holds a request open
+      concurrency = 80 # I/O-bound jobs, each holding its request open but no connection
       timeout     = var.job_timeout_seconds
-      listeners   = 0
+      listeners   = 1 # the LISTEN connection that brings cancels
     }
     status = {
       cpu         = "1"

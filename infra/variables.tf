@@ -44,9 +44,9 @@ variable "public_functions" {
 }
 
 variable "max_concurrent_jobs" {
-  description = "The most jobs running at once: the Cloud Tasks queue's max_concurrent_dispatches (the seed's MAX_CONCURRENT_JOBS). With the Scheduler's tick it must fit process's instances x 4."
+  description = "The most jobs running at once: the Cloud Tasks queue's max_concurrent_dispatches (the seed's MAX_CONCURRENT_JOBS). With the Scheduler's tick it must fit process's instances x its concurrency (80)."
   type        = number
-  default     = 7
+  default     = 10
 }
 
 variable "job_timeout_seconds" {
@@ -135,7 +135,7 @@ variable "max_instances" {
 variable "db_pool_size" {
   description = "Database connections one instance of each function may open (its DB_POOL_SIZE)."
   type        = map(number)
-  default     = { enqueue = 2, process = 4, status = 2, cancel = 2, sweep = 1 }
+  default     = { enqueue = 2, process = 2, status = 2, cancel = 2, sweep = 1 }
 
   validation {
     condition     = toset(keys(var.db_pool_size)) == toset(["enqueue", "process", "status", "cancel", "sweep"]) && alltrue([for n in values(var.db_pool_size) : n >= 1])

@@ -290,7 +290,8 @@ def test_defaults_and_the_example_fit_googles_documented_limits(tmp_path):
     # The defaults fit db-f1-micro's 25 connections, with the reserve and PostgreSQL's three.
     used = sum(size["connections"] for size in defaults["sizes"].values()) + defaults["db_reserved_connections"]
     assert defaults["db_tier"] == "db-f1-micro" and used <= 25 - 3
-    assert defaults["max_concurrent_jobs"] + 1 <= defaults["sizes"]["process"]["max_instances"] * 4
+    process = defaults["sizes"]["process"]
+    assert defaults["max_concurrent_jobs"] + 1 <= process["max_instances"] * process["concurrency"]
 
 
 @needs_terraform
@@ -313,7 +314,7 @@ def test_terraform_plan_passes_with_the_defaults_and_the_example(tmp_path):
         (["-var", "db_edition=ENTERPRISE_PLUS"], "is not offered with ENTERPRISE_PLUS"),
         (["-var", "db_tier=db-n1-standard-1"], "is not offered with ENTERPRISE"),
         (["-var", "database_version=POSTGRES_11", "-var", "db_edition=ENTERPRISE_PLUS"], "Enterprise Plus"),
-        (["-var", "max_concurrent_jobs=20"], "max_concurrent_jobs (20)"),
+        (["-var", "max_concurrent_jobs=200"], "max_concurrent_jobs (200)"),
     ],
 )
 def test_terraform_plan_stops_on_a_configuration_google_would_refuse(tmp_path, variables, expected):

@@ -77,7 +77,8 @@ def enqueue(request):
     limits.count(request, "enqueue", None if anonymous else tenant)
     options, payload = split_body(service.read_json(request))
     enqueued = operations.enqueue_and_dispatch(
-        service.pool, accepted_kinds, service.dispatcher, payload, tenant=tenant, **options
-    )
+        service.pool, accepted_kinds, service.dispatcher, payload,
+        tenant=tenant, max_attempts_limit=service.settings.max_attempts_limit, **options,
+    )  # fmt: skip
     extra = {"dispatch": enqueued.dispatch} if enqueued.dispatch else {}
     return service.json(service.job_body(enqueued.job, **extra), 202 if enqueued.created else 200)

@@ -29,7 +29,7 @@ from shared.web.sse import JobStream, peer_connected
 
 MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
-listener = JobEventListener(service.settings.database, service.settings.db_timeout_seconds)
+listener = JobEventListener(service.settings.direct_database, service.settings.db_timeout_seconds)
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
 limits = RateLimits.of(service)
 list_streams = JobListStream(service.pool, listener, service.settings, service.job_body, streams.release)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pg8000.converters
 import pg8000.native
@@ -22,6 +22,8 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from shared.core import tracing
 from shared.core.errors import DatabaseUnavailable
 from shared.core.settings import DatabaseTarget, Settings
+
+T = TypeVar("T")
 
 SQL_DIR = Path(__file__).parent / "sql"
 STATEMENTS: dict[str, str] = {}
@@ -58,26 +60,35 @@ def _cloud_sql_connector():
         return _connector
 
 
-def connect(target: DatabaseTarget, timeout: float = 10.0, application_name: str = "jobqueue"):
+def connect(
+    target: DatabaseTarget,
+    timeout: float = 10.0,
+    application_name: str = "jobqueue",
+    statement_timeout: float | None = None,
+):
     """A new connection to the configured database (any pg8000 core connection).
 
-    `timeout` bounds the connect and every read: a hung network must not hang an
-    invocation forever. Lifecycle statements are short (sweep and archive run in batches).
+    `timeout` bounds the connect and every read, on both paths (the Cloud SQL connector
+    hands pg8000 a socket of its own, which pg8000 leaves without a timeout): a hung network
+    must not hang an invocation, or the watcher that heartbeats every job of the instance.
+    `statement_timeout` (seconds) is set for the session; through a transaction pooler there
+    is no session, and Session sets it per transaction instead (pass None).
     """
     try:
         if target.uses_connector:
-            return _prepare_connection(
-                _cloud_sql_connector().connect(
-                    target.instance_connection_name,
-                    "pg8000",
-                    user=target.user,
-                    db=target.database,
-                    enable_iam_auth=True,
-                    ip_type=target.ip_type,
-                )
+            conn = _cloud_sql_connector().connect(
+                target.instance_connection_name,
+                "pg8000",
+                user=target.user,
+                db=target.database,
+                enable_iam_auth=True,
+                ip_type=target.ip_type,
+                timeout=max(1, round(timeout)),  # the connector's connect deadline (whole seconds)
+                application_name=application_name,
             )
-        return _prepare_connection(
-            pg8000.native.Connection(
+            conn._usock.settimeout(timeout)  # every read after the connect
+        else:
+            conn = pg8000.native.Connection(
                 user=target.user or "postgres",
                 host=target.host or "127.0.0.1",
                 port=target.port,
@@ -87,13 +98,23 @@ def connect(target: DatabaseTarget, timeout: float = 10.0, application_name: str
                 timeout=timeout,
                 application_name=application_name,
             )
-        )
+        if statement_timeout is not None:
+            try:
+                conn.execute_simple(f"SET statement_timeout = {_milliseconds(statement_timeout)}")
+            except BaseException:
+                conn.close()
+                raise
+        return _prepare_connection(conn)
     except (InterfaceError, OSError) as exc:
         raise DatabaseUnavailable() from exc
     except DatabaseError as exc:
         if sqlstate(exc)[:2] in _UNAVAILABLE_CLASSES:
             raise DatabaseUnavailable() from exc
         raise
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 TIMESTAMPTZ_OID = 1184
@@ -120,14 +141,40 @@ def sqlstate(exc: DatabaseError) -> str:
     return detail.get("C", "") if isinstance(detail, dict) else ""
 
 
-class Session:
-    """One connection; each named statement is prepared once on it, then reused."""
+# Named SQL turned into pg8000's positional form once per process (pure text work).
+_converted: dict[str, tuple[str, Callable]] = {}
 
-    def __init__(self, conn, reconnect: Callable[[], Any] | None = None):
+QUERY_CANCELED = "57014"  # a statement timeout: the connection itself is fine
+
+
+class Session:
+    """One connection. Directly connected, each named statement is prepared once on it, then
+    reused. Through a transaction-mode pooler (`pooled=True`) nothing outlives a transaction:
+    each statement runs unnamed inside its own BEGIN ... COMMIT with SET LOCAL
+    statement_timeout, because pg8000 sends Parse, Bind and Execute as separate round trips,
+    which the pooler may route to different servers outside a transaction.
+    """
+
+    def __init__(
+        self,
+        conn,
+        reconnect: Callable[[], Any] | None = None,
+        pooled: bool = False,
+        statement_timeout: float | None = None,
+    ):
         self.conn = conn
         self.broken = False
+        self.pooled = pooled
         self._reconnect = reconnect
         self._prepared: dict[str, pg8000.native.PreparedStatement] = {}
+        self._begin = "BEGIN" + (
+            f"; SET LOCAL statement_timeout = {_milliseconds(statement_timeout)}" if statement_timeout else ""
+        )
+        self._in_transaction = False
+        # Lent from the pool's idle list and not yet used: if its first statement finds the
+        # connection dead (a database restart since), nothing ran, so it may be replaced and
+        # the statement sent again, once.
+        self.stale_suspect = False
 
     def reopen(self) -> None:
         """Replace a broken connection with a new one (DatabaseUnavailable if it cannot)."""
@@ -135,6 +182,7 @@ class Session:
             raise DatabaseUnavailable()
         self.close()
         self._prepared.clear()
+        self._in_transaction = False
         self.conn = self._reconnect()
         self.broken = False
 
@@ -147,13 +195,22 @@ class Session:
 
     def rows(self, name: str, /, **params: Any) -> list[dict]:
         """Run a named statement and return its rows as dicts."""
-        with self._guard(), tracing.statement(name):
-            statement = self._statement(name)
-            rows = statement.run(**params) or []
-            if not rows:
-                return []
-            names = [column["name"] for column in statement.columns]
-            return [dict(zip(names, row)) for row in rows]
+        return self._first_use_retried(self._rows, name, params)
+
+    def _rows(self, name: str, params: dict) -> list[dict]:
+        if self.pooled:
+            sql, make_vals = _positional(STATEMENTS[name])
+            with self._guard(), tracing.statement(name), self._own_transaction():
+                context = self.conn.execute_unnamed(sql, make_vals(params))
+                rows, columns = context.rows or [], context.columns
+        else:
+            with self._guard(), tracing.statement(name):
+                statement = self._statement(name)
+                rows, columns = statement.run(**params) or [], statement.columns
+        if not rows:
+            return []
+        names = [column["name"] for column in columns]
+        return [dict(zip(names, row)) for row in rows]
 
     def row(self, name: str, /, **params: Any) -> dict | None:
         rows = self.rows(name, **params)
@@ -161,22 +218,63 @@ class Session:
 
     def run_sql(self, sql: str, /, **params: Any) -> list:
         """Run ad-hoc SQL (migrations, tests, tools); the lifecycle uses named statements."""
-        with self._guard():
+        return self._first_use_retried(self._run_sql, sql, params)
+
+    def _run_sql(self, sql: str, params: dict) -> list:
+        with self._guard(), self._own_transaction():
             if not params:  # the simple protocol: may hold several statements
                 return self.conn.execute_simple(sql).rows or []
             statement, make_vals = pg8000.native.to_statement(sql)
             return self.conn.execute_unnamed(statement, make_vals(params)).rows or []
 
+    def _first_use_retried(self, run: Callable[[Any, dict], T], what: Any, params: dict) -> T:
+        suspect, self.stale_suspect = self.stale_suspect, False
+        try:
+            return run(what, params)
+        except DatabaseUnavailable:
+            if not (suspect and self.broken and self._reconnect is not None):
+                raise
+        self.reopen()  # the pooled connection died while idle: nothing of this request ran
+        return run(what, params)
+
+    @contextmanager
+    def _own_transaction(self) -> Iterator[None]:
+        """Through a pooler, a statement outside `transaction()` gets a transaction of its own."""
+        if not self.pooled or self._in_transaction:
+            yield
+            return
+        self.conn.execute_simple(self._begin)
+        try:
+            yield
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        self.conn.execute_simple("COMMIT")
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self.conn.execute_simple("ROLLBACK")
+        except Exception:  # noqa: BLE001 (the connection may be gone; the guard marks it)
+            pass
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        self.run_sql("BEGIN")
+        """Several statements as one transaction (through a pooler, with the statement timeout)."""
+        self._in_transaction = True  # BEGIN and what follows get no transaction of their own
         try:
+            self.run_sql(self._begin if self.pooled else "BEGIN")
             yield self
         except BaseException:
-            if not self.broken:
-                self.run_sql("ROLLBACK")
+            try:
+                if not self.broken:
+                    self.run_sql("ROLLBACK")
+            finally:
+                self._in_transaction = False
             raise
-        self.run_sql("COMMIT")
+        try:
+            self.run_sql("COMMIT")
+        finally:
+            self._in_transaction = False
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -186,7 +284,10 @@ class Session:
             self.broken = True
             raise DatabaseUnavailable() from exc
         except DatabaseError as exc:
-            if sqlstate(exc)[:2] in _UNAVAILABLE_CLASSES:
+            code = sqlstate(exc)
+            if code == QUERY_CANCELED:
+                raise StatementTimeout() from exc
+            if code[:2] in _UNAVAILABLE_CLASSES:
                 self.broken = True
                 raise DatabaseUnavailable() from exc
             raise
@@ -198,6 +299,13 @@ class Session:
             pass
 
 
+def _positional(sql: str) -> tuple[str, Callable]:
+    converted = _converted.get(sql)
+    if converted is None:
+        converted = _converted[sql] = pg8000.native.to_statement(sql)
+    return converted
+
+
 def open_session(url: str, timeout: float = 60.0, application_name: str = "jobqueue") -> Session:
     """A session on a database URL, read the way DATABASE_URL is: the one way scripts, the
     local stack, the tests and the benchmarks open a connection of their own."""
@@ -205,10 +313,22 @@ def open_session(url: str, timeout: float = 60.0, application_name: str = "jobqu
     return Session(connect(target, timeout=timeout, application_name=application_name))
 
 
-class Pool:
-    """At most `size` connections for this process, kept open between invocations.
+class StatementTimeout(DatabaseUnavailable):
+    """A statement ran past DB_STATEMENT_TIMEOUT_SECONDS and the server cancelled it."""
 
-    When every connection is busy for `timeout` seconds the caller gets DatabaseUnavailable
+    default_message = "The job database is slow to answer; retry shortly"
+
+
+class PoolExhausted(DatabaseUnavailable):
+    """Every pooled connection stayed busy for the pool timeout. A job's write waits and
+    tries again on this; an HTTP request answers 503 with Retry-After."""
+
+
+class Pool:
+    """At most `size` connections for this process, kept open between invocations, each
+    lent for a statement (or a short transaction), never for a whole job.
+
+    When every connection is busy for `timeout` seconds the caller gets PoolExhausted
     (a 503 with Retry-After), never an unbounded queue. A connection found broken makes the
     pool drop its idle ones too: after a database restart they are all dead.
     """
@@ -219,16 +339,30 @@ class Pool:
         self.size = settings.db_pool_size
         self.timeout = settings.db_pool_timeout_seconds
         self.io_timeout = settings.db_timeout_seconds
+        self.statement_timeout = settings.db_statement_timeout_seconds
+        self.pooled = settings.db_pooler == "transaction"
         self.application_name = application_name
         self._slots = threading.BoundedSemaphore(self.size)
         self._idle: deque[Session] = deque()
         self._lock = threading.Lock()
+        self.opened = 0  # connections opened over the pool's life (tests and benchmarks read it)
+        self._closed = False  # closed: a connection given back is closed, not kept
 
     def _connect(self):
-        return connect(self.target, self.io_timeout, self.application_name)
+        conn = connect(
+            self.target,
+            self.io_timeout,
+            self.application_name,
+            statement_timeout=None if self.pooled else self.statement_timeout,
+        )
+        with self._lock:
+            self.opened += 1
+        return conn
 
     def _new_session(self) -> Session:
-        session = Session(self._connect(), reconnect=self._connect)
+        session = Session(
+            self._connect(), reconnect=self._connect, pooled=self.pooled, statement_timeout=self.statement_timeout
+        )
         if self._on_first_connection is not None:
             with self._lock:
                 first, self._on_first_connection = self._on_first_connection, None
@@ -242,21 +376,27 @@ class Pool:
         return session
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        if not self._slots.acquire(timeout=self.timeout):
-            raise DatabaseUnavailable(f"All {self.size} database connections are busy; retry shortly")
+    def session(self, timeout: float | None = None) -> Iterator[Session]:
+        wait = self.timeout if timeout is None else timeout
+        if not self._slots.acquire(timeout=wait):
+            raise PoolExhausted(f"All {self.size} database connections are busy; retry shortly")
         session = None
         try:
             with self._lock:
                 session = self._idle.pop() if self._idle else None
             if session is None:
                 session = self._new_session()
+            else:
+                session.stale_suspect = True
             yield session
         finally:
             if session is not None:
+                session.stale_suspect = False
                 if session.broken:
                     session.close()
                     self._drop_idle()
+                elif self._closed:
+                    session.close()
                 else:
                     with self._lock:
                         self._idle.append(session)
@@ -269,4 +409,5 @@ class Pool:
             session.close()
 
     def close(self) -> None:
+        self._closed = True
         self._drop_idle()

@@ -143,7 +143,8 @@ def apply_migrations(session: Session, owner_role: str | None = None) -> list[st
 
 def main() -> int:
     settings = Settings.from_env()
-    session = Session(connect(settings.database, timeout=60, application_name="jobqueue-migrate"))
+    # Never through a transaction pooler: the advisory lock is the session's.
+    session = Session(connect(settings.direct_database, timeout=60, application_name="jobqueue-migrate"))
     try:
         applied = apply_migrations(session, settings.db_owner_role)
     finally:

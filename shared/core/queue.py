@@ -114,6 +114,7 @@ def _enqueue_problems(
     idempotency_key: Any,
     callback_url: Any,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
+    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
 ) -> tuple[list[tuple[str, str]], datetime | None]:
     problems: list[tuple[str, str]] = []
     if callback_url is not None and (problem := check_callback(callback_url)):
@@ -127,8 +128,8 @@ def _enqueue_problems(
         problems.append(("payload", "must be a JSON object"))
     if not _whole(priority) or not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
         problems.append(("priority", f"must be a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}"))
-    if not _whole(max_attempts) or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
-        problems.append(("maxAttempts", f"must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}"))
+    if not _whole(max_attempts) or not 1 <= max_attempts <= max_attempts_limit:
+        problems.append(("maxAttempts", f"must be a whole number from 1 to {max_attempts_limit}"))
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH
     ):
@@ -158,13 +159,23 @@ def enqueue(
     tenant: str = DEFAULT_TENANT,
     rerun_of: str | None = None,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
+    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
     Everything is checked before anything is written, and every problem is named at once.
+    `max_attempts_limit` is the deployment's bound on maxAttempts (MAX_ATTEMPTS_LIMIT).
     """
     problems, when = _enqueue_problems(
-        kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url, check_callback
+        kind,
+        payload,
+        priority,
+        run_at,
+        max_attempts,
+        idempotency_key,
+        callback_url,
+        check_callback,
+        max_attempts_limit,
     )
     if not problems:
         try:
@@ -192,7 +203,7 @@ def enqueue(
         return enqueue(
             session, registry, kind=kind, payload=payload, priority=priority,
             run_at=when, max_attempts=max_attempts, idempotency_key=idempotency_key, callback_url=callback_url,
-            tenant=tenant, rerun_of=rerun_of, check_callback=check_callback,
+            tenant=tenant, rerun_of=rerun_of, check_callback=check_callback, max_attempts_limit=max_attempts_limit,
         )  # fmt: skip
     job = Job.from_row(existing)
     if differences := _differences(job, kind, payload, priority, when, max_attempts, callback_url):
@@ -294,6 +305,24 @@ def check_lease(session: Session, lease: Lease) -> bool:
     """A read: is the lease still ours (LeaseLost if not), and was a cancel requested?"""
     row = session.row("check_lease", id=lease.job_id, token=lease.token)
     return bool(_fenced(row, lease)["cancel_requested"])
+
+
+def _leases_params(leases: list[Lease]) -> dict:
+    ordered = sorted(leases, key=lambda lease: lease.job_id)
+    return {"ids": [lease.job_id for lease in ordered], "tokens": [lease.token for lease in ordered]}
+
+
+def check_leases(session: Session, leases: list[Lease]) -> dict[str, bool]:
+    """One read for many running jobs: {job id: cancel requested} for each lease still held;
+    a job missing from the answer lost its lease."""
+    rows = session.rows("check_leases", **_leases_params(leases))
+    return {row["id"]: bool(row["cancel_requested"]) for row in rows}
+
+
+def record_heartbeats(session: Session, leases: list[Lease]) -> dict[str, bool]:
+    """One heartbeat statement for many running jobs; answers like check_leases."""
+    rows = session.rows("record_heartbeats", **_leases_params(leases))
+    return {row["id"]: bool(row["cancel_requested"]) for row in rows}
 
 
 def record_progress(session: Session, lease: Lease, percent: int | None, step: str | None, message: str | None) -> int:

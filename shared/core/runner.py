@@ -1,11 +1,20 @@
 """The runner that the process function calls: claim one job, run its handler, end it.
 
-While the handler runs (in the caller's thread), the runner's watcher thread checks the
-lease once every CANCEL_CHECK_SECONDS (a read) and writes the heartbeat every
-HEARTBEAT_SECONDS, so a cancel request reaches the handler as `ctx.cancelled` within about
-a second. The job ends in exactly one of: completed, failed, requeued for a retry, or
-cancelled. An invocation that lost its lease (swept and claimed again elsewhere) writes
-nothing more.
+Many jobs run at once in one instance (one per functions-framework thread), and none holds
+a database connection while its handler runs: each write (progress, log, event, result,
+status) borrows a pooled connection for its one statement and gives it back; the lease
+token in the row, not the connection, proves the job is still ours. So an instance uses
+at most DB_POOL_SIZE connections (2 by default) plus one listening connection, whatever
+the number of jobs.
+
+One watcher thread per instance looks after all its running jobs: one heartbeat statement
+for all of them every HEARTBEAT_SECONDS; a cancel request arrives by notification (one
+LISTEN connection, see cancel_listener.py) and sets the handler's `ctx.cancelled` at once;
+while that connection is down, one lease check for all of them every CANCEL_CHECK_SECONDS
+carries cancels instead. A job that runs past JOB_MAX_RUN_SECONDS is told to stop and its
+attempt fails as timed out. The job ends in exactly one of: completed, failed, requeued for
+a retry, or cancelled. An invocation that lost its lease (swept and claimed again
+elsewhere) writes nothing more.
 """
 
 from __future__ import annotations
@@ -13,13 +22,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from shared.core import log, metrics, queue, tracing
-from shared.core.db import Pool, Session
+from shared.core.cancel_listener import CancelListener
+from shared.core.db import Pool, PoolExhausted, Session
 from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
@@ -28,53 +38,68 @@ from shared.core.settings import Settings
 
 T = TypeVar("T")
 
-# How long a write keeps trying through a database blip before giving up on it.
+# How long a write keeps trying through a database blip before giving up on it. Waiting
+# for a free pooled connection does not count: a job never fails for want of one.
 WRITE_RETRY_SECONDS = 15.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The watcher (and its listening connection) stops after this long without a job, so an
+# idle instance holds no connection; the next job starts them again.
+WATCHER_IDLE_SECONDS = 60.0
+
+
+@contextmanager
+def borrow(pool: Pool) -> Iterator[Session]:
+    """A pooled connection for a short piece of work, waiting as long as the pool is busy."""
+    while True:
+        stack = ExitStack()
+        try:
+            session = stack.enter_context(pool.session())
+        except PoolExhausted:
+            log.warning("All pooled connections busy; a running job waits for one")
+            continue
+        break
+    with stack:
+        yield session
 
 
 class LeaseKeeper:
-    """The invocation's one connection to its job. Every write goes through here, under a
-    lock (the handler and the watcher share the connection), and survives a short outage
-    by reconnecting: the lease is a token in the row, not a property of the connection."""
+    """A running job's writes: each borrows a pooled connection for its statement, and
+    survives a short outage by trying again; the lease is a token in the row, not a
+    property of any connection."""
 
-    def __init__(self, session: Session, lease: Lease):
-        self.session = session
+    def __init__(self, pool: Pool, lease: Lease):
+        self.pool = pool
         self.lease = lease
-        self._lock = threading.Lock()
 
-    @contextmanager
-    def borrowed(self) -> Iterator[Session]:
-        """The connection itself, for a handler's own short reads (the watcher waits)."""
-        with self._lock:
-            if self.session.broken:
-                self.session.reopen()
-            yield self.session
+    def borrowed(self):
+        """A pooled connection, for a handler's own short reads."""
+        return borrow(self.pool)
 
     def call(self, operation: Callable[..., T], *args: Any, retry_for: float = WRITE_RETRY_SECONDS) -> T:
         deadline = time.monotonic() + retry_for
         while True:
-            with self._lock:
-                try:
-                    if self.session.broken:
-                        self.session.reopen()
-                    return operation(self.session, self.lease, *args)
-                except DatabaseUnavailable:
-                    if time.monotonic() >= deadline:
-                        raise
+            try:
+                with borrow(self.pool) as session:
+                    return operation(session, self.lease, *args)
+            except DatabaseUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
             time.sleep(0.5)
 
 
 class JobContext:
     """What a handler gets besides its payload."""
 
-    def __init__(self, job: Job, keeper: LeaseKeeper, settings: Any = None):
+    def __init__(self, job: Job, keeper: LeaseKeeper, settings: Any = None, max_run_seconds: float | None = None):
         self.job_id = job.id
         self.settings = settings  # the kind's own settings, read at start (Kind.read_settings)
         self.attempt = job.attempts
         self.max_attempts = job.max_attempts
-        self.cancelled = threading.Event()  # set on a cancel request, or when the lease is lost
+        self.cancelled = threading.Event()  # set on a cancel request, a lost lease, or the time limit
         self.lease_lost = False  # set with cancelled when another invocation owns the job
+        self.timed_out = False  # set with cancelled when the job ran past JOB_MAX_RUN_SECONDS
+        self.max_run_seconds = max_run_seconds
+        self.deadline = None if max_run_seconds is None else time.monotonic() + max_run_seconds
         self._keeper = keeper
 
     def progress(self, percent: float | None, step: str | None = None, message: str | None = None) -> None:
@@ -91,8 +116,9 @@ class JobContext:
         self._write(queue.append_event, kind, data)
 
     def session(self):
-        """`with ctx.session() as session:` the job's connection, for reading the app's own
-        tables (the newsletter reads its sources). Keep it short: heartbeats wait meanwhile."""
+        """`with ctx.session() as session:` a pooled connection, for reading the app's own
+        tables (the newsletter reads its sources). Keep it short: the instance's running
+        jobs share a few connections."""
         return self._keeper.borrowed()
 
     def raise_if_cancelled(self) -> None:
@@ -112,58 +138,162 @@ def _level(level: str) -> str:
     return level if level in LOG_LEVELS else "info"
 
 
-class _Watcher(threading.Thread):
-    """One thread per runner that looks after every job the runner has in flight: a lease
-    check (a read) every CANCEL_CHECK_SECONDS and a heartbeat every HEARTBEAT_SECONDS.
-    One long-lived thread, not one per job: starting and joining a thread per job cost more
-    than a no-op job's own statements."""
+@dataclass
+class _Watched:
+    lease: Lease
+    ctx: JobContext
+    fresh: bool = True  # not yet looked at since its claim: checked on the next tick
 
-    def __init__(self, settings: Settings):
+
+@dataclass
+class WatcherStats:
+    """What the watcher spent, for tests and benchmarks."""
+
+    heartbeats: int = 0  # statements (each for all the instance's jobs)
+    checks: int = 0
+    notified: int = 0  # cancels that arrived by notification
+    timed_out: int = 0
+    last_beat: dict = field(default_factory=dict)
+
+
+class _Watcher(threading.Thread):
+    """One thread per instance that looks after every job it has in flight: one heartbeat
+    statement for all of them every HEARTBEAT_SECONDS, cancels by notification, and, while
+    the listening connection is down (or for jobs claimed since the last tick), one lease
+    check for all of them every CANCEL_CHECK_SECONDS. Its statements borrow a pooled
+    connection like any write and run under the statement timeout, and it never waits on
+    one job's write."""
+
+    def __init__(self, pool: Pool, settings: Settings, listen: bool = True):
         super().__init__(name="lease-watcher", daemon=True)
+        self.pool = pool
         self.check_every = settings.cancel_check_seconds
         self.beat_every = settings.heartbeat_seconds
-        self._jobs: dict[str, tuple[LeaseKeeper, JobContext, list[float]]] = {}
+        self.idle_exit = WATCHER_IDLE_SECONDS
+        self._jobs: dict[str, _Watched] = {}
         self._lock = threading.Lock()
+        self._next_beat = time.monotonic() + self.beat_every
+        self._idle_since = time.monotonic()
+        self.exited = False
+        self.stats = WatcherStats()
+        self.listener = (
+            CancelListener(
+                settings.direct_database,
+                self._cancel_requested,
+                settings.db_timeout_seconds,
+                on_listening=self._look_at_all_again,
+            )
+            if listen
+            else None
+        )
 
-    def watch(self, keeper: LeaseKeeper, ctx: JobContext) -> None:
+    def start(self) -> None:
+        if self.listener is not None:
+            self.listener.start()
+        super().start()
+
+    def watch(self, lease: Lease, ctx: JobContext) -> bool:
+        """Look after this job; False when this watcher has already stopped (take a new one)."""
         with self._lock:
-            self._jobs[ctx.job_id] = (keeper, ctx, [time.monotonic() + self.beat_every])
+            if self.exited:
+                return False
+            self._jobs[ctx.job_id] = _Watched(lease, ctx)
+            return True
 
     def unwatch(self, job_id: str) -> None:
         with self._lock:
             self._jobs.pop(job_id, None)
+            if not self._jobs:
+                self._idle_since = time.monotonic()
 
-    def _watched(self, job_id: str) -> bool:
+    def stop(self) -> None:
         with self._lock:
-            return job_id in self._jobs
+            self.exited = True
+        if self.listener is not None:
+            self.listener.stop()
+
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None and self.listener.healthy
+
+    def _look_at_all_again(self) -> None:
+        with self._lock:
+            for watched in self._jobs.values():
+                watched.fresh = True
+
+    def _cancel_requested(self, job_id: str) -> None:
+        with self._lock:
+            watched = self._jobs.get(job_id)
+        if watched is not None and not watched.ctx.cancelled.is_set():
+            log.info("Cancel requested", jobId=job_id, by="notification")
+            self.stats.notified += 1
+            watched.ctx.cancelled.set()
 
     def run(self) -> None:
-        while True:
+        while not self.exited:
             time.sleep(self.check_every)
             with self._lock:
                 jobs = list(self._jobs.values())
-            for keeper, ctx, next_beat in jobs:
-                self._look_after(keeper, ctx, next_beat)
+                if not jobs and time.monotonic() - self._idle_since >= self.idle_exit:
+                    self.exited = True
+            if self.exited:
+                break
+            try:
+                self.tick(jobs)
+            except Exception as exc:  # noqa: BLE001 (the watcher must outlive any one failure)
+                log.error("Lease watcher tick failed", error=f"{type(exc).__name__}: {exc}")
+        if self.listener is not None:
+            self.listener.stop()
 
-    def _look_after(self, keeper: LeaseKeeper, ctx: JobContext, next_beat: list[float]) -> None:
-        beat = time.monotonic() >= next_beat[0]
-        try:
-            operation = queue.record_heartbeat if beat else queue.check_lease
-            cancel_requested = keeper.call(operation, retry_for=0)
-        except LeaseLost:
-            if self._watched(ctx.job_id):  # not merely finished while we looked
-                log.warning("Lease lost; stopping the handler", jobId=ctx.job_id)
-                ctx.lease_lost = True
-                ctx.cancelled.set()
-                self.unwatch(ctx.job_id)
+    def tick(self, jobs: list[_Watched]) -> None:
+        now = time.monotonic()
+        for watched in jobs:
+            self._enforce_time_limit(watched, now)
+        if not jobs:
             return
-        except DatabaseUnavailable:
-            return  # try again next tick; the handler's own writes retry too
-        if beat:
-            next_beat[0] = time.monotonic() + self.beat_every
-        if cancel_requested and not ctx.cancelled.is_set():
-            log.info("Cancel requested", jobId=ctx.job_id)
+        if now >= self._next_beat:
+            if self._look(queue.record_heartbeats, jobs):
+                self._next_beat = now + self.beat_every
+                self.stats.heartbeats += 1
+            return
+        due = jobs if not self.listening else [watched for watched in jobs if watched.fresh]
+        if due and self._look(queue.check_leases, due):
+            self.stats.checks += 1
+
+    def _enforce_time_limit(self, watched: _Watched, now: float) -> None:
+        ctx = watched.ctx
+        if ctx.deadline is not None and now >= ctx.deadline and not ctx.timed_out:
+            log.warning("Job ran past its time limit; stopping the handler", jobId=ctx.job_id)
+            ctx.timed_out = True
+            self.stats.timed_out += 1
             ctx.cancelled.set()
+
+    def _look(self, operation, jobs: list[_Watched]) -> bool:
+        """Run one batched statement for `jobs`; act on lost leases and cancel requests."""
+        try:
+            with self.pool.session() as session:
+                held = operation(session, [watched.lease for watched in jobs])
+        except DatabaseUnavailable:
+            return False  # the next tick tries again; the handlers' own writes retry too
+        for watched in jobs:
+            watched.fresh = False
+            ctx = watched.ctx
+            if watched.ctx.job_id not in held:
+                self._lease_lost(watched)
+            elif held[ctx.job_id] and not ctx.cancelled.is_set():
+                log.info("Cancel requested", jobId=ctx.job_id)
+                ctx.cancelled.set()
+        return True
+
+    def _lease_lost(self, watched: _Watched) -> None:
+        with self._lock:
+            still_running = self._jobs.get(watched.ctx.job_id) is watched
+            if still_running:
+                del self._jobs[watched.ctx.job_id]
+        if still_running:  # not merely finished while we looked
+            log.warning("Lease lost; stopping the handler", jobId=watched.ctx.job_id)
+            watched.ctx.lease_lost = True
+            watched.ctx.cancelled.set()
 
 
 class Outcome(StrEnum):
@@ -183,44 +313,57 @@ class RunOutcome:
 
 
 class Runner:
-    def __init__(self, pool: Pool, registry: HandlerRegistry, settings: Settings):
+    def __init__(self, pool: Pool, registry: HandlerRegistry, settings: Settings, listen: bool = True):
         self.pool = pool
         self.registry = registry
         self.settings = settings
+        self.listen = listen  # False: no LISTEN connection, lease checks carry cancels
         self._watcher: _Watcher | None = None
         self._watcher_lock = threading.Lock()
 
-    def _watcher_thread(self) -> _Watcher:
-        with self._watcher_lock:  # started on the first job: importing costs nothing
-            if self._watcher is None:
-                self._watcher = _Watcher(self.settings)
-                self._watcher.start()
-            return self._watcher
+    @property
+    def watcher(self) -> _Watcher | None:
+        return self._watcher
+
+    def _watch(self, lease: Lease, ctx: JobContext) -> _Watcher:
+        while True:
+            with self._watcher_lock:  # started on the first job: importing costs nothing
+                if self._watcher is None or self._watcher.exited:
+                    self._watcher = _Watcher(self.pool, self.settings, listen=self.listen)
+                    self._watcher.start()
+                watcher = self._watcher
+            if watcher.watch(lease, ctx):
+                return watcher
+
+    def close(self) -> None:
+        """Stop the watcher and its listening connection (tests; an instance just exits)."""
+        with self._watcher_lock:
+            if self._watcher is not None:
+                self._watcher.stop()
 
     def run_next(self) -> RunOutcome | None:
         """Claim and run the next due job; None when nothing is due."""
         with self.pool.session() as session:
             job = queue.claim_next(session)
-            return self._run(session, job) if job else None
+        return self._run(job) if job else None
 
     def run_named(self, job_id: str) -> RunOutcome | None:
         """Claim and run that job; None when it is not queued and due (the caller reads why)."""
         with self.pool.session() as session:
             job = queue.claim_named(session, job_id)
-            return self._run(session, job) if job else None
+        return self._run(job) if job else None
 
     @tracing.traced_run
-    def _run(self, session: Session, job: Job) -> RunOutcome:
-        keeper = LeaseKeeper(session, Lease.of(job))
-        ctx = JobContext(job, keeper, self.settings.for_kind(job.kind))
+    def _run(self, job: Job) -> RunOutcome:
+        keeper = LeaseKeeper(self.pool, Lease.of(job))
+        ctx = JobContext(job, keeper, self.settings.for_kind(job.kind), self.settings.job_max_run_seconds)
         log.info("Job started", jobId=job.id, **metrics.started_fields(job))
         try:
             handler = self.registry.get(job.kind)
         except Exception as exc:  # noqa: BLE001 (an unknown kind or a broken import fails the job)
             detail = f"No handler for kind {job.kind!r}" if job.kind not in self.registry else str(exc)
             return self._fail(keeper, job, detail, retryable=False)
-        watcher = self._watcher_thread()
-        watcher.watch(keeper, ctx)
+        watcher = self._watch(keeper.lease, ctx)
         try:
             result = handler(dict(job.payload), ctx)
             error = None
@@ -238,6 +381,9 @@ class Runner:
         if ctx.lease_lost:
             log.warning("Job lost its lease; nothing written", jobId=job.id)
             return RunOutcome(Outcome.LOST, job)
+        if ctx.timed_out:
+            limit = f"{ctx.max_run_seconds:g}"
+            return self._fail(keeper, job, f"Timed out: ran past JOB_MAX_RUN_SECONDS ({limit} s)", retryable=True)
         if ctx.cancelled.is_set():
             return self._end(keeper, job, Outcome.CANCELLED, queue.finish_cancelled)
         if error is not None:
@@ -252,6 +398,9 @@ class Runner:
             job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
         )
         outcome = self._end(keeper, job, Outcome.FAILED, queue.fail, error, delay, retryable)
+        if outcome.outcome is Outcome.FAILED and outcome.job.job_status == JobStatus.CANCELLED:
+            log.info("Job cancelled (its cancel was requested before it failed)", jobId=job.id)
+            return RunOutcome(Outcome.CANCELLED, outcome.job)
         if outcome.outcome is Outcome.FAILED and outcome.job.job_status == JobStatus.QUEUED:
             log.warning(
                 "Job attempt failed; retry scheduled",

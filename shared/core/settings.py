@@ -57,9 +57,13 @@ class Settings:
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 3600.0
     job_handlers: tuple[tuple[str, str], ...] = ()
-    db_pool_size: int = 10
+    db_pool_size: int = 2
     db_pool_timeout_seconds: float = 5.0
     db_timeout_seconds: float = 10.0
+    # Migrations and LISTEN need a session of their own: never through a transaction pooler.
+    database_direct: DatabaseTarget | None = None
+    db_pooler: str = "none"  # "transaction": DATABASE_URL is a transaction-mode pooler (PgBouncer)
+    db_statement_timeout_seconds: float = 5.0
     api_token: str | None = field(default=None, repr=False)
     # (tenant, token) pairs: API_TOKEN as the default tenant, then API_TOKENS.
     api_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -105,6 +109,13 @@ class Settings:
     # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
     # front end: 1); 0 takes the connection's peer address instead.
     forwarded_hops: int = 1
+    job_max_run_seconds: float = 1740.0
+    max_attempts_limit: int = 100
+
+    @property
+    def direct_database(self) -> DatabaseTarget:
+        """Where migrations and LISTEN connect: DATABASE_DIRECT_URL, else the database."""
+        return self.database_direct or self.database
 
     @property
     def tasks_enabled(self) -> bool:
@@ -192,19 +203,19 @@ class SettingsReader:
             ip_type=ip_type,
         )
 
-    def _url(self, url: str) -> DatabaseTarget:
+    def _url(self, url: str, name: str = "DATABASE_URL") -> DatabaseTarget:
         parts = urlsplit(url)
         if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
-            self.problems.append("DATABASE_URL must look like postgresql://user@host:port/dbname")
+            self.problems.append(f"{name} must look like postgresql://user@host:port/dbname")
             return DatabaseTarget()
         try:
             port = parts.port or 5432
         except ValueError:
-            self.problems.append("DATABASE_URL has a port that is not a number")
+            self.problems.append(f"{name} has a port that is not a number")
             port = 5432
         database = unquote(parts.path.lstrip("/")) or None
         if database is None:
-            self.problems.append("DATABASE_URL must name a database")
+            self.problems.append(f"{name} must name a database")
         return DatabaseTarget(
             host=parts.hostname,
             port=port,
@@ -213,6 +224,43 @@ class SettingsReader:
             database=database,
             ssl="sslmode=require" in parts.query or "sslmode=verify" in parts.query,
         )
+
+    def direct_database(self) -> DatabaseTarget | None:
+        url = self._raw("DATABASE_DIRECT_URL")
+        return self._url(url, "DATABASE_DIRECT_URL") if url else None
+
+    def pooler(self) -> str:
+        pooler = (self._raw("DB_POOLER") or "none").lower()
+        if pooler not in ("none", "transaction"):
+            self.problems.append(f"DB_POOLER must be none or transaction, got {pooler!r}")
+            return "none"
+        return pooler
+
+    def connection_limits(self) -> dict:
+        """Timeouts: a statement is cancelled by the server before the client stops reading."""
+        io_timeout = self.number("DB_TIMEOUT_SECONDS", 10.0, 0.1)
+        statement = self.number("DB_STATEMENT_TIMEOUT_SECONDS", min(5.0, io_timeout / 2), 0.01)
+        if statement >= io_timeout:
+            self.problems.append(
+                f"DB_STATEMENT_TIMEOUT_SECONDS ({statement:g}) must be below DB_TIMEOUT_SECONDS ({io_timeout:g}), "
+                "so that the server cancels a slow statement before the client gives up on its connection"
+            )
+        return {"db_timeout_seconds": io_timeout, "db_statement_timeout_seconds": statement}
+
+    def run_limits(self, job_timeout: float) -> dict:
+        """JOB_MAX_RUN_SECONDS: a handler is told to stop (and its attempt fails) at this age,
+        before the process function's own timeout cuts the invocation off unrecorded."""
+        default = job_timeout - min(60.0, job_timeout / 10)
+        limit = self.number("JOB_MAX_RUN_SECONDS", default, 1.0)
+        if limit >= job_timeout:
+            self.problems.append(
+                f"JOB_MAX_RUN_SECONDS ({limit:g}) must be below JOB_TIMEOUT_SECONDS ({job_timeout:g}), "
+                "the process function's timeout"
+            )
+        attempts = self.number("MAX_ATTEMPTS_LIMIT", 100, 1, integer=True)
+        if attempts > 100:
+            self.problems.append(f"MAX_ATTEMPTS_LIMIT must be at most 100, got {attempts}")
+        return {"job_max_run_seconds": limit, "max_attempts_limit": min(attempts, 100)}
 
     def handlers(self) -> tuple[tuple[str, str], ...]:
         raw = self._raw("JOB_HANDLERS")
@@ -341,9 +389,11 @@ class SettingsReader:
             retry_base_seconds=self.number("RETRY_BASE_SECONDS", 10.0, 0.0),
             retry_max_seconds=self.number("RETRY_MAX_SECONDS", 3600.0, 0.0),
             job_handlers=self.handlers(),
-            db_pool_size=self.number("DB_POOL_SIZE", 10, 1, integer=True),
+            db_pool_size=self.number("DB_POOL_SIZE", 2, 1, integer=True),
             db_pool_timeout_seconds=self.number("DB_POOL_TIMEOUT_SECONDS", 5.0, 0.0),
-            db_timeout_seconds=self.number("DB_TIMEOUT_SECONDS", 10.0, 0.1),
+            database_direct=self.direct_database(),
+            db_pooler=self.pooler(),
+            **self.connection_limits(),
             api_token=self._raw("API_TOKEN"),
             api_tokens=self.tokens(),
             allowed_origins=self.origins(),
@@ -371,7 +421,8 @@ class SettingsReader:
             rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
             rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
             forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),
-            **self.tasks(),
+            **(tasks := self.tasks()),
+            **self.run_limits(tasks["job_timeout_seconds"]),
         )
         if self.problems:
             raise SettingsError("Bad settings: " + "; ".join(self.problems))

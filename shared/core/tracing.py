@@ -275,15 +275,15 @@ def task_headers(job: Job) -> dict[str, str]:
 
 
 def traced_run(run: Callable) -> Callable:
-    """Decorates Runner._run(session, job): the attempt is a span in the job's own trace (the
+    """Decorates Runner._run(job): the attempt is a span in the job's own trace (the
     one its enqueue began), linked to the request that ran it when that is another trace (a
     Scheduler tick's)."""
 
     @wraps(run)
-    def traced(self, session: Session, job: Job):
+    def traced(self, job: Job):
         tracer = _active_tracer()
         if tracer is None:
-            return run(self, session, job)
+            return run(self, job)
         from opentelemetry.trace import Link  # noqa: PLC0415
 
         request = _current_span()
@@ -292,6 +292,6 @@ def traced_run(run: Callable) -> Callable:
             parent = _context_of(job.traceparent)
             links = [Link(request.get_span_context())] if request is not None else []
         with tracer.start_as_current_span("jobqueue.run", context=parent, links=links, attributes=job_attributes(job)):
-            return run(self, session, job)
+            return run(self, job)
 
     return traced

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import flask
 
 from shared.core import log, tracing
-from shared.core.db import Pool
+from shared.core.db import Pool, Session, connect
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import (
     DatabaseUnavailable,
@@ -41,14 +41,20 @@ class Service:
         self.registry = HandlerRegistry.from_settings(self.settings)
         # With MIGRATE_ON_START (set by infra/), the first connection of an instance applies
         # pending migrations; concurrent cold starts wait on the migration lock, then skip.
-        migrate = (
-            functools.partial(apply_migrations, owner_role=self.settings.db_owner_role)
-            if self.settings.migrate_on_start
-            else None
-        )
+        migrate = self._migrate_directly if self.settings.migrate_on_start else None
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
         tracing.configure(self.settings.tracing)  # the mode only: the SDK loads on the first request
+
+    def _migrate_directly(self, _pooled_session) -> None:
+        """Migrations take a session-level advisory lock and may run long: on a connection of
+        their own to DATABASE_DIRECT_URL, never through a transaction pooler, without the
+        statement timeout of the pooled connections."""
+        session = Session(connect(self.settings.direct_database, 60.0, application_name="jobqueue-migrate"))
+        try:
+            apply_migrations(session, owner_role=self.settings.db_owner_role)
+        finally:
+            session.close()
 
     # -- responses -----------------------------------------------------------------------
 
