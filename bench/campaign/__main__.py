@@ -45,7 +45,8 @@ STALLED_AFTER = 5.0
 RETRY_MAX = 4.0
 POOL_SIZE = 4
 PROCESS_INSTANCES = 2
-DELIVERY_WORKERS = 40  # Cloud Tasks' max concurrent dispatches
+DELIVERY_WORKERS = 40
+POOLER_POOL_SIZE = 20  # Cloud Tasks' max concurrent dispatches
 FOLLOWED_STREAMS = 20
 
 # A bug the campaign must catch, planted in a copy of the tree (never in this one).
@@ -208,8 +209,9 @@ CAMPAIGN_ENV = {
 class Campaign:
     """One run: start the stack, drive the plan through the faults, drain, judge, stop."""
 
-    def __init__(self, seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = ()):
-        self.seed, self.fault_seconds, self.only = seed, fault_seconds, only
+    def __init__(self, seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = (), pooler: bool = True):
+        self.seed, self.fault_seconds, self.only, self.use_pooler = seed, fault_seconds, only, pooler
+        self.bouncer = None
         self.rng = random.Random(seed)
         self.planned = workload.plan(self.rng, count)
         self.answers = Answers()
@@ -218,7 +220,9 @@ class Campaign:
         self.instances: ProcessInstances | None = None
 
     def start(self) -> None:
-        self.server = postgres.throwaway_server()
+        # Durable (fsync, synchronous commit): the campaign crashes the server, and a commit it
+        # acknowledged must survive that, as on Cloud SQL.
+        self.server = postgres.throwaway_server(durable=True)
         self.url = self.server.url
         session = admin_session(self.url, timeout=60)
         try:
@@ -236,7 +240,7 @@ class Campaign:
         self.faults = Faults(
             self.instances, self.server, self.url, STALLED_AFTER, random.Random(self.seed + 1), only=self.only
         )
-        self.sampler = ConnectionSampler(self.url)
+        self.sampler = ConnectionSampler(self.url, pooled=self.bouncer is not None)
         self.sampler.start()
         self.deliveries = Deliveries(self.instances, self.answers).start()
         self.ticks = Ticks(self.stack, self.instances, self.answers)
@@ -298,12 +302,14 @@ class Campaign:
         for extra in self.instances.servers[1:] if self.instances else ():
             extra.stop(signal.SIGKILL)
         self.stack.stop()
+        if self.bouncer is not None:
+            self.bouncer.remove()
         self.server.stop(mode="immediate")
         postgres.remove(self.server)
 
 
-def run_campaign(seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = ()) -> dict:
-    campaign = Campaign(seed, count, fault_seconds, only)
+def run_campaign(seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = (), pooler: bool = True) -> dict:
+    campaign = Campaign(seed, count, fault_seconds, only, pooler)
     try:
         campaign.start()
         campaign.drive()
@@ -354,9 +360,7 @@ def _judge(campaign: Campaign, drained_after: float | None, bound: float) -> dic
     finally:
         session.close()
     completion_check, exceptions = checks.completions(jobs, runs)
-    # Each function's pool; LISTEN connections are counted apart (one per listening instance).
-    budget = {f"jobqueue-{name}": POOL_SIZE for name in stack_names()} | {"jobqueue-listener": 2}
-    budget["jobqueue-process"] = POOL_SIZE * PROCESS_INSTANCES
+    budget = connection_budget(campaign)
     verdict = [
         checks.all_terminal(jobs, len(ids)),
         checks.completed_by_its_last_attempt(jobs, runs),
@@ -367,7 +371,7 @@ def _judge(campaign: Campaign, drained_after: float | None, bound: float) -> dic
         checks.streams_in_order(followers),
         checks.no_server_errors(answers),
         checks.no_unhandled_errors(_log_lines(campaign.log_dir)),
-        checks.connections_within_budget(dict(sampler.peak), budget),
+        checks.connections_within_budget(sampler.peaks(), budget),
     ]
     if drained_after is None:
         verdict.append(
@@ -391,11 +395,24 @@ def _judge(campaign: Campaign, drained_after: float | None, bound: float) -> dic
         "drainBoundSeconds": bound,
         "streams": {"followed": len(followers), "reconnects": sum(f.reconnects for f in followers)},
         "answers": dict(sorted(answers.by_call.items())),
-        "peakConnections": dict(sampler.peak),
+        "peakConnections": sampler.peaks(),
+        "through": "PgBouncer (transaction mode)" if campaign.bouncer is not None else "direct",
         "connectionBudget": budget,
         "checks": {check.name: check.to_json() for check in verdict},
         "passed": all(check.ok for check in verdict),
     }
+
+
+def connection_budget(campaign: Campaign) -> dict[str, int]:
+    """What may be connected to PostgreSQL at once. Direct: each function's pool per instance,
+    and one LISTEN connection per listening instance (status's for streams, each process
+    instance's for cancels). Through the pooler, the functions' pools are the pooler's
+    server connections; the LISTEN connections still go direct."""
+    listeners = {"jobqueue-listener": 1, "jobqueue-cancel-listener": PROCESS_INSTANCES}
+    if campaign.bouncer is not None:
+        return {"pooler": POOLER_POOL_SIZE, **listeners}
+    pools = {f"jobqueue-{name}": POOL_SIZE for name in stack_names()}
+    return {**pools, "jobqueue-process": POOL_SIZE * PROCESS_INSTANCES, **listeners}
 
 
 def stack_names() -> tuple[str, ...]:
@@ -459,14 +476,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--plant", choices=sorted(PLANTS))
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--faults", default=os.environ.get("FAULTS", ""), help="only these faults, comma-separated")
+    parser.add_argument("--direct", action="store_true", help="no PgBouncer between the functions and PostgreSQL")
     args = parser.parse_args(argv)
     if args.plant:
         rest = ["--seed", str(args.seed), "--jobs", str(args.jobs), "--fault-seconds", str(args.fault_seconds)]
-        rest += ["--faults", args.faults]
+        rest += ["--faults", args.faults, *(["--direct"] if args.direct else [])]
         return planted_run(args.plant, rest)
     print(f"fault campaign: seed {args.seed} (rerun with SEED={args.seed}), {args.jobs} jobs", flush=True)
     only = tuple(filter(None, args.faults.split(",")))
-    report = run_campaign(args.seed, args.jobs, args.fault_seconds, only)
+    report = run_campaign(args.seed, args.jobs, args.fault_seconds, only, pooler=not args.direct)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2, default=str))
     for name, check in report["checks"].items():

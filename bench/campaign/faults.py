@@ -19,7 +19,8 @@ from shared.core.db import Session, open_session
 
 
 def admin_session(url: str, timeout: float = 10.0) -> Session:
-    return open_session(url, timeout=timeout)
+    """The campaign's own connection (named so that the connection count leaves it out)."""
+    return open_session(url, timeout=timeout, application_name="jobqueue-campaign")
 
 
 class ProcessInstances:
@@ -112,7 +113,8 @@ class Faults:
         self.server.start()
 
     def restart_pooler(self) -> None:
-        self.pooler.restart()
+        """PgBouncer restarts (a deploy of the pooler, a crash): every client connection drops."""
+        self.pooler.restart(down_seconds=self.rng.uniform(0.5, 2.0))
 
     def drop_listen_connections(self) -> None:
         """The LISTEN connections die (a network blip): cancels and stream events must

@@ -40,11 +40,12 @@ class Answers:
 
 
 class ConnectionSampler(threading.Thread):
-    """Samples pg_stat_activity: the most connections each function held at once."""
+    """Samples pg_stat_activity: the most connections each function held at once, and the
+    most the pooler held (its server connections carry no function's name)."""
 
-    def __init__(self, url: str, every: float = 0.5):
+    def __init__(self, url: str, pooled: bool, every: float = 0.5):
         super().__init__(name="connection-sampler", daemon=True)
-        self.url, self.every = url, every
+        self.url, self.pooled, self.every = url, pooled, every
         self.peak: Counter = Counter()
         self.stopped = threading.Event()
 
@@ -54,13 +55,21 @@ class ConnectionSampler(threading.Thread):
                 session = admin_session(self.url, timeout=2)
                 try:
                     rows = session.run_sql(
-                        "SELECT application_name, count(*) FROM pg_stat_activity"
-                        " WHERE application_name LIKE 'jobqueue-%' GROUP BY 1"
+                        "SELECT application_name, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                        " AND pid <> pg_backend_pid() AND application_name <> 'jobqueue-campaign' GROUP BY 1"
                     )
                 finally:
                     session.close()
+                now: Counter = Counter()
                 for name, count in rows:
+                    # Through the pooler, a server connection carries whichever client's name
+                    # it last served: only the pooler's total means anything.
+                    now["pooler" if self.pooled and not name.endswith("listener") else name] += count
+                for name, count in now.items():
                     self.peak[name] = max(self.peak[name], count)
+
+    def peaks(self) -> dict[str, int]:
+        return dict(self.peak)
 
 
 @dataclass
