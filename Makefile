@@ -91,8 +91,10 @@ browser-test: venv ## Test the pages (status, dashboard, archive) in headless Ch
 
 .PHONY: browser-test
 
-chaos: venv ## Slow reliability runs: a database restart under load, overload (figures in build/chaos.json)
-	$(PY) -m pytest -m slow tests/test_chaos.py -s
+chaos: venv ## The fault campaign: 2,000 jobs through random faults, judged by a ledger (SEED=n reruns one; build/chaos.json)
+	$(PY) -m bench.campaign
+	@# The same campaign, smaller, with a bug planted in a copy of the tree: it must fail.
+	$(PY) -m bench.campaign --plant claim-ignores-status --jobs 300 --fault-seconds 60
 
 .PHONY: chaos
 

