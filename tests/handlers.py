@@ -60,3 +60,16 @@ ALL = {
     "wait_for_cancel": wait_for_cancel,
     "not_json": not_json,
 }
+
+
+def slow_count(payload: dict, ctx) -> dict:
+    """Works through timed steps with progress and log lines, then counts its completion."""
+    steps = payload.get("steps", 10)
+    for step in range(1, steps + 1):
+        if ctx.cancelled.wait(payload.get("stepSeconds", 0.2)):
+            return {"stopped": step}
+        ctx.log(f"step {step}")
+        ctx.progress(100 * step // (steps + 1))
+    with _runs_lock:
+        RUNS[payload["tag"]] += 1
+    return {"tag": payload["tag"]}
