@@ -74,6 +74,7 @@ class Stack:
     scheduler: bool = True
     feeds_port: int = 8086  # the demo feeds' server (0: any free port)
     tasks_port: int | None = None  # run the Cloud Tasks emulator on this port (make dev: 8123; 0: any)
+    tasks_max_concurrent: int = 10  # the emulated queue's max_concurrent_dispatches
     demo_sources: list = field(default_factory=list)
     log_dir: Path | None = None  # None: the functions log to this terminal
     server: postgres.PostgresServer | None = None
@@ -205,7 +206,9 @@ class Stack:
             self._feeds = serve_feeds(self.feeds_port)
             self.feeds_port = self._feeds.server_address[1]
             if self.tasks_port is not None:
-                self._tasks = TasksEmulator(port=self.tasks_port, allow_loopback=True).start()
+                self._tasks = TasksEmulator(
+                    port=self.tasks_port, allow_loopback=True, max_concurrent=self.tasks_max_concurrent
+                ).start()
                 self.tasks_port = self._tasks.server.server_address[1]
             self.start_database()
             self.start_functions()

@@ -36,6 +36,7 @@ from bench.campaign import checks, workload
 from bench.campaign.faults import Faults, ProcessInstances, admin_session
 from bench.campaign.observe import Answers, ConnectionSampler, StreamFollower
 from local import postgres
+from local.pgbouncer import start_pgbouncer
 from local.stack import DEV_TOKEN, REPO, Stack
 from shared.core.migrate import apply_migrations
 
@@ -45,8 +46,9 @@ STALLED_AFTER = 5.0
 RETRY_MAX = 4.0
 POOL_SIZE = 4
 PROCESS_INSTANCES = 2
-DELIVERY_WORKERS = 40
-POOLER_POOL_SIZE = 20  # Cloud Tasks' max concurrent dispatches
+DELIVERY_WORKERS = 40  # the emulated queue's max_concurrent_dispatches
+EXTRA_DELIVERY_WORKERS = 8
+POOLER_POOL_SIZE = 20  # the pooler's server connections to PostgreSQL
 FOLLOWED_STREAMS = 20
 
 # A bug the campaign must catch, planted in a copy of the tree (never in this one).
@@ -69,16 +71,17 @@ PLANTS = {
 
 
 class Deliveries:
-    """Cloud Tasks' part: each due delivery POSTs {"id"} to process, on a bounded pool;
-    an unreachable instance or a 503 is retried a second later, as Cloud Tasks would."""
+    """The extra deliveries of a task that Cloud Tasks may make (at-least-once): each POSTs
+    {"id"} to a process instance, on a bounded pool; an unreachable instance or a 503 is
+    retried a second later, as Cloud Tasks would."""
 
     def __init__(self, instances, answers: Answers):
         self.instances, self.answers = instances, answers
         self._due: list[tuple[float, int, str]] = []
         self._count = 0
         self._lock = threading.Condition()
-        self._pool = ThreadPoolExecutor(DELIVERY_WORKERS, thread_name_prefix="delivery")
-        self._slots = threading.Semaphore(DELIVERY_WORKERS)
+        self._pool = ThreadPoolExecutor(EXTRA_DELIVERY_WORKERS, thread_name_prefix="delivery")
+        self._slots = threading.Semaphore(EXTRA_DELIVERY_WORKERS)
         self.stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deliveries", daemon=True)
 
@@ -231,14 +234,31 @@ class Campaign:
         finally:
             session.close()
         self.log_dir = log_dir = _log_dir()
+        env = dict(CAMPAIGN_ENV)
+        if self.use_pooler:
+            # The functions reach PostgreSQL through PgBouncer in transaction mode, as production
+            # may; migrations and the LISTEN connections go direct (DATABASE_DIRECT_URL).
+            self.bouncer = start_pgbouncer(self.server.port, pool_size=POOLER_POOL_SIZE)
+            env |= {
+                "DATABASE_URL": self.bouncer.url_for("postgres"),
+                "DATABASE_DIRECT_URL": self.url,
+                "DB_POOLER": "transaction",
+            }
+        # Cloud Tasks is the emulator, on the production code path: enqueue pushes each job's
+        # task, a retry gets a new one, and sweep pushes one for every job it requeues.
         self.stack = Stack.on_free_ports(
-            database_url=self.url, extra_env=CAMPAIGN_ENV, scheduler=False, log_dir=log_dir
+            database_url=self.url,
+            extra_env=env,
+            scheduler=False,
+            log_dir=log_dir,
+            tasks_port=0,
+            tasks_max_concurrent=DELIVERY_WORKERS,
         )
         self.stack.start()
         env = {**os.environ, **self.stack.env}
         self.instances = ProcessInstances(self.stack.servers["process"], env, PROCESS_INSTANCES, log_dir)
         self.faults = Faults(
-            self.instances, self.server, self.url, STALLED_AFTER, random.Random(self.seed + 1), only=self.only
+            self.instances, self.server, self.url, STALLED_AFTER, random.Random(self.seed + 1), self.bouncer, self.only
         )
         self.sampler = ConnectionSampler(self.url, pooled=self.bouncer is not None)
         self.sampler.start()
@@ -264,9 +284,9 @@ class Campaign:
         injector.join()
 
     def _schedule(self, job: workload.PlannedJob) -> None:
-        """Its Cloud Task (twice for some, and once more long after for others), its cancel."""
+        """Its Cloud Task once more for some (at the same time, as a duplicate delivery), and
+        long after for others (a late one); its cancel. The task itself is enqueue's."""
         at = time.monotonic() + due_in(job)
-        self.deliveries.add(job.job_id, at)
         if job.duplicate:
             self.deliveries.add(job.job_id, at)
         if job.late_copy:
