@@ -9,7 +9,6 @@ elsewhere. Screenshots of each page go to build/screenshots/.
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,56 +16,27 @@ import httpx
 import pytest
 
 from local.postgres import free_port
-from local.stack import DEV_TOKEN, REPO, Stack
+from local.stack import DEV_TOKEN
+from tests.browser import (  # noqa: F401 (chromium_browser: the browser fixture)
+    SHOTS,
+    chromium_browser,
+    expect,
+    skip_without_a_browser,
+    stack_on_a_copy,
+)
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SHOTS = REPO / "build" / "screenshots"
 OTHER_TOKEN = "other-tenant-token"
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover (depends on the machine)
-    sync_playwright = None
-
-if sync_playwright is None or CHROMIUM is None:
-    missing = "Playwright is not installed" if sync_playwright is None else "no chromium on PATH"
-    pytest.skip(
-        f"browser tests skipped: {missing}; run `make browser-test` to install and run them", allow_module_level=True
-    )
+skip_without_a_browser()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, admin_url, template_database):
-    from tests.support import admin_session, with_database  # noqa: PLC0415
-
-    admin = admin_session(admin_url)
-    admin.run_sql("DROP DATABASE IF EXISTS jobqueue_journey")
-    admin.run_sql(f"CREATE DATABASE jobqueue_journey TEMPLATE {template_database}")
     extra = {"CANCEL_CHECK_SECONDS": "0.1", "STREAM_KEEPALIVE_SECONDS": "2", "API_TOKENS": f"other={OTHER_TOKEN}"}
-    running = Stack.on_free_ports(
-        database_url=with_database(admin_url, "jobqueue_journey"),
-        extra_env=extra,
-        scheduler=False,
-        tasks_port=free_port(),
-        log_dir=tmp_path_factory.mktemp("logs"),
-    ).start()
-    yield running
-    running.stop()
-    admin.run_sql("DROP DATABASE jobqueue_journey WITH (FORCE)")
-    admin.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        yield launched
-        launched.close()
+    yield from stack_on_a_copy(
+        admin_url, template_database, "jobqueue_journey", tmp_path_factory.mktemp("logs"),
+        extra_env=extra, tasks_port=free_port(),
+    )  # fmt: skip
 
 
 @pytest.fixture
