@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench import big_table, cancel, cold_start, enqueue, process_http, propagation, report, streams, throughput
 from bench.common import HANDLERS, fresh_database
+from bench.scale import replace_section
 from local import postgres
 from local.functions import REPO
 from local.stack import Stack
@@ -130,9 +131,20 @@ def main() -> int:
         return 0
     page = report.markdown(results)
     if not args.quick:  # a smoke run does not overwrite the published figures
-        PAGE.write_text(page)
+        PAGE.write_text(keeping_scale(page, PAGE.read_text() if PAGE.exists() else ""))
     print(page)
     return 0
+
+
+def keeping_scale(page: str, published: str) -> str:
+    """The new page, with the published page's "## Scale" section kept as it was: that section
+    is `make scale`'s, which this run does not measure."""
+    start = published.find("## Scale\n")
+    if start < 0:
+        return page
+    following = published.find("\n## ", start + 1)
+    section = published[start:] if following < 0 else published[start : following + 1]
+    return replace_section(page, section)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from bench import report
-from bench.run import ON_THE_STACK, WITHOUT_STACK, sizes
+from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_scale, sizes
 
 RESULTS = {
     "date": "2026-01-02T03:04:05+00:00",
@@ -86,3 +86,12 @@ def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
         assert callable(importlib.import_module(f"bench.{name}").measure), name
     quick, full = sizes(quick=True), sizes(quick=False)
     assert all(quick[key] <= full[key] for key in full)
+
+
+def test_make_bench_keeps_the_scale_section_that_make_scale_wrote():
+    page = report.markdown(RESULTS)
+    published = "# Benchmarks\n\n## Core throughput\nstale figure 9999\n\n## Scale\n\n1,000 jobs at once\n"
+    kept = keeping_scale(page, published)
+    assert kept.startswith(page.rstrip("\n")) and kept.endswith("## Scale\n\n1,000 jobs at once\n")
+    assert "stale figure 9999" not in kept
+    assert keeping_scale(page, "# Benchmarks\n") == page
