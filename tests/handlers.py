@@ -6,6 +6,8 @@ import threading
 import time
 from collections import Counter
 
+from shared.core.errors import JobCancelled
+
 RUNS: Counter = Counter()  # job payload "tag" -> times its handler returned
 _runs_lock = threading.Lock()
 GATES: dict[str, threading.Event] = {}  # payload "gate" -> event the handler waits for
@@ -52,6 +54,11 @@ def not_json(payload: dict, ctx):
     return {"when": object()}
 
 
+def stops_uncancelled(payload: dict, ctx):
+    """Raises JobCancelled though nobody asked it to stop: a handler's bug."""
+    raise JobCancelled()
+
+
 ALL = {
     "noop": noop,
     "count": count,
@@ -59,6 +66,7 @@ ALL = {
     "steps": steps,
     "wait_for_cancel": wait_for_cancel,
     "not_json": not_json,
+    "stops_uncancelled": stops_uncancelled,
 }
 
 

@@ -4,6 +4,7 @@ pooled connection left dead by a database restart replaced instead of answering 
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 from urllib.parse import urlsplit
 
@@ -161,3 +162,41 @@ def test_timeouts_and_pooler_settings_are_checked_at_start():
         {**base, "DATABASE_DIRECT_URL": "postgresql://u@direct:5432/d", "DB_POOLER": "transaction"}
     )
     assert direct.direct_database.host == "direct" and direct.database.host == "h"
+
+
+def test_connections_opened_during_the_first_connections_migration_wait_for_it(settings):
+    """MIGRATE_ON_START: no connection of the instance may run a statement before the
+    migrations that the first one applies are done."""
+    started, release, order = threading.Event(), threading.Event(), []
+
+    def migrate(session):
+        started.set()
+        assert release.wait(10)
+        order.append("migrated")
+
+    pool = Pool(settings, on_first_connection=migrate)
+    try:
+
+        def first_connection():
+            with pool.session():
+                pass
+
+        first = threading.Thread(target=first_connection)
+        first.start()
+        assert started.wait(10)
+
+        def second_statement():
+            with pool.session() as session:
+                session.run_sql("SELECT 1")
+                order.append("statement")
+
+        second = threading.Thread(target=second_statement)
+        second.start()
+        second.join(0.5)
+        assert second.is_alive() and order == []  # waiting for the migration, not running
+        release.set()
+        second.join(10)
+        first.join(10)
+        assert order == ["migrated", "statement"]
+    finally:
+        pool.close()

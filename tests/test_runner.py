@@ -130,3 +130,10 @@ def test_the_demo_handler_runs_through_its_steps(pool, settings, session):
     job, _ = queue.enqueue(session, registry, kind="demo", payload={"steps": 2, "stepSeconds": 0})
     assert Runner(pool, registry, settings).run_next().outcome == "completed"
     assert queue.get_job(session, job.id).result == {"stepsDone": 2, "message": "Finished 2 steps"}
+
+
+def test_a_handler_that_raises_jobcancelled_with_no_cancel_fails_its_attempt(pool, registry, settings, session):
+    job = enqueue(session, registry, "stops_uncancelled", max_attempts=1)
+    outcome = make_runner(pool, registry, settings).run_next()
+    assert outcome.outcome == "failed" and "no cancel requested" in outcome.job.error
+    assert queue.get_job(session, job.id).result is None

@@ -68,3 +68,14 @@ def test_a_malformed_or_repeated_api_token_entry_is_named_without_its_token():
     message = str(raised.value)
     assert "'bad tenant'" in message and "must not repeat a token" in message
     assert "s3cret" not in message
+
+
+def test_a_transaction_pooler_without_a_direct_url_and_a_flag_that_is_not_on_or_off_are_refused():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(
+            {"DATABASE_URL": "postgresql://app@pooler/jobs", "DB_POOLER": "transaction", "MIGRATE_ON_START": "yes"}
+        )
+    message = str(raised.value)
+    assert "DATABASE_DIRECT_URL" in message and "MIGRATE_ON_START must be 1 or 0" in message
+    on = Settings.from_env({"DATABASE_URL": "postgresql://app@db/jobs", "MIGRATE_ON_START": "TRUE"})
+    assert on.migrate_on_start

@@ -201,7 +201,8 @@ def test_the_scheduler_path_and_a_retry_join_the_job_s_trace(exported, session):
     for run, request in zip(runs, requests):
         assert run.context.trace_id == job_trace != request.context.trace_id
         assert [link.context.span_id for link in run.links] == [request.context.span_id]
-    assert not [span for span in spans if span.name in ("check_lease", "record_heartbeat")]
+    watcher = ("check_lease", "check_leases", "record_heartbeat", "record_heartbeats")
+    assert not [span for span in spans if span.name in watcher]
 
 
 class FakeGoogle:

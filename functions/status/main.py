@@ -91,6 +91,7 @@ def log_lines(job_id: str) -> list[dict]:
 def job_list(request):
     """The caller's jobs: one page as JSON, or the live list."""
     caller = service.authenticate(request, required=True)
+    limits.count(request, "stream" if wants_stream(request) else "status", caller)
     wanted = listing.filter_from_query(request.args, caller)
     if wants_stream(request):
         if not streams.try_open():
@@ -105,6 +106,7 @@ def metrics_view(request):
     """The gauges and recent figures, for a caller with a token (never public: the job id is
     the capability of everything else here, and this names no job)."""
     tenant = service.authenticate(request, required=True)
+    limits.count(request, "status", tenant)
     raw = request.args.get("window", str(metrics.DEFAULT_WINDOW_SECONDS))
     if not raw.isdigit() or not 60 <= int(raw) <= 7 * 86400:
         raise ValidationError.of([("window", "must be whole seconds from 60 to 604800")])

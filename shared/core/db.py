@@ -76,7 +76,7 @@ def connect(
     """
     try:
         if target.uses_connector:
-            conn = _cloud_sql_connector().connect(
+            conn = _through_connector(
                 target.instance_connection_name,
                 "pg8000",
                 user=target.user,
@@ -115,6 +115,19 @@ def connect(
             detail = exc.args[0] if exc.args else {}
             message = detail.get("M", "") if isinstance(detail, dict) else str(detail)
             log.error("The database refused the connection", sqlstate=sqlstate(exc), error=message[:300])
+        raise DatabaseUnavailable() from exc
+
+
+def _through_connector(*args, **kwargs):
+    """The Cloud SQL connector's connection. Besides socket and server errors, it fails in
+    its own ways (a credential that cannot refresh, its admin API answering an error): each
+    means the database cannot be reached now, a 503 for the caller and a line for the operator."""
+    try:
+        return _cloud_sql_connector().connect(*args, **kwargs)
+    except (InterfaceError, OSError, DatabaseError):
+        raise
+    except Exception as exc:
+        log.error("The Cloud SQL connector could not connect", error=f"{type(exc).__name__}: {str(exc)[:300]}")
         raise DatabaseUnavailable() from exc
 
 
@@ -350,6 +363,7 @@ class Pool:
         self._slots = threading.BoundedSemaphore(self.size)
         self._idle: deque[Session] = deque()
         self._lock = threading.Lock()
+        self._first_lock = threading.Lock()
         self.opened = 0  # connections opened over the pool's life (tests and benchmarks read it)
         self._closed = False  # closed: a connection given back is closed, not kept
 
@@ -369,15 +383,17 @@ class Pool:
             self._connect(), reconnect=self._connect, pooled=self.pooled, statement_timeout=self.statement_timeout
         )
         if self._on_first_connection is not None:
-            with self._lock:
-                first, self._on_first_connection = self._on_first_connection, None
-            if first is not None:
-                try:
-                    first(session)
-                except BaseException:
-                    self._on_first_connection = first  # the next connection tries again
-                    session.close()
-                    raise
+            # Every connection opened meanwhile waits here until the first one's work (the
+            # migrations) is done: none may run a statement against the schema before it.
+            with self._first_lock:
+                first = self._on_first_connection
+                if first is not None:
+                    try:
+                        first(session)
+                    except BaseException:
+                        session.close()  # the next connection tries again
+                        raise
+                    self._on_first_connection = None
         return session
 
     @contextmanager

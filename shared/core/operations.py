@@ -146,7 +146,7 @@ def read_metrics(pool: Pool, settings: Settings, tenant: str, window_seconds: fl
     the whole queue, and so does API_TOKEN while it is the only tenant (a single-tenant
     deployment's operator); any other tenant sees its own jobs only, since another caller's
     volume is not its business."""
-    single_tenant = all(name == DEFAULT_TENANT for name, _ in settings.api_tokens)
+    single_tenant = all(name in (DEFAULT_TENANT, ADMIN_TENANT) for name, _ in settings.api_tokens)
     sees_all = tenant == ADMIN_TENANT or (tenant == DEFAULT_TENANT and single_tenant)
     scope = None if sees_all else tenant
     with pool.session() as session:

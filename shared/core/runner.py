@@ -56,6 +56,7 @@ def borrow(pool: Pool) -> Iterator[Session]:
             session = stack.enter_context(pool.session())
         except PoolExhausted:
             log.warning("All pooled connections busy; a running job waits for one")
+            time.sleep(0.1)  # with DB_POOL_TIMEOUT_SECONDS=0 the pool answers at once: no busy loop
             continue
         break
     with stack:
@@ -368,7 +369,9 @@ class Runner:
             result = handler(dict(job.payload), ctx)
             error = None
         except JobCancelled:
-            result, error = None, None
+            # Only a cancel (or the time limit) may stop a job this way; raised without one, it
+            # is the handler's bug, and the attempt fails rather than completing with no result.
+            result, error = None, None if ctx.cancelled.is_set() else "JobCancelled raised with no cancel requested"
         except LeaseLost:
             result, error = None, None
         except Exception as exc:  # noqa: BLE001 (any handler failure fails the attempt)

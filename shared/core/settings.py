@@ -297,7 +297,7 @@ class SettingsReader:
 
     def webhooks(self) -> dict:
         return {
-            "callback_allow_loopback": self._raw("CALLBACK_ALLOW_LOOPBACK") in ("1", "true"),
+            "callback_allow_loopback": self.flag("CALLBACK_ALLOW_LOOPBACK"),
             "webhook_timeout_seconds": self.number("WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1),
             "webhook_drain_seconds": self.number("WEBHOOK_DRAIN_SECONDS", 10.0, 0.0),
             "webhook_max_attempts": self.number("WEBHOOK_MAX_ATTEMPTS", 8, 1, integer=True),
@@ -408,12 +408,12 @@ class SettingsReader:
             max_open_streams=stream_capacity[1],
             threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
-            migrate_on_start=self._raw("MIGRATE_ON_START") in ("1", "true"),
+            migrate_on_start=self.flag("MIGRATE_ON_START"),
             db_owner_role=self._raw("DB_OWNER_ROLE"),
             tracing=self.tracing(),
             **self.webhooks(),
             kinds=self.kind_settings(),
-            allow_anonymous_enqueue=self._raw("ALLOW_ANONYMOUS_ENQUEUE") in ("1", "true"),
+            allow_anonymous_enqueue=self.flag("ALLOW_ANONYMOUS_ENQUEUE"),
             enqueue_kinds=self.kind_list("ENQUEUE_KINDS"),
             rate_limit_window_seconds=self.number("RATE_LIMIT_WINDOW_SECONDS", 60, 1, integer=True),
             rate_limit_enqueue=self.number("RATE_LIMIT_ENQUEUE", 120, 0, integer=True),
@@ -424,6 +424,14 @@ class SettingsReader:
             **(tasks := self.tasks()),
             **self.run_limits(tasks["job_timeout_seconds"]),
         )
+        if (
+            settings.db_pooler == "transaction"
+            and settings.database_direct is None
+            and not settings.database.uses_connector
+        ):
+            # Through a transaction pooler, LISTEN would seem to work and hear nothing, and the
+            # migration lock would not hold: both need a connection of their own.
+            self.problems.append("DB_POOLER=transaction needs DATABASE_DIRECT_URL (for LISTEN and migrations)")
         if self.problems:
             raise SettingsError("Bad settings: " + "; ".join(self.problems))
         return settings
