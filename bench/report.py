@@ -76,7 +76,7 @@ def _http_and_scale(results: dict) -> list[str]:
         f" | p99 ≤ {TARGETS['propagation_p99_ms']} ms:"
         f" {verdict(propagation['p99_ms'] <= TARGETS['propagation_p99_ms'])} (the seed polled every 2 s) |",
         f"| database queries/s per open stream, idle job: 1 stream / 100 streams | {streams['1_stream']} / {streams['100_streams']} | — |",
-        f"| cancel latency, cancel answered to handler seeing ctx.cancelled, p50 / p99 | {cancel['p50_ms']} / {cancel['p99_ms']} ms"
+        f"| cancel latency, cancel request sent to handler seeing ctx.cancelled, p50 / p99 | {cancel['p50_ms']} / {cancel['p99_ms']} ms"
         f" | p99 ≤ 1 s: {verdict(cancel['p99_ms'] <= TARGETS['cancel_p99_ms'])} |",
         f"| claim latency, 10k rows / {scale['rows_large']:,} rows (mostly finished) | {scale['claim_ms_10k']} / {large} ms"
         f" | ratio {scale['ratio']} ≤ {TARGETS['claim_ratio']}: {verdict(scale['ratio'] <= TARGETS['claim_ratio'])} |",
@@ -140,7 +140,7 @@ def _reading(results: dict) -> list[str]:
         f" ({settings['stream_keepalive_seconds']:g} s), hence {streams['100_streams']} per stream with 100 open.",
         f"- A cancel reaches a running job by notification (each process instance listens on one"
         f" connection), not by the job reading its row: p50 {cancel['p50_ms']} ms, p99 {cancel['p99_ms']} ms, from the"
-        f" cancel's answer to the handler seeing ctx.cancelled. `CANCEL_CHECK_SECONDS`"
+        f" cancel request to the handler seeing ctx.cancelled. `CANCEL_CHECK_SECONDS`"
         f" ({settings['cancel_check_seconds']:g} s in this run) is the watcher's tick, when the listening connection is down.",
         "- The claim is served by a partial index on queued jobs, so finished rows never enter the scan:",
         f"  {claim}.",
