@@ -1,5 +1,5 @@
 """make chaos: the fault campaign. Seeded and bounded; prints its seed and its verdict, writes
-build/chaos.json, and exits 1 when any check fails.
+build/chaos.json, and exits 3 when any check fails (1 is a crash).
 
     python -m bench.campaign                     # a random seed, printed
     SEED=1234 python -m bench.campaign           # that run again
