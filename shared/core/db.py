@@ -110,12 +110,20 @@ def connect(
     except DatabaseError as exc:
         # Refused at connect (no such database, a failed login, too many clients): whatever
         # the request was, the database cannot be reached as configured, which is a 503 for
-        # the caller and a line that names the reason for the operator, never a 500.
-        if sqlstate(exc)[:2] not in _UNAVAILABLE_CLASSES:
-            detail = exc.args[0] if exc.args else {}
-            message = detail.get("M", "") if isinstance(detail, dict) else str(detail)
-            log.error("The database refused the connection", sqlstate=sqlstate(exc), error=message[:300])
+        # the caller, never a 500. The reason travels as the cause, for the request's log line
+        # (shared/web/service.py); background reconnect loops stay quiet.
         raise DatabaseUnavailable() from exc
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """What the server said when it refused us (SQLSTATE and message), for the operator's log;
+    None when the failure was not the server's answer."""
+    cause = exc.__cause__
+    if not isinstance(cause, DatabaseError):
+        return None
+    detail = cause.args[0] if cause.args else {}
+    message = detail.get("M", "") if isinstance(detail, dict) else str(detail)
+    return f"{sqlstate(cause)} {message[:300]}".strip()
 
 
 def _through_connector(*args, **kwargs):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import flask
 
 from shared.core import log, tracing
-from shared.core.db import Pool, Session, connect
+from shared.core.db import Pool, Session, connect, refusal_reason
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import (
     DatabaseUnavailable,
@@ -115,7 +115,8 @@ class Service:
                 return view(request)
         except JobQueueError as exc:
             if exc.status >= 500:
-                log.warning(exc.message, function=self.name)
+                # The caller gets the generic message; the operator's line says why.
+                log.warning(exc.message, function=self.name, reason=refusal_reason(exc))
             return self.error(exc)
         except Exception:  # noqa: BLE001 (the last line of defence: a 500 is a bug, logged as one)
             log.error("Unhandled error", function=self.name, traceback=traceback.format_exc())
