@@ -4,6 +4,7 @@ the pool and the limiter against the test run's real PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -103,3 +104,48 @@ def test_deep_json_is_refused_by_every_body_reading_function(client):
     body = f'{{"generationId": "00000000-0000-4000-8000-000000000000", "x": {nested(200)}}}'
     response = client("cancel").post("/", data=body, content_type="application/json", headers=ACME)
     assert response.status_code == 400 and fields(response)[0].startswith("x[0]")
+
+
+# -- every list, live-list and metrics parameter: a 400 naming it (item 4) -------------------
+
+
+def cursor_at(created_at: str) -> str:
+    position = json.dumps([created_at, "00000000-0000-4000-8000-000000000000"]).encode()
+    return base64.urlsafe_b64encode(position).decode().rstrip("=")
+
+
+ADMIN = {"Authorization": "Bearer admin-token-0123456789"}
+BAD_LIST_QUERIES = {
+    "a Unicode digit as limit": ("limit=%C2%B2", "limit"),
+    "createdAfter before the year 1 in UTC": ("createdAfter=0001-01-01T00:00:00%2B05:00", "createdAfter"),
+    "createdBefore after the year 9999 in UTC": ("createdBefore=9999-12-31T23:59:59-05:00", "createdBefore"),
+    "a cursor after the year 9999 in UTC": (f"cursor={cursor_at('9999-12-31T23:59:59-05:00')}", "cursor"),
+    "a cursor before the year 1 in UTC": (f"cursor={cursor_at('0001-01-01T00:00:00+05:00')}", "cursor"),
+    "NUL in kind": ("kind=%00", "kind"),
+    "NUL in the admin's tenant": ("tenant=%00", "tenant"),
+}
+
+
+@pytest.mark.parametrize("stream", ["", "&stream=1"], ids=["list", "live list"])
+@pytest.mark.parametrize("query, field", BAD_LIST_QUERIES.values(), ids=BAD_LIST_QUERIES.keys())
+def test_a_bad_list_parameter_is_a_400_naming_it(client, query, field, stream):
+    status = client("status", ADMIN_TOKEN="admin-token-0123456789")
+    response = status.get(f"/?list=1&{query}{stream}", headers=ADMIN)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert fields(response) == [field]
+
+
+@pytest.mark.parametrize("window", ["%C2%B2", "%D9%A1%D9%A2%D9%A0", "59", "604801", "9" * 30, "%00", ""])
+def test_a_bad_metrics_window_is_a_400_naming_it(client, window):
+    response = client("status").get(f"/?view=metrics&window={window}", headers=ACME)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert fields(response) == ["window"]
+
+
+def test_the_edges_of_each_range_are_still_served(client):
+    status = client("status")
+    assert status.get("/?view=metrics&window=60", headers=ACME).status_code == 200
+    assert status.get("/?view=metrics&window=604800", headers=ACME).status_code == 200
+    edges = "limit=100&createdAfter=0001-01-01T00:00:00-05:00&createdBefore=9999-12-31T23:59:59Z"
+    response = status.get(f"/?list=1&{edges}&cursor={cursor_at('9999-12-31T23:59:59+00:00')}", headers=ACME)
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -107,10 +107,8 @@ def metrics_view(request):
     the capability of everything else here, and this names no job)."""
     tenant = service.authenticate(request, required=True)
     limits.count(request, "status", tenant)
-    raw = request.args.get("window", str(metrics.DEFAULT_WINDOW_SECONDS))
-    if not raw.isdigit() or not 60 <= int(raw) <= 7 * 86400:
-        raise ValidationError.of([("window", "must be whole seconds from 60 to 604800")])
-    figures = operations.read_metrics(service.pool, service.settings, tenant, int(raw))
+    window = metrics.window_seconds(request.args.get("window"))
+    figures = operations.read_metrics(service.pool, service.settings, tenant, window)
     return service.json(figures, headers={"Cache-Control": "no-store"})
 
 
