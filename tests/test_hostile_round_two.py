@@ -149,3 +149,74 @@ def test_the_edges_of_each_range_are_still_served(client):
     edges = "limit=100&createdAfter=0001-01-01T00:00:00-05:00&createdBefore=9999-12-31T23:59:59Z"
     response = status.get(f"/?list=1&{edges}&cursor={cursor_at('9999-12-31T23:59:59+00:00')}", headers=ACME)
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+# -- wrong tokens are limited per address; the dashboard's read is metered (item 6) ----------
+
+
+def from_address(address: str, headers: dict | None = None) -> dict:
+    return {"X-Forwarded-For": address, **(headers or {})}
+
+
+def test_wrong_tokens_are_limited_per_address_and_then_even_the_right_one_waits(client):
+    cancel = client("cancel", RATE_LIMIT_AUTH_FAILURES="5")
+    job = {"generationId": "00000000-0000-4000-8000-000000000000"}
+    guesser = "203.0.113.9"
+    guesses = [
+        post(cancel, job, from_address(guesser, {"Authorization": f"Bearer guess-{n}"})).status_code for n in range(8)
+    ]
+    assert guesses == [401] * 5 + [429] * 3
+    refused = post(cancel, job, from_address(guesser, {"Authorization": "Bearer guess-9"}))
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # A guesser who finds the token learns nothing: that address waits for the window.
+    assert post(cancel, job, from_address(guesser, ACME)).status_code == 429
+    assert post(cancel, job, from_address("203.0.113.10", ACME)).status_code == 404  # another caller
+    # Another instance shares the count: its first wrong guess from there is refused.
+    other_instance = client("cancel", RATE_LIMIT_AUTH_FAILURES="5")
+    assert post(other_instance, job, from_address(guesser, {"Authorization": "Bearer x"})).status_code == 429
+    # No token at all guesses nothing: it is the 401 it always was.
+    assert post(cancel, job, from_address("203.0.113.11", {})).status_code == 401
+
+
+def test_the_job_list_counts_wrong_tokens_too(client):
+    status = client("status", RATE_LIMIT_AUTH_FAILURES="3")
+    answers = [
+        status.get("/?list=1", headers=from_address("198.51.100.4", {"Authorization": "Bearer no"})).status_code
+        for _ in range(5)
+    ]
+    assert answers == [401, 401, 401, 429, 429]
+    assert status.get("/?view=metrics", headers=from_address("198.51.100.4", GLOBEX)).status_code == 429
+    assert status.get("/?list=1", headers=from_address("198.51.100.5", GLOBEX)).status_code == 200
+
+
+def test_the_dashboards_database_read_is_metered_per_address(client):
+    enqueue = client("enqueue", RATE_LIMIT_STATUS="2")
+    answers = [enqueue.get("/", headers=from_address("192.0.2.77")).status_code for _ in range(4)]
+    assert answers == [200, 200, 429, 429]
+    assert enqueue.get("/", headers=from_address("192.0.2.78")).status_code == 200
+
+
+# -- IPv6 callers by /48 (item 7) -------------------------------------------------------------
+
+
+def test_ipv6_callers_are_told_apart_by_their_48_unless_set_otherwise(client):
+    job_id = post(client("enqueue"), {"kind": "noop"}).get_json()["id"]
+    status = client("status", RATE_LIMIT_STATUS="3")
+
+    def get(address: str, app=status) -> int:
+        return app.get(f"/?id={job_id}", headers=from_address(address)).status_code
+
+    # Four /64s of one /48 (an allocation one site gets) are one caller.
+    assert [get(f"2001:db8:7:{n:x}::1") for n in range(1, 6)] == [200, 200, 200, 429, 429]
+    assert get("2001:db8:8::1") == 200  # the next /48
+    per_64 = client("status", RATE_LIMIT_STATUS="3", RATE_LIMIT_IPV6_PREFIX="64")
+    assert [get(f"2001:db8:9:{n:x}::1", per_64) for n in range(1, 6)] == [200] * 5
+
+
+@pytest.mark.parametrize("prefix", ["129", "8", "x"])
+def test_an_impossible_ipv6_prefix_is_refused_at_start(prefix):
+    from shared.core.errors import SettingsError  # noqa: PLC0415
+
+    with pytest.raises(SettingsError, match="RATE_LIMIT_IPV6_PREFIX"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", "RATE_LIMIT_IPV6_PREFIX": prefix})

@@ -90,7 +90,7 @@ def log_lines(job_id: str) -> list[dict]:
 
 def job_list(request):
     """The caller's jobs: one page as JSON, or the live list."""
-    caller = service.authenticate(request, required=True)
+    caller = limits.authenticate(request, required=True)
     limits.count(request, "stream" if wants_stream(request) else "status", caller)
     wanted = listing.filter_from_query(request.args, caller)
     if wants_stream(request):
@@ -105,7 +105,7 @@ def job_list(request):
 def metrics_view(request):
     """The gauges and recent figures, for a caller with a token (never public: the job id is
     the capability of everything else here, and this names no job)."""
-    tenant = service.authenticate(request, required=True)
+    tenant = limits.authenticate(request, required=True)
     limits.count(request, "status", tenant)
     window = metrics.window_seconds(request.args.get("window"))
     figures = operations.read_metrics(service.pool, service.settings, tenant, window)

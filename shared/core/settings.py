@@ -106,6 +106,8 @@ class Settings:
     rate_limit_cancel: int = 60
     rate_limit_status: int = 300
     rate_limit_streams: int = 60
+    rate_limit_auth_failures: int = 20  # wrong tokens per client address per window
+    rate_limit_ipv6_prefix: int = 48  # IPv6 callers are told apart by this network
     # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
     # front end: 1); 0 takes the connection's peer address instead.
     forwarded_hops: int = 1
@@ -354,6 +356,13 @@ class SettingsReader:
             )
         return threads, streams
 
+    def ipv6_prefix(self) -> int:
+        prefix = self.number("RATE_LIMIT_IPV6_PREFIX", 48, 16, integer=True)
+        if prefix > 128:
+            self.problems.append(f"RATE_LIMIT_IPV6_PREFIX must be at most 128, got {prefix}")
+            return 48
+        return prefix
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -420,6 +429,8 @@ class SettingsReader:
             rate_limit_cancel=self.number("RATE_LIMIT_CANCEL", 60, 0, integer=True),
             rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
             rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
+            rate_limit_auth_failures=self.number("RATE_LIMIT_AUTH_FAILURES", 20, 0, integer=True),
+            rate_limit_ipv6_prefix=self.ipv6_prefix(),
             forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),
             **(tasks := self.tasks()),
             **self.run_limits(tasks["job_timeout_seconds"]),
