@@ -220,3 +220,63 @@ def test_an_impossible_ipv6_prefix_is_refused_at_start(prefix):
 
     with pytest.raises(SettingsError, match="RATE_LIMIT_IPV6_PREFIX"):
         Settings.from_env({"DATABASE_URL": "postgresql://h/db", "RATE_LIMIT_IPV6_PREFIX": prefix})
+
+
+# -- a cap on each caller's open streams (item 3) ---------------------------------------------
+
+
+def test_one_address_cannot_hold_every_stream_slot(client):
+    job_id = post(client("enqueue"), {"kind": "noop"}).get_json()["id"]  # queued: its stream stays open
+    status = client("status", THREADS="8", MAX_OPEN_STREAMS="4", MAX_STREAMS_PER_CALLER="2", RATE_LIMIT_STREAMS="0")
+
+    def open_from(address: str):
+        return status.get(f"/?id={job_id}&stream=1", headers=from_address(address))
+
+    hog = [open_from("203.0.113.50") for _ in range(2)]
+    assert [stream.status_code for stream in hog] == [200, 200]
+    refused = open_from("203.0.113.50")
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "too_many_streams"
+    assert "as many as one caller may" in refused.get_json()["error"]["message"] and refused.headers["Retry-After"]
+    others = [open_from("203.0.113.51"), open_from("203.0.113.52")]  # the slots the hog could not take
+    assert [stream.status_code for stream in others] == [200, 200]
+    full = open_from("203.0.113.53")
+    assert full.status_code == 429 and "as many as one caller may" not in full.get_json()["error"]["message"]
+    hog[0].close()  # a freed slot goes to whoever asks next
+    again = open_from("203.0.113.53")
+    assert again.status_code == 200
+    for stream in [hog[1], *others, again]:
+        stream.close()
+    assert [open_from("203.0.113.50").status_code for _ in range(2)] == [200, 200]
+
+
+def test_one_tenant_cannot_hold_every_live_list(client):
+    status = client("status", THREADS="8", MAX_OPEN_STREAMS="4", MAX_STREAMS_PER_CALLER="2", RATE_LIMIT_STREAMS="0")
+
+    def live_list(headers: dict, address: str):
+        return status.get("/?list=1&stream=1", headers=from_address(address, headers))
+
+    # A tenant's live lists count together, from whatever address they are opened.
+    acme = [live_list(ACME, "192.0.2.1"), live_list(ACME, "192.0.2.2")]
+    assert [stream.status_code for stream in acme] == [200, 200]
+    assert live_list(ACME, "192.0.2.3").status_code == 429
+    globex = live_list(GLOBEX, "192.0.2.1")
+    assert globex.status_code == 200
+    for stream in [*acme, globex]:
+        stream.close()
+    assert live_list(ACME, "192.0.2.3").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [({"THREADS": "84", "MAX_OPEN_STREAMS": "80"}, 8), ({"THREADS": "8", "MAX_OPEN_STREAMS": "3"}, 3)],
+)
+def test_the_per_caller_cap_defaults_to_eight_within_the_instances_streams(env, expected):
+    assert Settings.from_env({"DATABASE_URL": "postgresql://h/db", **env}).max_streams_per_caller == expected
+
+
+def test_a_per_caller_cap_above_the_instances_is_refused_at_start():
+    from shared.core.errors import SettingsError  # noqa: PLC0415
+
+    env = {"DATABASE_URL": "postgresql://h/db", "THREADS": "8", "MAX_OPEN_STREAMS": "4", "MAX_STREAMS_PER_CALLER": "5"}
+    with pytest.raises(SettingsError, match=r"MAX_STREAMS_PER_CALLER \(5\) must be at most MAX_OPEN_STREAMS \(4\)"):
+        Settings.from_env(env)

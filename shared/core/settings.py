@@ -24,6 +24,7 @@ DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before t
 # ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
 # It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
 ADMIN_TENANT = "*"
+DEFAULT_STREAMS_PER_CALLER = 8
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 
@@ -77,6 +78,7 @@ class Settings:
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
     max_open_streams: int = 6  # THREADS minus the threads kept for plain requests
+    max_streams_per_caller: int = 6  # of those, what one address (job streams) or tenant (live lists) holds
     tasks_queue: str | None = None
     process_url: str | None = None
     tasks_service_account: str | None = None
@@ -363,6 +365,21 @@ class SettingsReader:
             return 48
         return prefix
 
+    def streams_per_caller(self, max_open_streams: int) -> int:
+        """MAX_STREAMS_PER_CALLER: 8 by default (a person's tabs; a tenant's dashboards), so
+        that one address, or one tenant's live lists, leaves the rest of MAX_OPEN_STREAMS to
+        others."""
+        default = max(1, min(max_open_streams, DEFAULT_STREAMS_PER_CALLER))
+        if self._raw("MAX_STREAMS_PER_CALLER") is None:
+            return default
+        per_caller = self.number("MAX_STREAMS_PER_CALLER", default, 1, integer=True)
+        if per_caller > max_open_streams:
+            self.problems.append(
+                f"MAX_STREAMS_PER_CALLER ({per_caller}) must be at most MAX_OPEN_STREAMS ({max_open_streams})"
+            )
+            return default
+        return per_caller
+
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
         return tuple(origin.strip() for origin in raw.split(",") if origin.strip())
@@ -415,6 +432,7 @@ class SettingsReader:
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
             max_open_streams=stream_capacity[1],
+            max_streams_per_caller=self.streams_per_caller(stream_capacity[1]),
             threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
             migrate_on_start=self.flag("MIGRATE_ON_START"),
