@@ -280,3 +280,61 @@ def test_a_per_caller_cap_above_the_instances_is_refused_at_start():
     env = {"DATABASE_URL": "postgresql://h/db", "THREADS": "8", "MAX_OPEN_STREAMS": "4", "MAX_STREAMS_PER_CALLER": "5"}
     with pytest.raises(SettingsError, match=r"MAX_STREAMS_PER_CALLER \(5\) must be at most MAX_OPEN_STREAMS \(4\)"):
         Settings.from_env(env)
+
+
+# -- callback URLs are normalised before every check (item 5) ---------------------------------
+
+# Spellings the send-time resolver reaches as an internal name or address, which the
+# enqueue-time check used to let through.
+RESPELLED_CALLBACKS = [
+    "https://metadata.google.internal./computeMetadata/v1/",  # a fully qualified name's final dot
+    "https://METADATA.GOOGLE.INTERNAL./",
+    "https://foo.localhost./",
+    "https://printer.local./",
+    "https://localhost./",
+    "https://\uff4d\uff45\uff54\uff41\uff44\uff41\uff54\uff41.google.internal/",  # full-width letters
+    "https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/",  # full-width digits: 127.0.0.1
+    "https://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/",  # 169.254.169.254
+    "https://127\u30020\u30020\u30021/",  # ideographic full stops
+    "https://\uff10x7f000001/",
+    "https://169.254.169.254./",
+    "https://hooks.example.com:0/",  # port 0
+    "https://hooks..example.com/",  # no resolver takes an empty label
+]
+
+
+@pytest.mark.parametrize("url", RESPELLED_CALLBACKS)
+def test_every_spelling_of_an_internal_callback_is_refused_at_enqueue(client, url):
+    response = post(client("enqueue"), {"kind": "noop", "callbackUrl": url})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert fields(response) == ["callbackUrl"]
+
+
+@pytest.mark.parametrize("url", RESPELLED_CALLBACKS)
+def test_the_sender_refuses_them_before_any_lookup_or_connection(url, monkeypatch):
+    from shared.core import netguard  # noqa: PLC0415
+    from tests import netspy  # noqa: PLC0415
+
+    looked_up = []
+
+    def resolver(*args, **kwargs):
+        looked_up.append(args[0])
+        return []
+
+    with netspy.connects() as seen, pytest.raises(netguard.Refused):
+        netguard.request_status("POST", url, b"{}", {}, netguard.CALLBACKS, timeout=2, resolver=resolver)
+    assert looked_up == [] and seen == []
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com./x", "https://b\u00fccher.example/hook", "https://HOOKS.example.com:8443/"]
+)
+def test_public_spellings_are_still_accepted(client, url):
+    assert post(client("enqueue"), {"kind": "noop", "callbackUrl": url}).status_code == 202
+
+
+def test_a_callback_to_our_own_function_is_refused_in_any_spelling(client):
+    enqueue = client("enqueue", STATUS_URL="https://status.example.com/")
+    for url in ("https://status.example.com./", "https://STATUS.example.com/", "https://status.example.com:443/"):
+        response = post(enqueue, {"kind": "noop", "callbackUrl": url})
+        assert response.status_code == 400 and "own functions" in response.get_data(as_text=True), url

@@ -135,7 +135,7 @@ class Dispatcher:
                 raise netguard.Refused(f"the URL {problem}")
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            netguard.resolve_checked(parts.hostname or "", port, self.callback_policy)
+            netguard.resolve_checked(netguard.url_host(parts), port, self.callback_policy)
         except netguard.Refused as exc:
             return f"refused: {exc}"
         body = webhook_body(job)
