@@ -338,3 +338,105 @@ def test_a_callback_to_our_own_function_is_refused_in_any_spelling(client):
     for url in ("https://status.example.com./", "https://STATUS.example.com/", "https://status.example.com:443/"):
         response = post(enqueue, {"kind": "noop", "callbackUrl": url})
         assert response.status_code == 400 and "own functions" in response.get_data(as_text=True), url
+
+
+# -- webhook signatures name the recipient; a secret per tenant (item 9) ----------------------
+
+
+class SignatureRecorder:
+    """A loopback receiver that keeps each delivery's signature header and body."""
+
+    def __init__(self):
+        import threading  # noqa: PLC0415
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+        from shared.core.webhooks import SIGNATURE_HEADER  # noqa: PLC0415
+
+        self.received: list[tuple[str, bytes]] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.headers.get(SIGNATURE_HEADER, ""), body))
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/acme"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder():
+    receiver = SignatureRecorder()
+    yield receiver
+    receiver.close()
+
+
+def webhook_settings(env: dict, **extra: str) -> Settings:
+    return Settings.from_env({**env, "CALLBACK_ALLOW_LOOPBACK": "1", **extra})
+
+
+def delivered_job(tenant: str):
+    from shared.core.jobs import Job  # noqa: PLC0415
+
+    row = {"id": "00000000-0000-4000-8000-000000000001", "job_status": "completed", "payload": {}, "tenant": tenant}
+    return Job.from_row(row)
+
+
+def send(settings: Settings, url: str, tenant: str) -> None:
+    from shared.core.dispatch import Dispatcher  # noqa: PLC0415
+    from shared.core.outbox import Delivery  # noqa: PLC0415
+
+    delivery = Delivery(1, "00000000-0000-4000-8000-000000000001", "job.completed", url, 0, "claim")
+    assert Dispatcher(settings).send_webhook(delivery, delivered_job(tenant), seconds=5) is None
+
+
+def test_the_v2_signature_names_the_destination_and_v1_still_verifies(env, recorder):
+    from shared.core.webhooks import verify_signature  # noqa: PLC0415
+
+    send(webhook_settings(env, WEBHOOK_SECRET="shared-secret"), recorder.url, "acme")
+    [(header, body)] = recorder.received
+    assert verify_signature("shared-secret", header, body)  # v1: existing verifiers keep working
+    assert verify_signature("shared-secret", header, body, url=recorder.url)
+    # Replayed to another receiver of the same secret, within the tolerance: v2 tells.
+    assert not verify_signature("shared-secret", header, body, url=recorder.url.replace("acme", "globex"))
+    assert not verify_signature("shared-secret", header.split(",v2=")[0], body, url=recorder.url)  # v1 alone
+
+
+def test_a_tenant_with_a_secret_of_its_own_is_signed_with_it(env, recorder):
+    from shared.core.webhooks import verify_signature  # noqa: PLC0415
+
+    settings = webhook_settings(env, WEBHOOK_SECRET="shared-secret", WEBHOOK_SECRETS="acme=acme-secret")
+    send(settings, recorder.url, "acme")
+    send(settings, recorder.url, "globex")
+    [(acme_header, acme_body), (globex_header, globex_body)] = recorder.received
+    assert verify_signature("acme-secret", acme_header, acme_body, url=recorder.url)
+    assert not verify_signature("shared-secret", acme_header, acme_body)  # not even v1
+    assert verify_signature("shared-secret", globex_header, globex_body, url=recorder.url)
+    assert not verify_signature("acme-secret", globex_header, globex_body)
+
+
+@pytest.mark.parametrize("value", ["acme", "acme=", "a b=s3cr3t", "acme=s3cr3t-1,acme=s3cr3t-2"])
+def test_a_malformed_secret_list_is_refused_at_start_without_showing_a_secret(value):
+    from shared.core.errors import SettingsError  # noqa: PLC0415
+
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRETS") as refused:
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", "WEBHOOK_SECRETS": value})
+    assert "s3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/a\nb", "https://hooks.example.com/a b", "https://h.example/\t"]
+)
+def test_a_callback_url_with_spaces_or_control_characters_is_refused(client, url):
+    response = post(client("enqueue"), {"kind": "noop", "callbackUrl": url})
+    assert response.status_code == 400 and fields(response) == ["callbackUrl"]

@@ -155,6 +155,10 @@ def url_problem(url: object, policy: Policy = CALLBACKS, own_urls: tuple[str, ..
     the URLs of our own functions. A name is resolved, and checked again, at send time."""
     if not isinstance(url, str) or len(url) > 2000:
         return "must be an https URL of at most 2000 characters"
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        # urlsplit drops tabs and newlines silently; the webhook's v2 signature is over the URL
+        # as given, with newlines around it.
+        return "must not contain spaces or control characters"
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number

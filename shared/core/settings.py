@@ -86,6 +86,8 @@ class Settings:
     job_timeout_seconds: float = 1800.0
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
+    # (tenant, secret) pairs from WEBHOOK_SECRETS: a tenant's own webhook key.
+    webhook_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     migrate_on_start: bool = False
     db_owner_role: str | None = None
     # Webhooks (shared.core.outbox, shared.core.netguard).
@@ -128,6 +130,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         return SettingsReader(os.environ if env is None else env).read()
+
+    def webhook_secret_for(self, tenant: str) -> str | None:
+        """The key that signs this tenant's webhooks: its own, else WEBHOOK_SECRET."""
+        return dict(self.webhook_secrets).get(tenant, self.webhook_secret)
 
     def for_kind(self, kind: str) -> Any:
         """That kind's own settings, or None when it reads none."""
@@ -312,17 +318,25 @@ class SettingsReader:
         pairs = []
         if (token := self._raw("API_TOKEN")) is not None:
             pairs.append((DEFAULT_TENANT, token))
-        for item in filter(None, (piece.strip() for piece in (self._raw("API_TOKENS") or "").split(","))):
-            tenant, _, token = item.partition("=")
-            if not _TENANT.match(tenant.strip()) or not token.strip():
-                # Name the entry by its tenant only: the token is a secret.
-                self.problems.append(f"API_TOKENS entry for {tenant.strip()[:40]!r} must look like tenant=token")
-                continue
-            pairs.append((tenant.strip(), token.strip()))
+        pairs.extend(self.tenant_pairs("API_TOKENS", "token", unique=False))  # two tokens: a rotation
         if (token := self._raw("ADMIN_TOKEN")) is not None:
             pairs.append((ADMIN_TENANT, token))
         if len({token for _, token in pairs}) != len(pairs):
             self.problems.append("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
+        return tuple(pairs)
+
+    def tenant_pairs(self, name: str, what: str, unique: bool = True) -> tuple[tuple[str, str], ...]:
+        """`tenant=value,...` (API_TOKENS, WEBHOOK_SECRETS); `unique`: each tenant named once."""
+        pairs = []
+        for item in filter(None, (piece.strip() for piece in (self._raw(name) or "").split(","))):
+            tenant, _, value = item.partition("=")
+            if not _TENANT.match(tenant.strip()) or not value.strip():
+                # Name the entry by its tenant only: the value is a secret.
+                self.problems.append(f"{name} entry for {tenant.strip()[:40]!r} must look like tenant={what}")
+                continue
+            pairs.append((tenant.strip(), value.strip()))
+        if unique and len({tenant for tenant, _ in pairs}) != len(pairs):
+            self.problems.append(f"{name} names a tenant twice")
         return tuple(pairs)
 
     def tracing(self) -> str | None:
@@ -435,6 +449,7 @@ class SettingsReader:
             max_streams_per_caller=self.streams_per_caller(stream_capacity[1]),
             threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
+            webhook_secrets=self.tenant_pairs("WEBHOOK_SECRETS", "secret"),
             migrate_on_start=self.flag("MIGRATE_ON_START"),
             db_owner_role=self._raw("DB_OWNER_ROLE"),
             tracing=self.tracing(),
