@@ -440,3 +440,53 @@ def test_a_malformed_secret_list_is_refused_at_start_without_showing_a_secret(va
 def test_a_callback_url_with_spaces_or_control_characters_is_refused(client, url):
     response = post(client("enqueue"), {"kind": "noop", "callbackUrl": url})
     assert response.status_code == 400 and fields(response) == ["callbackUrl"]
+
+
+# -- a kind that declares its fields refuses others (item 10) ---------------------------------
+
+
+@pytest.fixture
+def source_id(session) -> int:
+    from shared.kinds.newsletter.sources import add_source  # noqa: PLC0415
+
+    return add_source(session, "Engineering blog", "https://feeds.example.com/engineering.xml").id
+
+
+def newsletter(source_id: int, **extra) -> dict:
+    return {
+        "dateRange": {"from": "2025-01-01", "to": "2025-01-07"},
+        "selectedSources": [source_id],
+        "outputFormat": "markdown",
+        **extra,
+    }
+
+
+def test_the_seeds_newsletter_request_is_still_accepted(client, source_id):
+    assert post(client("enqueue"), newsletter(source_id)).status_code == 202  # the seed's body, no kind
+    with_options = newsletter(source_id, kind="newsletter", priority=1, idempotencyKey="weekly")
+    assert post(client("enqueue"), with_options).status_code == 202
+
+
+def test_an_unknown_newsletter_field_is_refused_naming_it(client, source_id, pool):
+    enqueue = client("enqueue")
+    stuffed = newsletter(source_id, padding="x" * 62_000, note="hi")
+    response = post(enqueue, stuffed)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert sorted(fields(response)) == ["note", "padding"]
+    assert "dateRange, selectedSources, outputFormat" in response.get_json()["error"]["message"]
+    nested = newsletter(source_id)
+    nested["dateRange"]["extra"] = "x" * 1000
+    response = post(enqueue, nested)
+    assert response.status_code == 400 and fields(response) == ["dateRange.extra"]
+    with pool.session() as session:
+        assert session.run_sql("SELECT count(*) FROM jobs")[0][0] == 0  # nothing was stored
+
+
+def test_kinds_that_declare_no_fields_take_any(client):
+    assert post(client("enqueue"), {"kind": "noop", "anything": {"at": "all"}}).status_code == 202
+
+
+def test_thousands_of_unknown_fields_are_named_twenty_at_most(client, source_id):
+    stuffed = newsletter(source_id, **{f"f{n}": n for n in range(3000)})
+    response = post(client("enqueue"), stuffed)
+    assert response.status_code == 400 and len(fields(response)) == 20
