@@ -5,6 +5,7 @@ and runs these; elsewhere they are skipped with the reason. Screenshots of each 
 build/screenshots/.
 """
 
+import http.server
 import threading
 import time
 from pathlib import Path
@@ -144,7 +145,7 @@ def test_the_finished_newsletter_is_shown(stack, page, output_format):
         expect(page.locator("#result iframe")).to_have_attribute("sandbox", "")
     expect(page.locator("#log li")).to_have_count(6)
     expect(page.get_by_role("link", name="Open the newsletter")).to_have_attribute(
-        "href", f"/?id={job['id']}&view=document"
+        "href", f"?id={job['id']}&view=document"
     )
     shot(page, f"06-newsletter-{output_format}")
 
@@ -231,3 +232,63 @@ def test_the_page_polls_the_json_status_when_the_stream_keeps_failing(stack, pag
     expect(page.locator("#job-status")).to_have_text("completed", timeout=10_000)
     expect(page.locator("#connection")).to_have_attribute("data-state", "finished")
     assert log_lines(page) == [f"Step {i} of 3 done" for i in range(1, 4)]
+
+
+class Attacker(http.server.BaseHTTPRequestHandler):
+    """Another origin on loopback: it serves a module that would replace the pages' client,
+    and records every request that reaches it."""
+
+    requests: list[str] = []
+
+    def do_GET(self):
+        type(self).requests.append(self.path)
+        body = b"export function createClient() { document.title = 'taken over'; return {}; }"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/javascript")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def attacker():
+    Attacker.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}", Attacker.requests
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def crafted_paths(host: str) -> list[str]:
+    # Issue 26, items 1 and 11: a decoded backslash or tab reaches the browser's URL parser,
+    # which reads "/\host/x" and "/\t/host/x" as "//host/x", another origin.
+    return [f"%5C{host}/x", f"%09/{host}/x"]
+
+
+def test_a_crafted_path_never_makes_a_page_load_or_send_anything_elsewhere(stack, page, attacker):
+    host, reached = attacker
+    job = enqueue(stack, {"kind": "demo", "steps": 1, "stepSeconds": 0})
+    own = {stack.url(name).rstrip("/") for name in ("status", "enqueue", "cancel")}
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    for path in crafted_paths(host):
+        page.goto(f"{stack.url('status')}{path}?id={job['id']}&view=page")
+        expect(page.locator("#job-id")).to_have_text(job["id"], timeout=10_000)  # set once the client is imported
+        assert reached == [], f"the status page at {path} loaded from another origin"
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
+        page.goto(f"{stack.url('status')}{path}?view=archive")
+        page.get_by_label("API token").fill(DEV_TOKEN)
+        page.keyboard.press("Enter")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
+        assert reached == [], f"the archive at {path} loaded from another origin"
+        page.goto(f"{stack.url('enqueue')}{path}")
+        expect(page.locator("#source-list input")).to_have_count(len(stack.demo_sources), timeout=10_000)
+        assert reached == [], f"the dashboard at {path} loaded from another origin"
+    elsewhere = [url for url in requested if not any(url.startswith(origin + "/") for origin in own)]
+    assert elsewhere == []

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from shared.core.errors import NotFound
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import Event
-from shared.web.pages import asset_url, script_json
+from shared.web.pages import script_json
 
 PAGE = Path(__file__).with_name("status_page.html")
 
@@ -30,19 +30,12 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
-    """(the page, its security headers) for one job."""
+def render_status_page(job_id: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
+    """(the page, its security headers) for one job. Its stream, documents and client are
+    fixed queries on its own address, never its request path (see pages.py)."""
     nonce = secrets.token_urlsafe(16)
-    config = {
-        "jobId": job_id,
-        "streamPath": stream_path,
-        "documentUrl": f"{stream_path}?id={job_id}&view=document",
-        "cancelUrl": cancel_url,
-        "clientUrl": asset_url(stream_path),
-    }
-    config_js = script_json(config)
-    client_js = script_json(config["clientUrl"]).strip('"')
-    page = _template().replace("__NONCE__", nonce).replace("__CLIENT_URL__", client_js).replace("__CONFIG__", config_js)
+    config = {"jobId": job_id, "cancelUrl": cancel_url}
+    page = _template().replace("__NONCE__", nonce).replace("__CONFIG__", script_json(config))
     connect = "'self'" + (f" {_origin(cancel_url)}" if cancel_url else "")
     policy = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
