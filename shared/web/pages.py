@@ -32,7 +32,10 @@ from shared.core.settings import Settings
 HERE = Path(__file__).parent
 # In the repository and in a deploy bundle alike: <root>/shared/web/pages.py, <root>/clients/js/.
 CLIENT_JS = HERE.parent.parent / "clients" / "js" / "jobqueue.js"
-ASSETS = {"client.js": (CLIENT_JS, "text/javascript; charset=utf-8")}
+ASSETS = {
+    "client.js": (CLIENT_JS, "text/javascript; charset=utf-8"),
+    "pages.js": (HERE / "pages.js", "text/javascript; charset=utf-8"),  # what the pages share
+}
 
 
 @cache
@@ -111,8 +114,10 @@ def fill(template: str, nonce: str, config: dict) -> str:
     # JSON inside <script>, escaped for that context (see script_json): "</" or "<!--" in a
     # value must not end or hide the script.
     config_js = script_json(config)
-    style = _read(HERE / "pages.css")
-    return template.replace("__STYLE__", style).replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
+    filled = template.replace("__STYLE__", _read(HERE / "pages.css")).replace(
+        "__START__", _read(HERE / "page_start.js")
+    )
+    return filled.replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
 
 
 def render_page(name: str, config: dict, connect: list[str] | None = None) -> tuple[str, dict[str, str]]:
