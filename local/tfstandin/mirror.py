@@ -15,6 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from local.tfstandin.protocol import certificate
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
@@ -27,6 +29,11 @@ def target() -> str:
 def build(folder: Path) -> Path:
     """Write the mirror and the CLI config under `folder`; return the CLI config's path."""
     mirror = folder / "mirror"
+    tls = folder / "tls"
+    if not tls.is_dir():
+        tls.mkdir(parents=True)
+        for name, data in zip(("key.pem", "cert.pem", "cert.der"), certificate(), strict=True):
+            (tls / name).write_bytes(data)
     for schema_file in sorted((HERE / "schemas").glob("*.json")):
         name = schema_file.stem
         version = json.loads(schema_file.read_text())["version"]
@@ -37,6 +44,7 @@ def build(folder: Path) -> Path:
             "#!/bin/sh\n"
             f"# The stand-in {name} provider (local/tfstandin), for offline tests only.\n"
             f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+            f"export STANDIN_TLS={shlex.quote(str(tls))}\n"
             f"exec {shlex.quote(sys.executable)} -m local.tfstandin.provider {name}\n"
         )
         script.chmod(0o755)

@@ -22,9 +22,6 @@ from pathlib import Path
 
 import grpc
 import msgpack
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 HERE = Path(__file__).resolve().parent
@@ -124,8 +121,13 @@ def error(summary: str, detail: str = "", path: list[str] | None = None):
 # -- the server -----------------------------------------------------------------------------
 
 
-def _certificate() -> tuple[bytes, bytes, bytes]:
-    """A fresh self-signed certificate: (key PEM, certificate PEM, certificate DER)."""
+def certificate() -> tuple[bytes, bytes, bytes]:
+    """A fresh self-signed certificate: (key PEM, certificate PEM, certificate DER). The mirror makes
+    one and every provider start reads it (STANDIN_TLS): cryptography is slow to import."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -191,14 +193,18 @@ def serve(provider) -> None:
             ),
         ]
     )
-    key_pem, cert_pem, cert_der = _certificate()
+    tls = os.environ.get("STANDIN_TLS")
+    if tls:
+        key_pem, cert_pem, cert_der = (Path(tls, name).read_bytes() for name in ("key.pem", "cert.pem", "cert.der"))
+    else:
+        key_pem, cert_pem, cert_der = certificate()
     with tempfile.TemporaryDirectory(prefix="tfstandin-") as tmp:
         socket_path = f"{tmp}/plugin.sock"
         credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], require_client_auth=False)
         server.add_secure_port(f"unix://{socket_path}", credentials)
         server.start()
-        certificate = base64.b64encode(cert_der).decode().rstrip("=")
-        print(f"1|6|unix|{socket_path}|grpc|{certificate}", flush=True)
+        encoded = base64.b64encode(cert_der).decode().rstrip("=")
+        print(f"1|6|unix|{socket_path}|grpc|{encoded}", flush=True)
         while not stopped.wait(0.05):
             pass
         server.stop(grace=0.2)
