@@ -333,6 +333,9 @@ class RefusedError(Exception):
     """What the real API (or provider) would answer with an error."""
 
 
+# A project made in the console has Service Usage on; the rest waits for Cloud Resource Manager.
+ON_BY_DEFAULT = ("serviceusage.googleapis.com",)
+FOUNDATION = ("serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com")
 USER_METRIC = re.compile(r'metric\.type="logging\.googleapis\.com/user/([^"]+)"')
 
 
@@ -341,6 +344,16 @@ def refusals(kind: str, state: dict, cloud: dict) -> None:
     failing = {t.strip() for t in os.environ.get("STANDIN_FAIL_CREATE", "").split(",") if t.strip()}
     if kind in failing:
         raise RefusedError(f"Error creating {kind}: STANDIN_FAIL_CREATE asked this create to fail (a planted failure)")
+    services = cloud.setdefault("services", list(ON_BY_DEFAULT))
+    if kind == "google_project_service":
+        if state["service"] not in FOUNDATION and "cloudresourcemanager.googleapis.com" not in services:
+            raise RefusedError(
+                f"Error enabling service {state['service']}: googleapi: Error 403: Cloud Resource Manager API has "
+                "not been used in project before or it is disabled. Enable it first."
+            )
+        services.append(state["service"])
+    if kind == "google_project_iam_member" and "cloudresourcemanager.googleapis.com" not in services:
+        raise RefusedError("Error retrieving IAM policy for project: Cloud Resource Manager API is disabled")
     if kind == "google_logging_metric":
         cloud["metrics"][state["name"]] = cloud["clock"]
     if kind == "google_monitoring_alert_policy":
