@@ -8,14 +8,20 @@ What a clean run proves and what it cannot: docs/deploying.md, "What the offline
 
 from __future__ import annotations
 
+import datetime
+import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
+from local.stack import DEV_TOKEN, Stack
 from local.tfstandin import offline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -146,14 +152,96 @@ def test_a_planted_defect_fails_plan_offline_with_terraforms_error(tmp_path, wha
     assert expected in done.stderr, done.stderr
 
 
-def test_a_failed_create_is_finished_by_the_next_run(tmp_path):
-    """A create that fails half-way (STANDIN_FAIL_CREATE) leaves state that a second run completes."""
-    run, bundles = working_copy(tmp_path)
-    var_args = offline.variables(EXAMPLE, [], bundles)
-    run.env["STANDIN_FAIL_CREATE"] = "google_cloud_scheduler_job"
-    with pytest.raises(offline.StepFailed, match="STANDIN_FAIL_CREATE"):
-        offline.plan_apply_replan(run, var_args)
-    assert "google_sql_database_instance.main" in run("state", "list").stdout
-    del run.env["STANDIN_FAIL_CREATE"]
-    offline.plan_apply_replan(run, var_args)
-    assert 'google_cloud_scheduler_job.tick["sweep"]' in run("state", "list").stdout
+class SchedulerStandIn(ThreadingHTTPServer):
+    """Cloud Scheduler's jobs.get and jobs.run on loopback: running the job `<prefix>-process`
+    POSTs {} to the local stack's process function, as Scheduler does, and records the attempt."""
+
+    def __init__(self, urls: dict[str, str]):
+        self.urls, self.jobs = urls, {}
+        super().__init__(("127.0.0.1", 0), SchedulerHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def run_job(self, job: str) -> None:
+        function = job.rsplit("-", 1)[1]
+        try:
+            answer = httpx.post(self.urls[function], json={}, timeout=60)
+            status = {} if answer.status_code < 300 else {"code": 13, "message": f"HTTP {answer.status_code}"}
+        except httpx.HTTPError as exc:
+            status = {"code": 14, "message": str(exc)}
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.jobs[job] = {"name": job, "lastAttemptTime": now, "status": status}
+
+
+class SchedulerHandler(BaseHTTPRequestHandler):
+    def _answer(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        job = self.path.removeprefix("/v1/")
+        self._answer(self.server.jobs.get(job, {"name": job}))
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        job = self.path.removeprefix("/v1/").removesuffix(":run")
+        threading.Thread(target=self.server.run_job, args=(job,), daemon=True).start()
+        self._answer({"name": job})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first(database_url, tmp_path):
+    """`make deploy`'s own script (python -m local.deploy apply): bundles, init, plan to a file,
+    apply, the state moved to the (stand-in) bucket, then the smoke check against the local
+    stack, with Cloud Scheduler on loopback. The first run's apply fails half-way
+    (STANDIN_FAIL_CREATE); the second, the same command, finishes it."""
+    copy = offline.copy_infra(INFRA, tmp_path)
+    tfvars = tmp_path / "terraform.tfvars"
+    tfvars.write_text(
+        f'project_id   = "my-project"\nregion       = "europe-west1"\napi_token    = "{DEV_TOKEN}"\n'
+        'state_bucket = "my-project-jobqueue-tfstate"\n'
+    )
+    env = offline.environment(tmp_path / "terraform", tmp_path / "world.json")
+    env.update(GOOGLE_OAUTH_ACCESS_TOKEN="offline-test-token", PYTHONPATH=str(REPO))
+    with Stack.on_free_ports(database_url=database_url, scheduler=False, log_dir=tmp_path) as stack:
+        scheduler = SchedulerStandIn({name: stack.url(name) for name in ("process", "sweep")})
+        command = [sys.executable, "-m", "local.deploy", "apply", "--infra", str(copy), "--var-file", str(tfvars)]
+        command += [f"--smoke-url={name}={stack.url(name)}" for name in ("enqueue", "status", "cancel")]
+        command += ["--scheduler-api", scheduler.api, "--state-stand-in", str(tmp_path / "buckets")]
+        command += ["--smoke-seconds", "60"]
+        try:
+            first = subprocess.run(
+                command,
+                cwd=REPO,
+                env={**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job"},
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert first.returncode == 1, first.stdout + first.stderr
+            assert "STANDIN_FAIL_CREATE" in first.stderr and "`terraform apply` failed" in first.stderr
+            second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        finally:
+            scheduler.shutdown()
+            scheduler.server_close()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Every function answered" in second.stdout
+    assert "--state-stand-in: the state bucket gs://my-project-jobqueue-tfstate" in second.stdout
+    assert (tmp_path / "buckets" / "my-project-jobqueue-tfstate" / "jobqueue" / "default.tfstate").is_file()
+    assert set(scheduler.jobs) == {
+        "projects/my-project/locations/europe-west1/jobs/jobqueue-process",
+        "projects/my-project/locations/europe-west1/jobs/jobqueue-sweep",
+    }
+    replan = offline.Run(copy, tmp_path, echo=False)
+    replan.env.update(env)
+    done = replan("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={tfvars}", ok_codes=(0, 2))
+    assert done.returncode == 0, done.stdout
