@@ -66,7 +66,7 @@ def dashboard(request):
     limits.count(request, "status")  # a database read, counted per address like status reads
     with service.pool.session() as session:
         sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
-    return pages.dashboard(request.path or "/", service.settings, sources)
+    return pages.dashboard(service.settings, sources)
 
 
 @functions_framework.http

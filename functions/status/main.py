@@ -45,8 +45,7 @@ def wants_page(request) -> bool:
 
 
 def page(job_id: str):
-    # The page's stream is this same function, at the path it was asked for.
-    html, headers = render_status_page(job_id, flask.request.path or "/", service.settings.cancel_url)
+    html, headers = render_status_page(job_id, service.settings.cancel_url)
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
@@ -119,7 +118,7 @@ def status(request):
         return pages.asset_response(request.args["asset"])
     if request.args.get("view") == "archive":
         pages.standalone(request, "view")
-        return pages.archive(request.path or "/", service.settings)
+        return pages.archive(service.settings)
     if request.args.get("list") in ("1", "true"):
         return job_list(request)
     if request.args.get("view") == "metrics":
