@@ -135,7 +135,9 @@ variable "max_instances" {
 variable "db_pool_size" {
   description = "Database connections one instance of each function may open (its DB_POOL_SIZE)."
   type        = map(number)
-  default     = { enqueue = 2, process = 2, status = 2, cancel = 2, sweep = 1 }
+  # enqueue and cancel run one short statement per request: one connection each keeps the
+  # defaults, migration connections included, within db-f1-micro's 22 usable connections.
+  default = { enqueue = 1, process = 2, status = 2, cancel = 1, sweep = 1 }
 
   validation {
     condition     = toset(keys(var.db_pool_size)) == toset(["enqueue", "process", "status", "cancel", "sweep"]) && alltrue([for n in values(var.db_pool_size) : n >= 1])
