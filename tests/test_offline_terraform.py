@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from local.stack import DEV_TOKEN, Stack
-from local.tfstandin import offline
+from local.tfstandin import generate, offline
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
@@ -40,6 +40,16 @@ CONFIGURATIONS = [
     ("state bucket", ["state_bucket=my-project-jobqueue-tfstate"]),
     ("bigger tier", ["db_tier=db-custom-2-7680", "max_instances={enqueue=4,process=10,status=2,cancel=2,sweep=1}"]),
 ]
+
+
+def test_the_stand_in_schemas_cover_every_type_infra_uses():
+    """A resource type added to infra/ needs its schema: `python -m local.tfstandin.generate`."""
+    for provider, types in generate.infra_types(INFRA).items():
+        schema = json.loads((generate.SCHEMAS / f"{provider}.json").read_text())
+        for kind, name in sorted(types):
+            assert name in schema["resources" if kind == "resource" else "data"], (
+                f"{kind} {name} has no stand-in schema: run python -m local.tfstandin.generate"
+            )
 
 
 def working_copy(tmp_path: Path, infra: Path = INFRA) -> tuple[offline.Run, Path]:
