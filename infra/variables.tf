@@ -7,6 +7,13 @@ variable "region" {
   description = "Region for the functions, Cloud SQL, Cloud Tasks and Cloud Scheduler."
   type        = string
   default     = "europe-west1"
+
+  # Google's region names (europe-west1, us-central1, northamerica-northeast2): a zone
+  # (europe-west1-b) or another cloud's name (eu-west-1) would fail only half-way through an apply.
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1 or us-central1 (not a zone, not another cloud's region name)."
+  }
 }
 
 variable "name_prefix" {

@@ -320,6 +320,8 @@ def test_terraform_plan_passes_with_the_defaults_and_the_example(tmp_path):
         (["-var", "db_tier=db-n1-standard-1"], "is not offered with ENTERPRISE"),
         (["-var", "database_version=POSTGRES_11", "-var", "db_edition=ENTERPRISE_PLUS"], "Enterprise Plus"),
         (["-var", "max_concurrent_jobs=200"], "max_concurrent_jobs (200)"),
+        (["-var", "region=eu-west-1"], "region must be a Google Cloud region"),
+        (["-var", "region=europe-west1-b"], "region must be a Google Cloud region"),
     ],
 )
 def test_terraform_plan_stops_on_a_configuration_google_would_refuse(tmp_path, variables, expected):

@@ -336,6 +336,7 @@ class RefusedError(Exception):
 # A project made in the console has Service Usage on; the rest waits for Cloud Resource Manager.
 ON_BY_DEFAULT = ("serviceusage.googleapis.com",)
 FOUNDATION = ("serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com")
+SERVICE_ACCOUNT_ID = re.compile(r"[a-z](?:[-a-z0-9]{4,28}[a-z0-9])")
 USER_METRIC = re.compile(r'metric\.type="logging\.googleapis\.com/user/([^"]+)"')
 
 
@@ -344,6 +345,11 @@ def refusals(kind: str, state: dict, cloud: dict) -> None:
     failing = {t.strip() for t in os.environ.get("STANDIN_FAIL_CREATE", "").split(",") if t.strip()}
     if kind in failing:
         raise RefusedError(f"Error creating {kind}: STANDIN_FAIL_CREATE asked this create to fail (a planted failure)")
+    if kind == "google_service_account" and not SERVICE_ACCOUNT_ID.fullmatch(state["account_id"]):
+        # The provider's own check (resource_google_service_account.go: ValidateRFC1035Name(6, 30)).
+        raise RefusedError(
+            f'"account_id" ("{state["account_id"]}") doesn\'t match regexp "^[a-z](?:[-a-z0-9]{{4,28}}[a-z0-9])$"'
+        )
     services = cloud.setdefault("services", list(ON_BY_DEFAULT))
     if kind == "google_project_service":
         if state["service"] not in FOUNDATION and "cloudresourcemanager.googleapis.com" not in services:
