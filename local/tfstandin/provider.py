@@ -9,10 +9,11 @@ What it does, for any resource type in schemas/<name>.json: plan leaves computed
 the configuration does not set unknown (inside nested blocks too) and asks for replacement when a
 ForceNew attribute changes (facts.json); apply fills every unknown with a deterministic value of
 its type (a few types get the value Google would give, e.g. a service account's email); read
-returns the state. Where Google refuses what Terraform allows, it refuses too (see REFUSALS).
+returns the state. Where Google refuses what Terraform allows, it refuses too (see refusals()).
 
 The simulated cloud (STANDIN_WORLD, default .standin-world.json in Terraform's working folder)
-holds a clock, advanced only by time_sleep, and when each log-based metric was created: Google
+holds a clock, advanced only by time_sleep (at its end: it sleeps 1/200 of its duration for
+real meanwhile, STANDIN_TIME_SCALE), and when each log-based metric was created: Google
 refuses an alert policy on a user metric younger than about ten minutes (hashicorp/terraform-
 provider-google issue 11102), and so does the stand-in. STANDIN_FAIL_CREATE=type[,type...] makes
 every create of those resource types fail, to show that a second apply finishes the first.
@@ -30,6 +31,7 @@ import re
 import secrets
 import string
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -37,6 +39,8 @@ from local.tfstandin.protocol import PB, UNKNOWN, dynamic, error, serve, value_o
 
 HERE = Path(__file__).resolve().parent
 METRIC_DELAY_SECONDS = 600  # "it could take up to 10 minutes" (Cloud Monitoring's own message)
+# A time_sleep of 10 minutes lasts 3 s of real time (STANDIN_TIME_SCALE), then advances the clock.
+TIME_SCALE = float(os.environ.get("STANDIN_TIME_SCALE") or 0.005)
 
 
 def load_schema(name: str) -> dict:
@@ -453,6 +457,10 @@ class Provider:
         state = fill(block, planned, hook)
         if kind == "time_sleep":
             state["id"] = state.get("id") or "2026-01-01T00:00:00Z"
+            if prior is None:
+                # The wait takes (scaled) real time, so that what does not depend on it runs
+                # meanwhile, before the simulated clock moves on: as a real sleep would.
+                time.sleep(duration_seconds(state.get("create_duration") or "") * TIME_SCALE)
         try:
             with world() as cloud:
                 if prior is None:
