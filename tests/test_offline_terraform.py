@@ -217,8 +217,8 @@ class SchedulerHandler(BaseHTTPRequestHandler):
 def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first(database_url, tmp_path):
     """`make deploy`'s own script (python -m local.deploy apply): bundles, init, plan to a file,
     apply, the state moved to the (stand-in) bucket, then the smoke check against the local
-    stack, with Cloud Scheduler on loopback. The first run's apply fails half-way
-    (STANDIN_FAIL_CREATE); the second, the same command, finishes it."""
+    stack, with Cloud Scheduler on loopback. The first run's apply fails half-way (sweep's
+    Scheduler job, STANDIN_FAIL_CREATE); the second, the same command, finishes it."""
     copy = offline.copy_infra(INFRA, tmp_path)
     tfvars = tmp_path / "terraform.tfvars"
     tfvars.write_text(
@@ -237,13 +237,16 @@ def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first
             first = subprocess.run(
                 command,
                 cwd=REPO,
-                env={**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job"},
+                env={**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"},
                 capture_output=True,
                 text=True,
                 timeout=900,
             )
             assert first.returncode == 1, first.stdout + first.stderr
             assert "STANDIN_FAIL_CREATE" in first.stderr and "`terraform apply` failed" in first.stderr
+            made = json.loads((copy / "terraform.tfstate").read_text())["resources"]
+            jobs = [i["index_key"] for r in made if r["type"] == "google_cloud_scheduler_job" for i in r["instances"]]
+            assert jobs == ["process"], jobs  # the rest of the apply went on; only sweep's job is missing
             second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         finally:
             scheduler.shutdown()

@@ -15,8 +15,9 @@ The simulated cloud (STANDIN_WORLD, default .standin-world.json in Terraform's w
 holds a clock, advanced only by time_sleep (at its end: it sleeps 1/200 of its duration for
 real meanwhile, STANDIN_TIME_SCALE), and when each log-based metric was created: Google
 refuses an alert policy on a user metric younger than about ten minutes (hashicorp/terraform-
-provider-google issue 11102), and so does the stand-in. STANDIN_FAIL_CREATE=type[,type...] makes
-every create of those resource types fail, to show that a second apply finishes the first.
+provider-google issue 11102), and so does the stand-in. STANDIN_FAIL_CREATE=type[=name][,...]
+makes the creates of those types (or the one of that name) fail, to show that a second apply
+finishes the first.
 """
 
 from __future__ import annotations
@@ -344,10 +345,20 @@ SERVICE_ACCOUNT_ID = re.compile(r"[a-z](?:[-a-z0-9]{4,28}[a-z0-9])")
 USER_METRIC = re.compile(r'metric\.type="logging\.googleapis\.com/user/([^"]+)"')
 
 
+def planted_failure(kind: str, state: dict) -> bool:
+    """STANDIN_FAIL_CREATE=TYPE[=NAME][,...]: every create of TYPE fails, or only the one whose
+    name (name, account_id or secret_id) is NAME."""
+    for entry in filter(None, (e.strip() for e in os.environ.get("STANDIN_FAIL_CREATE", "").split(","))):
+        wanted, _, name = entry.partition("=")
+        names = {state.get(key) for key in ("name", "account_id", "secret_id")}
+        if wanted == kind and (not name or name in names):
+            return True
+    return False
+
+
 def refusals(kind: str, state: dict, cloud: dict) -> None:
     """Refuse a create the way Google does, and record what later refusals depend on."""
-    failing = {t.strip() for t in os.environ.get("STANDIN_FAIL_CREATE", "").split(",") if t.strip()}
-    if kind in failing:
+    if planted_failure(kind, state):
         raise RefusedError(f"Error creating {kind}: STANDIN_FAIL_CREATE asked this create to fail (a planted failure)")
     if kind == "google_service_account" and not SERVICE_ACCOUNT_ID.fullmatch(state["account_id"]):
         # The provider's own check (resource_google_service_account.go: ValidateRFC1035Name(6, 30)).
