@@ -30,7 +30,11 @@ skip_without_a_browser()
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, admin_url, template_database):
-    extra = {"CANCEL_CHECK_SECONDS": "0.1", "STREAM_KEEPALIVE_SECONDS": "2"}
+    extra = {
+        "CANCEL_CHECK_SECONDS": "0.1",
+        "STREAM_KEEPALIVE_SECONDS": "2",
+        "JOB_HANDLERS": "paced=tests.handlers:paced",
+    }
     yield from stack_on_a_copy(
         admin_url, template_database, "jobqueue_browser", tmp_path_factory.mktemp("logs"), extra_env=extra
     )
@@ -221,6 +225,64 @@ def test_a_finished_job_whose_stream_ended_before_done_shows_its_final_state(sta
     expect(page.locator("#job-status")).to_have_text("completed")
     assert log_lines(page) == ["Step 1 of 2 done", "Step 2 of 2 done"]
     assert "event: done" in cuts[0]
+
+
+def steps_done(text: str) -> int:
+    """The step a paced job's message names ("7 of 40 steps done"), 0 for any other."""
+    found = re.match(r"(\d+) of \d+ steps done", text)
+    return int(found.group(1)) if found else 0
+
+
+def test_while_polling_the_message_and_the_preview_keep_up(stack, page):
+    # Issue 23: while the page polled, the progress bar and log moved, but the status message
+    # and the preview froze (53 % beside "1 of 5 sources read").
+    job = enqueue(stack, {"kind": "paced", "steps": 8, "stepSeconds": 0.4})
+    page.route(streams_of, lambda route: route.abort())
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "polling", timeout=15_000)
+    process_in_background(stack, job["id"])
+    expect(page.locator("#message")).to_have_text(re.compile(r"^[3-8] of 8 steps done$"), timeout=15_000)
+    expect(page.locator("#preview pre")).to_contain_text("Paragraph 3 of the draft.", timeout=10_000)
+    shot(page, "09-polling-keeps-up")
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+    assert log_lines(page) == [f"Step {i} of 8 done" for i in range(1, 9)]
+
+
+def test_the_page_goes_back_to_live_by_itself_and_never_shows_stale_text(stack, page):
+    """Issue 23: the status function is killed mid-run and started again; the page says when
+    its checks fail, returns to the live stream while the job still runs, and its message
+    never goes back to an older step (nothing is replayed when the stream resumes)."""
+    steps = 60
+    job = enqueue(stack, {"kind": "paced", "steps": steps, "stepSeconds": 0.4})
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    worker = process_in_background(stack, job["id"])
+    seen = []
+
+    def watch_until(state: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while page.locator("#connection").get_attribute("data-state") != state:
+            assert time.monotonic() < deadline, f"the page was not {state!r} within {timeout} s (saw {seen[-1:]})"
+            seen.append(
+                (page.locator("#connection").get_attribute("data-state"), page.locator("#message").text_content())
+            )
+            time.sleep(0.05)
+
+    wait_for_lines(page, 3)
+    stack.stop_function("status")
+    watch_until("offline", 20)
+    expect(page.locator("#connection-text")).to_contain_text("Cannot reach the status function")
+    shot(page, "07b-offline")
+    stack.start_function("status")
+    watch_until("connected", 20)
+    expect(page.locator("#job-status")).to_have_text("running")  # back to live before the end
+    shot(page, "07c-live-again")
+    watch_until("finished", 60)
+    worker.join(10)
+    assert log_lines(page) == [f"Step {i} of {steps} done" for i in range(1, steps + 1)]
+    shown = [steps_done(message or "") for _, message in seen]
+    assert shown == sorted(shown), "the message went back to an older step"
+    assert {"offline", "connected"} <= {state for state, _ in seen}
 
 
 def test_the_page_polls_the_json_status_when_the_stream_keeps_failing(stack, page):
