@@ -93,6 +93,7 @@ def test_the_dashboard_shows_the_functions_errors_beside_their_fields(stack, new
     page = new_page()
     page.goto(stack.url("enqueue"))
     expect(page.get_by_role("heading", name="Generate a newsletter")).to_be_visible()
+    expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")  # no favicon 404
     names = [source.name for source in stack.demo_sources]
     for name in names:
         expect(page.get_by_label(name)).to_be_checked()
@@ -228,3 +229,4 @@ def test_the_archive_refuses_a_wrong_token_beside_its_field(stack, new_page):
     expect(page.locator("#error-token")).to_contain_text("That token was refused")
     expect(page.get_by_label("API token")).to_be_focused()
     expect(page.locator("#progress-section")).to_be_hidden()
+    expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")  # no favicon 404

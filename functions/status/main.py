@@ -45,7 +45,7 @@ def wants_page(request) -> bool:
 
 
 def page(job_id: str):
-    html, headers = render_status_page(job_id, service.settings.cancel_url)
+    html, headers = render_status_page(job_id, service.settings.cancel_url, service.settings.enqueue_url)
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
