@@ -366,14 +366,15 @@ def test_a_crafted_path_never_makes_a_page_load_or_send_anything_elsewhere(stack
     own = {stack.url(name).rstrip("/") for name in ("status", "enqueue", "cancel")}
     requested = []
     page.on("request", lambda request: requested.append(request.url))
-    for path in crafted_paths(host):
+    for first, path in zip([True, False], crafted_paths(host), strict=True):
         page.goto(f"{stack.url('status')}{path}?id={job['id']}&view=page")
         expect(page.locator("#job-id")).to_have_text(job["id"], timeout=10_000)  # set once the client is imported
         assert reached == [], f"the status page at {path} loaded from another origin"
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
         page.goto(f"{stack.url('status')}{path}?view=archive")
-        page.get_by_label("API token").fill(DEV_TOKEN)
-        page.keyboard.press("Enter")
+        if first:  # then kept for the tab
+            page.get_by_label("API token").fill(DEV_TOKEN)
+            page.keyboard.press("Enter")
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
         assert reached == [], f"the archive at {path} loaded from another origin"
         page.goto(f"{stack.url('enqueue')}{path}")
