@@ -108,8 +108,11 @@ def test_the_dashboard_shows_the_functions_errors_beside_their_fields(stack, new
     expect(page.get_by_label("API token")).to_be_focused()
     page.get_by_label("API token").fill(DEV_TOKEN)
     page.keyboard.press("Enter")
-    expect(page.locator('[data-error-for="dateRange"]')).to_have_text("from must not be after to")
-    expect(page.locator('[data-error-for="selectedSources"]')).to_have_text("must be a non-empty list of source ids")
+    # In plain words (issue 23), not the API's ("from must not be after to").
+    expect(page.locator('[data-error-for="dateRange"]')).to_have_text(
+        "The start date is after the end date: choose a start on or before the end."
+    )
+    expect(page.locator('[data-error-for="selectedSources"]')).to_have_text("Choose at least one source.")
     expect(page.locator('[data-error-for="token"]')).to_be_empty()
     expect(page.get_by_label("From", exact=True)).to_have_attribute("aria-invalid", "true")
     no_sideways_scrolling(page)
