@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from local import reaper
 from local.functions import REPO, function_source
 
 HOST = "127.0.0.1"
@@ -109,6 +110,11 @@ class FunctionServer:
         except subprocess.TimeoutExpired:
             self.send(signal.SIGKILL)
             self.process.wait(timeout)
+        reaper.forget_group(self.process.pid)
+
+    def leftovers(self) -> list[int]:
+        """Its processes still alive (the server, its workers): none once it has stopped."""
+        return reaper.group_members(self.process.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         self.send(sig)
@@ -131,7 +137,8 @@ def start_function(
     It serves functions/<name>/main.py from the repository, or, given `bundle` (an unpacked
     deploy bundle), main.py from that folder, the way Cloud Build runs it. `env` is the
     server's whole environment. The server gets a process group of its own, so
-    that its gunicorn workers stop with it, as an instance's would.
+    that its gunicorn workers stop with it, as an instance's would; the reaper
+    (local/reaper.py) ends that group if this process ends without stopping it.
     """
     sock = sock if sock is not None else bind_port(port)
     bound_port = sock.getsockname()[1]
@@ -150,4 +157,5 @@ def start_function(
         )
     finally:
         sock.close()  # the server holds it now; when it exits, the port is free again
+    reaper.watch_group(process.pid)  # ended with this process, however this process ends
     return FunctionServer(name, bound_port, process)
