@@ -104,12 +104,20 @@ class FunctionServer:
             os.killpg(self.process.pid, sig)
 
     def wait_stopped(self, timeout: float = 10.0) -> None:
-        """Wait for it to exit; SIGKILL if a graceful stop outlasts `timeout` (open streams)."""
+        """Wait for it to exit; SIGKILL if a graceful stop outlasts `timeout` (open streams).
+        It returns once its workers are gone too: each holds a copy of the listening socket,
+        and a worker outliving its master would keep the port from a restart."""
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.send(signal.SIGKILL)
             self.process.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while self.leftovers():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{self.name}: processes {self.leftovers()} outlived SIGKILL")
+            self.send(signal.SIGKILL)
+            time.sleep(0.05)
         reaper.forget_group(self.process.pid)
 
     def leftovers(self) -> list[int]:

@@ -99,14 +99,14 @@ def forget_pid(pid: int) -> None:
 def group_members(pgid: int) -> list[int]:
     """The live processes in a process group (Linux's /proc): what a stop must leave empty."""
     members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat") as stat:
+            with open(f"/proc/{name}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
-            members.append(int(entry.name))
+            members.append(int(name))
     return members
