@@ -1,9 +1,11 @@
 """The documentation: the site (mkdocs.yml over docs/) builds with --strict, and the strict
-build fails on a link to a page or a heading that does not exist."""
+build fails on a link to a page or a heading that does not exist; the README stays a
+newcomer's page whose links resolve and whose prose holds no figure that changes every run."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from local.functions import REPO
+
+README = REPO / "README.md"
 
 
 def build_site(root: Path, site: Path) -> subprocess.CompletedProcess:
@@ -47,3 +51,25 @@ def test_a_broken_link_fails_the_strict_build(tmp_path, planted, named):
     done = build_site(root, tmp_path / "site")
     assert done.returncode != 0
     assert named in done.stderr + done.stdout
+
+
+def readme_links() -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", README.read_text())
+
+
+def test_the_readme_is_a_newcomers_page_whose_links_resolve():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines: the manual goes in docs/"
+    local = [link for link in readme_links() if not re.match(r"[a-z]+:", link)]
+    assert local, "the README links to the manual"
+    for link in local:
+        assert (REPO / link.split("#")[0]).exists(), f"README.md links to {link}, which does not exist"
+
+
+def test_the_readme_prose_holds_no_test_count_or_time():
+    """Those change every run: they live in build/junit.xml (make test), not in prose."""
+    prose = re.sub(r"```.*?```", "", README.read_text(), flags=re.S)
+    counts = r"\b\d[\d,]* (?:tests?|passed|skipped|failed)\b"
+    times = r"\bin (?:about )?\d+(?:\.\d+)? ?(?:s|min|minutes|seconds)\b|\b\d+ min \d+ s\b"
+    figures = re.findall(f"{counts}|{times}", prose)
+    assert not figures, f"figures that change every run in README.md: {figures}"
