@@ -15,11 +15,12 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 
+import httpx
 import pytest
 
 from local.feedserver import FEEDS_DIR
 from local.gemini_emulator import GeminiEmulator, Script
-from local.stack import REPO
+from local.stack import DEV_TOKEN, REPO, Stack
 from shared.core import queue
 from shared.core.handlers import HandlerRegistry
 from shared.core.preview import PreviewStream, latest_preview_text
@@ -422,3 +423,20 @@ def test_the_framed_preview_is_the_newest_text_put_back_together():
     ]
     assert framed_document(None, events, "preview") == ("# New\n- one\n- two\n", "text/plain")
     assert latest_preview_text(events[:2]) == "old digest" and latest_preview_text(events[1:2]) is None
+
+
+def test_end_to_end_the_functions_write_the_demo_newsletter_through_the_emulator(database_url, tmp_path):
+    """make test's end-to-end run: the five functions under functions-framework, the demo feeds,
+    and the SDK in the process function against the emulator (the stack's gemini_port)."""
+    with Stack.on_free_ports(database_url=database_url, scheduler=False, log_dir=tmp_path, gemini_port=0) as stack:
+        auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
+        body = request([source.id for source in stack.demo_sources])
+        job = httpx.post(stack.url("enqueue"), json=body, headers=auth, timeout=30).json()
+        processed = httpx.post(stack.url("process"), json={"id": job["id"]}, timeout=120).json()
+        finished = httpx.get(stack.url("status"), params={"id": job["id"]}, timeout=30).json()
+
+        assert processed["jobStatus"] == "completed", finished
+        result = finished["result"]
+        assert result["writer"] == "gemini" and result["tokens"]["total"] > 0
+        assert "# Newsletter for January 1–7, 2025" in result["document"] and "in short:" in result["document"]
+        assert [call.mode for call in stack.gemini.calls] == ["api-key"]
