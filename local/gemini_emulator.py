@@ -39,13 +39,14 @@ STALL_LIMIT_SECONDS = 120.0  # a stalled stream gives up after this long if the 
 @dataclass
 class Script:
     """What one request gets. `reply`: the model's text (None: summaries of the request's
-    entries); `chunk_chars`: how the text is split; `delay`: seconds before each chunk;
+    entries); `pieces`: the chunks' texts instead; `chunk_chars`: how a reply is split; `delay`: seconds before each chunk;
     `stall_after`: after this many chunks, send nothing more until the client goes;
     `error_after`: after this many chunks, an error event; `finish_reason`: the last
     chunk's (SAFETY for a blocked answer); `prompt_blocked`: refuse the prompt at once;
     `status`: answer this HTTP status with Google's error body instead of a stream."""
 
     reply: str | None = None
+    pieces: list[str] | None = None  # the chunks' texts, as they are (instead of reply)
     chunk_chars: int = 40
     delay: float = 0.0
     first_delay: float = 0.0
@@ -236,6 +237,8 @@ class GeminiEmulator:
                     return
                 text = script.reply if script.reply is not None else summaries_for(_user_text(call.body))
                 pieces = [text[i : i + script.chunk_chars] for i in range(0, len(text), script.chunk_chars)] or [""]
+                if script.pieces is not None:
+                    text, pieces = "".join(script.pieces), script.pieces
                 for number, piece in enumerate(pieces):
                     if script.stall_after is not None and number >= script.stall_after:
                         gone = self._client_gone(STALL_LIMIT_SECONDS)

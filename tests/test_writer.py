@@ -440,3 +440,13 @@ def test_end_to_end_the_functions_write_the_demo_newsletter_through_the_emulator
         assert result["writer"] == "gemini" and result["tokens"]["total"] > 0
         assert "# Newsletter for January 1–7, 2025" in result["document"] and "in short:" in result["document"]
         assert [call.mode for call in stack.gemini.calls] == ["api-key"]
+
+
+def test_the_benchmarks_page_shows_the_writers_figures_against_its_targets():
+    from bench import report  # noqa: PLC0415
+    from tests.test_bench_report import RESULTS  # noqa: PLC0415
+
+    figures = {"samples": 5, "chunk_every_seconds": 0.3, "first_preview_p50_ms": 40.5, "first_preview_max_ms": 2100.0}
+    page = report.markdown({**RESULTS, "writer": {**figures, "cancel_p50_ms": 110.2, "cancel_max_ms": 250.0}})
+    assert "| 40.5 / 2100.0 ms | ≤ 2 s: MISSED |" in page and "| 110.2 / 250.0 ms | ≤ 1 s: met |" in page
+    assert "## Newsletter writer" not in report.markdown(RESULTS)
