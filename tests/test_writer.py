@@ -109,7 +109,11 @@ def request(ids, output="markdown"):
 def run(session, pool, settings, payload):
     registry = HandlerRegistry.from_settings(settings)
     job, _ = queue.enqueue(session, registry, kind="newsletter", payload=payload)
-    outcome = Runner(pool, registry, settings).run_next()
+    runner = Runner(pool, registry, settings)
+    try:
+        outcome = runner.run_next()
+    finally:
+        runner.close()  # its watcher and listening connection too
     return outcome, queue.list_events(session, job.id)
 
 
@@ -138,6 +142,7 @@ def test_the_model_writes_the_newsletter_from_the_demo_feeds_through_the_real_sd
     assert result["writer"] == "gemini" and result["model"] == "gemini-2.5-flash"
     assert result["tokens"]["prompt"] > 0 and result["tokens"]["output"] > 0
     assert result["tokens"]["total"] == result["tokens"]["prompt"] + result["tokens"]["output"]
+    assert result["tokens"]["thinking"] == 0
     assert "Cutting cold starts in half on Cloud Run, in short:" in result["document"]  # the model's words
     assert hrefs(result["document"]) <= DEMO_LINKS and hrefs(result["document"])  # links: the entries' own
     (call,) = gemini.calls
@@ -150,6 +155,7 @@ def test_the_model_writes_the_newsletter_from_the_demo_feeds_through_the_real_sd
     assert data["dateRange"] == {"from": "2025-01-01", "to": "2025-01-07"}
     assert [s["name"] for s in data["sources"]] == ["engineering.xml", "product.xml", "community.xml"]
     assert call.body["generationConfig"]["responseMimeType"] == "application/json"
+    assert list(call.body["generationConfig"]["thinkingConfig"].values()) == [0]  # WRITER_THINKING_BUDGET
     # The preview grew: the first event holds the text so far, the others only what is new.
     previews = [e.data for e in events if e.kind == "preview"]
     written = [p for p in previews if p.get("append") is not None or "Written by" in p.get("content", "")]

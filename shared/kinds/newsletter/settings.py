@@ -35,6 +35,10 @@ class NewsletterSettings:
     writer_on_failure: str = "digest"  # or "fail": the attempt fails (and is retried) instead
     writer_preview_seconds: float = 0.5  # at most one preview write per this long
     writer_max_output_tokens: int = 8192
+    # Summaries need no reasoning: 0 turns a 2.5 model's thinking off (faster first chunk, no
+    # thinking tokens billed as output); -1 lets the model decide (a model that cannot stop
+    # thinking, such as 2.5 Pro, needs -1 or a budget).
+    writer_thinking_budget: int = 0
     # Not from the environment: tests give Vertex mode static credentials, since left to
     # itself the SDK asks google.auth.default(), which may reach for the network.
     writer_credentials: Any = None
@@ -65,6 +69,9 @@ def read_settings(reader) -> NewsletterSettings:
         writer_preview_seconds=reader.number("WRITER_PREVIEW_SECONDS", defaults.writer_preview_seconds, 0.05),
         writer_max_output_tokens=reader.number(
             "WRITER_MAX_OUTPUT_TOKENS", defaults.writer_max_output_tokens, 256, integer=True
+        ),
+        writer_thinking_budget=reader.number(
+            "WRITER_THINKING_BUDGET", defaults.writer_thinking_budget, -1, integer=True
         ),
     )
     base_url = settings.writer_base_url

@@ -272,6 +272,7 @@ def _generate(client, settings: NewsletterSettings, data: str, out: queue.Queue)
         response_mime_type="application/json",
         response_schema=SCHEMA,
         max_output_tokens=settings.writer_max_output_tokens,
+        thinking_config=types.ThinkingConfig(thinking_budget=settings.writer_thinking_budget),
         temperature=0.3,
     )
     try:
@@ -350,6 +351,7 @@ class _Stream:
             self.tokens = {
                 "prompt": usage.prompt_token_count or 0,
                 "output": usage.candidates_token_count or 0,
+                "thinking": usage.thoughts_token_count or 0,  # billed as output
                 "total": usage.total_token_count or 0,
             }
         self.model = chunk.model_version or self.model
