@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -456,3 +457,33 @@ def test_the_benchmarks_page_shows_the_writers_figures_against_its_targets():
     page = report.markdown({**RESULTS, "writer": {**figures, "cancel_p50_ms": 110.2, "cancel_max_ms": 250.0}})
     assert "| 40.5 / 2100.0 ms | ≤ 2 s: MISSED |" in page and "| 110.2 / 250.0 ms | ≤ 1 s: met |" in page
     assert "## Newsletter writer" not in report.markdown(RESULTS)
+
+
+def test_infra_grants_vertex_ai_to_the_process_function_only_and_only_for_the_gemini_writer():
+    iam = (REPO / "infra" / "iam.tf").read_text()
+    block = iam[iam.index('resource "google_project_iam_member" "writer"') :]
+    block = block[: block.index("\n}\n")]
+    assert 'count = var.newsletter_writer == "gemini" ? 1 : 0' in block and 'role    = "roles/aiplatform.user"' in block
+    assert 'google_service_account.fn["process"].email' in block
+    assert iam.count("aiplatform") == 1  # no other account gets it
+    apis = (REPO / "infra" / "apis.tf").read_text()
+    assert 'var.newsletter_writer == "gemini" ? ["aiplatform.googleapis.com"] : []' in apis
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+@pytest.mark.parametrize(
+    ("variables", "refused"),
+    [
+        (["newsletter_writer=gemini", "job_timeout_seconds=150"], True),  # run limit 135 s < 120 + 60
+        (["newsletter_writer=gemini", "job_timeout_seconds=200"], False),  # 180 s: room enough
+        (["newsletter_writer=digest", "job_timeout_seconds=60"], False),  # no writer, no check
+        (["newsletter_writer=claude"], True),
+    ],
+)
+def test_terraform_plan_keeps_the_writer_inside_the_jobs_run_time_limit(tmp_path, variables, refused):
+    from tests.test_infra import INFRA, limits_module, terraform  # noqa: PLC0415
+
+    module = limits_module(INFRA, tmp_path)
+    args = [part for variable in variables for part in ("-var", variable)]
+    done = terraform(module, "plan", "-input=false", "-no-color", "-var", "project_id=p", *args)
+    assert (done.returncode != 0) == refused, done.stderr
