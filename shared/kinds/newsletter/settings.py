@@ -34,7 +34,7 @@ class NewsletterSettings:
     writer_retry_delay_seconds: float = 2.0  # the first retry's delay; each next one doubles
     writer_on_failure: str = "digest"  # or "fail": the attempt fails (and is retried) instead
     writer_preview_seconds: float = 0.5  # at most one preview write per this long
-    writer_max_output_tokens: int = 8192
+    writer_max_output_tokens: int = 16384  # about 250 summaries; 2.5 Flash allows 65,535
     # Summaries need no reasoning: 0 turns a 2.5 model's thinking off (faster first chunk, no
     # thinking tokens billed as output); -1 lets the model decide (a model that cannot stop
     # thinking, such as 2.5 Pro, needs -1 or a budget).
