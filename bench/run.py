@@ -6,7 +6,7 @@ headline figures are ratios against an ideal measured in the same run. Writes
 build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
-enqueue, propagation, streams, cancel, big_table.
+enqueue, propagation, streams, cancel, writer, big_table.
 
     python -m bench.run [--quick] [--only NAME,...]
 
@@ -25,7 +25,18 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import big_table, cancel, cold_start, enqueue, process_http, propagation, report, streams, throughput
+from bench import (
+    big_table,
+    cancel,
+    cold_start,
+    enqueue,
+    process_http,
+    propagation,
+    report,
+    streams,
+    throughput,
+    writer,
+)
 from bench.common import HANDLERS, fresh_database
 from bench.scale import replace_section
 from local import postgres
@@ -36,7 +47,7 @@ from shared.core.settings import Settings
 OUT = REPO / "build" / "bench.json"
 PAGE = REPO / "docs" / "benchmarks.md"
 WITHOUT_STACK = ("throughput", "cold_start", "big_table")
-ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel")
+ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel", "writer")
 STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
     "THREADS": "120",
@@ -62,9 +73,9 @@ def sizes(quick: bool) -> dict:
     """How much each scenario does: a full run, or a smoke run."""
     if quick:
         return {"jobs": 1000, "repeats": 1, "rows_large": 50_000, "cold_repeats": 1, "enqueues": 200,
-                "progress_events": 60, "cancels": 5}  # fmt: skip
+                "progress_events": 60, "cancels": 5, "writer_samples": 2}  # fmt: skip
     return {"jobs": 5000, "repeats": 3, "rows_large": 1_000_000, "cold_repeats": 3, "enqueues": 1000,
-            "progress_events": 300, "cancels": 30}  # fmt: skip
+            "progress_events": 300, "cancels": 30, "writer_samples": 5}  # fmt: skip
 
 
 def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
@@ -73,6 +84,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
         extra_env=STACK_ENV,
         scheduler=False,
         log_dir=Path(tempfile.mkdtemp(prefix="jobqueue-bench-")),
+        gemini_port=0 if "writer" in wanted else None,  # newsletters written through the emulator
     )
     settings = Settings.from_env(stack.env)  # what the functions run with, for the report's prose
     results["settings"] = {
@@ -95,6 +107,9 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
         if "cancel" in wanted:
             print("cancel latency", flush=True)
             results["cancel"] = cancel.measure(stack, size["cancels"])
+        if "writer" in wanted:
+            print("newsletter writer: first preview and cancel", flush=True)
+            results["writer"] = writer.measure(stack, size["writer_samples"])
 
 
 def run(url: str, size: dict, wanted: set[str]) -> dict:
