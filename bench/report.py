@@ -6,7 +6,8 @@ from __future__ import annotations
 
 # The targets each figure is held to (the issue's, not measurements).
 TARGETS = {
-    "core_ratio": 0.80,
+    "core_ratio_1": 0.90,  # one worker, against the plain claim's ideal
+    "core_ratio": 0.80,  # more workers
     "enqueue_p99_ms": 10,
     "propagation_p99_ms": 100,
     "cancel_p99_ms": 1000,
@@ -30,21 +31,29 @@ def _header(results: dict) -> list[str]:
     ]
 
 
+def _core_target(row: dict) -> float:
+    return TARGETS["core_ratio_1"] if row["workers"] == 1 else TARGETS["core_ratio"]
+
+
 def _core(results: dict) -> list[str]:
     lines = [
         "",
         "## Core throughput",
         "",
-        "Claim, run a no-op handler, complete, draining jobs with N worker processes. The ideal is the simplest pg8000",
-        "loop running the same two statements (claim, complete) with nothing else.",
+        "Claim, run a no-op handler, complete, draining jobs with N worker processes. Two ideals, measured in the same",
+        "run: the simplest pg8000 loop of claim and complete with a plain claim (the first due job, no fairness), and",
+        "the same loop with the real, fair claim. The runner is judged against the plain one, so that the fair claim's",
+        'price shows; "fair / plain" is that price.',
         "",
-        f"| workers | ideal jobs/s | runner jobs/s | ratio | target ≥ {TARGETS['core_ratio']:.2f} |",
-        "| --- | --- | --- | --- | --- |",
+        "| workers | plain ideal jobs/s | fair ideal jobs/s | fair / plain | runner jobs/s | runner / plain"
+        f" | runner / fair | target: runner / plain ≥ {TARGETS['core_ratio_1']:.2f} (1), {TARGETS['core_ratio']:.2f} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in results["core_throughput"]:
         lines.append(
-            f"| {row['workers']} | {row['ideal_jobs_per_s']} | {row['core_jobs_per_s']} | {row['ratio']:.2f}"
-            f" | {verdict(row['ratio'] >= TARGETS['core_ratio'])} |"
+            f"| {row['workers']} | {row['plain_jobs_per_s']} | {row['fair_jobs_per_s']} | {row['fair_price']:.2f}"
+            f" | {row['core_jobs_per_s']} | {row['ratio']:.2f} | {row['fair_ratio']:.2f}"
+            f" | {verdict(row['ratio'] >= _core_target(row))} |"
         )
     return lines
 
@@ -114,6 +123,7 @@ def _reading(results: dict) -> list[str]:
     core = results["core_throughput"]
     single = next(row["ratio"] for row in core if row["workers"] == 1)
     more = [row["ratio"] for row in core if row["workers"] > 1]
+    prices = [row["fair_price"] for row in core]
     settings, streams, cancel, scale = (
         results["settings"],
         results["stream_queries_per_s"],
@@ -132,8 +142,10 @@ def _reading(results: dict) -> list[str]:
         "",
         "- Throughput is bounded by PostgreSQL: two durable commits per job (claim, complete), each a round trip and",
         "  a WAL flush. The runner adds its lease watcher, the handler call, two JSON log lines and the job objects:",
-        f"  it ran at {single:.2f} of the ideal with one worker and at {_span(more)} with more. What moved these",
+        f"  it ran at {single:.2f} of the plain ideal with one worker and at {_span(more)} with more. What moved these",
         "  figures over time is told in [performance-notes.md](performance-notes.md).",
+        f"- The fair claim ran at {_span(prices)} of the plain claim's speed: while one tenant waits it is the plain",
+        "  claim plus one probe that finds no other tenant ([claim-design.md](claim-design.md)).",
         "- A status stream costs no polling: changes arrive by LISTEN/NOTIFY. With one stream open the database saw",
         f"  {streams['1_stream']} statements a second more, which is the instance's listening connection checking in",
         "  (shared by all its streams); each stream itself reads once per keep-alive interval"
