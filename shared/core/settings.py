@@ -72,6 +72,9 @@ class Settings:
     cancel_url: str | None = None
     enqueue_url: str | None = None
     max_body_bytes: int = 64 * 1024
+    # A bulk enqueue ({"jobs": [...]}, up to 1,000 jobs) has a body limit of its own; each job
+    # in it still obeys max_body_bytes.
+    bulk_max_body_bytes: int = 4 * 1024 * 1024
     stream_max_seconds: float = 300.0
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
@@ -401,6 +404,7 @@ class SettingsReader:
             cancel_url=self._raw("CANCEL_URL"),
             enqueue_url=self._raw("ENQUEUE_URL"),
             max_body_bytes=self.number("MAX_BODY_BYTES", 64 * 1024, 1024, integer=True),
+            bulk_max_body_bytes=self.number("BULK_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, integer=True),
             stream_max_seconds=self.number("STREAM_MAX_SECONDS", 300.0, 1.0),
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),

@@ -134,12 +134,19 @@ class Service:
 
     def read_json(self, request: flask.Request, allow_empty: bool = False) -> dict:
         """The body as a JSON object, or the 4xx that names what is wrong with it."""
-        limit = self.settings.max_body_bytes
+        return self.parse_json(request, self.read_body(request, self.settings.max_body_bytes), allow_empty)
+
+    def read_body(self, request: flask.Request, limit: int) -> bytes:
+        """The raw body, or a 413 past `limit` bytes (read no further than that)."""
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
         raw = request.stream.read(limit + 1)
         if len(raw) > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
+        return raw
+
+    def parse_json(self, request: flask.Request, raw: bytes, allow_empty: bool = False) -> dict:
+        """`raw` as a JSON object, or the 4xx that names what is wrong with it."""
         if not raw.strip():
             if allow_empty:
                 return {}
