@@ -73,9 +73,10 @@ def dashboard(request):
     if "asset" in request.args:
         pages.standalone(request, "asset")
         return pages.asset_response(request.args["asset"])
+    limits.count(request, "status")  # a database read, counted per address like status reads
     with service.pool.session() as session:
         sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
-    return pages.dashboard(request.path or "/", service.settings, sources)
+    return pages.dashboard(service.settings, sources)
 
 
 @functions_framework.http
@@ -83,7 +84,7 @@ def dashboard(request):
 def enqueue(request):
     if request.method == "GET":
         return dashboard(request)
-    tenant = service.authenticate(request, required=not anonymous)
+    tenant = limits.authenticate(request, required=not anonymous)
     limits.count(request, "enqueue", None if anonymous else tenant)
     body = read_body(request)
     if list(body) == ["jobs"]:

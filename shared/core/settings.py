@@ -24,6 +24,7 @@ DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before t
 # ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
 # It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
 ADMIN_TENANT = "*"
+DEFAULT_STREAMS_PER_CALLER = 8
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 
@@ -80,6 +81,7 @@ class Settings:
     stream_poll_seconds: float = 2.0
     stream_retry_ms: int = 1000
     max_open_streams: int = 6  # THREADS minus the threads kept for plain requests
+    max_streams_per_caller: int = 6  # of those, what one address (job streams) or tenant (live lists) holds
     tasks_queue: str | None = None
     process_url: str | None = None
     tasks_service_account: str | None = None
@@ -87,6 +89,8 @@ class Settings:
     job_timeout_seconds: float = 1800.0
     redispatch_after_seconds: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
+    # (tenant, secret) pairs from WEBHOOK_SECRETS: a tenant's own webhook key.
+    webhook_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     migrate_on_start: bool = False
     db_owner_role: str | None = None
     # Webhooks (shared.core.outbox, shared.core.netguard).
@@ -109,6 +113,8 @@ class Settings:
     rate_limit_cancel: int = 60
     rate_limit_status: int = 300
     rate_limit_streams: int = 60
+    rate_limit_auth_failures: int = 20  # wrong tokens per client address per window
+    rate_limit_ipv6_prefix: int = 48  # IPv6 callers are told apart by this network
     # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
     # front end: 1); 0 takes the connection's peer address instead.
     forwarded_hops: int = 1
@@ -127,6 +133,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         return SettingsReader(os.environ if env is None else env).read()
+
+    def webhook_secret_for(self, tenant: str) -> str | None:
+        """The key that signs this tenant's webhooks: its own, else WEBHOOK_SECRET."""
+        return dict(self.webhook_secrets).get(tenant, self.webhook_secret)
 
     def for_kind(self, kind: str) -> Any:
         """That kind's own settings, or None when it reads none."""
@@ -311,17 +321,25 @@ class SettingsReader:
         pairs = []
         if (token := self._raw("API_TOKEN")) is not None:
             pairs.append((DEFAULT_TENANT, token))
-        for item in filter(None, (piece.strip() for piece in (self._raw("API_TOKENS") or "").split(","))):
-            tenant, _, token = item.partition("=")
-            if not _TENANT.match(tenant.strip()) or not token.strip():
-                # Name the entry by its tenant only: the token is a secret.
-                self.problems.append(f"API_TOKENS entry for {tenant.strip()[:40]!r} must look like tenant=token")
-                continue
-            pairs.append((tenant.strip(), token.strip()))
+        pairs.extend(self.tenant_pairs("API_TOKENS", "token", unique=False))  # two tokens: a rotation
         if (token := self._raw("ADMIN_TOKEN")) is not None:
             pairs.append((ADMIN_TENANT, token))
         if len({token for _, token in pairs}) != len(pairs):
             self.problems.append("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
+        return tuple(pairs)
+
+    def tenant_pairs(self, name: str, what: str, unique: bool = True) -> tuple[tuple[str, str], ...]:
+        """`tenant=value,...` (API_TOKENS, WEBHOOK_SECRETS); `unique`: each tenant named once."""
+        pairs = []
+        for item in filter(None, (piece.strip() for piece in (self._raw(name) or "").split(","))):
+            tenant, _, value = item.partition("=")
+            if not _TENANT.match(tenant.strip()) or not value.strip():
+                # Name the entry by its tenant only: the value is a secret.
+                self.problems.append(f"{name} entry for {tenant.strip()[:40]!r} must look like tenant={what}")
+                continue
+            pairs.append((tenant.strip(), value.strip()))
+        if unique and len({tenant for tenant, _ in pairs}) != len(pairs):
+            self.problems.append(f"{name} names a tenant twice")
         return tuple(pairs)
 
     def tracing(self) -> str | None:
@@ -356,6 +374,28 @@ class SettingsReader:
                 "a thread, and plain requests (and the 429 for one stream too many) need one too"
             )
         return threads, streams
+
+    def ipv6_prefix(self) -> int:
+        prefix = self.number("RATE_LIMIT_IPV6_PREFIX", 48, 16, integer=True)
+        if prefix > 128:
+            self.problems.append(f"RATE_LIMIT_IPV6_PREFIX must be at most 128, got {prefix}")
+            return 48
+        return prefix
+
+    def streams_per_caller(self, max_open_streams: int) -> int:
+        """MAX_STREAMS_PER_CALLER: 8 by default (a person's tabs; a tenant's dashboards), so
+        that one address, or one tenant's live lists, leaves the rest of MAX_OPEN_STREAMS to
+        others."""
+        default = max(1, min(max_open_streams, DEFAULT_STREAMS_PER_CALLER))
+        if self._raw("MAX_STREAMS_PER_CALLER") is None:
+            return default
+        per_caller = self.number("MAX_STREAMS_PER_CALLER", default, 1, integer=True)
+        if per_caller > max_open_streams:
+            self.problems.append(
+                f"MAX_STREAMS_PER_CALLER ({per_caller}) must be at most MAX_OPEN_STREAMS ({max_open_streams})"
+            )
+            return default
+        return per_caller
 
     def origins(self) -> tuple[str, ...]:
         raw = self._raw("ALLOWED_ORIGINS") or "*"
@@ -410,8 +450,10 @@ class SettingsReader:
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
             stream_retry_ms=self.number("STREAM_RETRY_MS", 1000, 0, integer=True),
             max_open_streams=stream_capacity[1],
+            max_streams_per_caller=self.streams_per_caller(stream_capacity[1]),
             threads=stream_capacity[0],
             webhook_secret=self._raw("WEBHOOK_SECRET"),
+            webhook_secrets=self.tenant_pairs("WEBHOOK_SECRETS", "secret"),
             migrate_on_start=self.flag("MIGRATE_ON_START"),
             db_owner_role=self._raw("DB_OWNER_ROLE"),
             tracing=self.tracing(),
@@ -424,6 +466,8 @@ class SettingsReader:
             rate_limit_cancel=self.number("RATE_LIMIT_CANCEL", 60, 0, integer=True),
             rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
             rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
+            rate_limit_auth_failures=self.number("RATE_LIMIT_AUTH_FAILURES", 20, 0, integer=True),
+            rate_limit_ipv6_prefix=self.ipv6_prefix(),
             forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),
             **(tasks := self.tasks()),
             **self.run_limits(tasks["job_timeout_seconds"]),
