@@ -44,7 +44,9 @@ STACK_ENV = {
     "DB_POOL_SIZE": "10",
     "ENQUEUE_KINDS": "*",
     # One caller makes every request: measure the queue, not the rate limits.
-    **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
+    **dict.fromkeys(
+        ("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_JOBS", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"
+    ),
 }
 
 

@@ -531,7 +531,11 @@ def replace_section(document: str, section: str) -> str:
 def requests_sent(args: argparse.Namespace) -> dict[str, int]:
     """The most requests of each rate-limited action a run sends: every job is one enqueue
     (the wait phase's and the scale phase's), every wait job and chosen job one cancel."""
-    return {"enqueue": args.wait_jobs + args.jobs, "cancel": args.wait_jobs + args.cancel}
+    return {
+        "enqueue": args.wait_jobs + args.jobs,
+        "jobs": args.wait_jobs + args.jobs,
+        "cancel": args.wait_jobs + args.cancel,
+    }
 
 
 def rate_limits(args: argparse.Namespace) -> dict[str, str]:
@@ -539,7 +543,11 @@ def rate_limits(args: argparse.Namespace) -> dict[str, str]:
     test's): twice what it sends, so that no request of it meets a 429 however the windows
     fall (tests/test_scale_limits.py checks it with the real limiter)."""
     sent = requests_sent(args)
-    return {"RATE_LIMIT_ENQUEUE": str(2 * sent["enqueue"]), "RATE_LIMIT_CANCEL": str(2 * sent["cancel"])}
+    return {
+        "RATE_LIMIT_ENQUEUE": str(2 * sent["enqueue"]),
+        "RATE_LIMIT_JOBS": str(2 * sent["jobs"]),
+        "RATE_LIMIT_CANCEL": str(2 * sent["cancel"]),
+    }
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -88,3 +88,27 @@ def test_bulk_has_a_body_limit_of_its_own_and_each_job_keeps_the_single_limit(ma
                          headers=AUTH)  # fmt: skip
     assert single.status_code == 413  # one job is held to MAX_BODY_BYTES as before
     assert job_count(session) == 11
+
+
+def test_with_the_default_limits_a_bulk_request_of_1000_jobs_goes_through(make_client, session):
+    client = make_client("enqueue")
+    response = post(client, {"jobs": [{"kind": "noop", "n": number} for number in range(MAX_BULK_JOBS)]})
+    assert response.status_code == 200
+    assert {answer["status"] for answer in response.get_json()["jobs"]} == {202}
+    assert job_count(session) == MAX_BULK_JOBS
+
+
+def test_a_bulk_request_is_one_request_and_its_jobs_count_against_the_jobs_quota(make_client, session):
+    client = make_client("enqueue", RATE_LIMIT_ENQUEUE="3", RATE_LIMIT_JOBS="10", RATE_LIMIT_WINDOW_SECONDS="3600")
+    assert post(client, {"jobs": [{"kind": "noop"}] * 8}).status_code == 200  # 1 request, 8 jobs
+    over = post(client, {"jobs": [{"kind": "noop"}] * 5})  # 13 jobs: over the quota, nothing queued
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
+    assert job_count(session) == 8
+    refused = post(client, {"kind": "noop"})  # the third request: within 3 requests, but the quota is spent
+    assert refused.status_code == 429 and job_count(session) == 8
+
+
+def test_requests_are_counted_as_requests_whatever_their_jobs(make_client, session):
+    client = make_client("enqueue", RATE_LIMIT_ENQUEUE="2", RATE_LIMIT_JOBS="1000", RATE_LIMIT_WINDOW_SECONDS="3600")
+    assert [post(client, {"jobs": [{"kind": "noop"}] * 50}).status_code for _ in range(3)] == [200, 200, 429]
+    assert job_count(session) == 100

@@ -9,7 +9,7 @@ from shared.core.errors import RateLimited
 from shared.core.ratelimit import RateLimiter
 from shared.core.settings import Settings
 
-LIMITS = {"enqueue": "rate_limit_enqueue", "cancel": "rate_limit_cancel"}
+LIMITS = {"enqueue": "rate_limit_enqueue", "jobs": "rate_limit_jobs", "cancel": "rate_limit_cancel"}
 
 
 def send_all(pool, settings: Settings, sent: dict[str, int]) -> None:

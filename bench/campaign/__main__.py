@@ -205,7 +205,9 @@ CAMPAIGN_ENV = {
     "MAX_OPEN_STREAMS": "40",
     "STREAM_MAX_SECONDS": "30",
     # One caller makes all the campaign's requests: the rate limits would only get in the way.
-    **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
+    **dict.fromkeys(
+        ("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_JOBS", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"
+    ),
 }
 
 

@@ -5,7 +5,9 @@ With Cloud Tasks configured, the job's task is pushed before answering, and `dis
 says "sent", or "pending" when the push failed (the Scheduler path then runs the job).
 
 Bulk: a body whose only key is `jobs`, a list of up to 1,000 job bodies (each as above), is
-queued in one transaction (BULK_MAX_BODY_BYTES; each job within MAX_BODY_BYTES). 200 with
+queued in one transaction (BULK_MAX_BODY_BYTES; each job within MAX_BODY_BYTES). It is one
+request for RATE_LIMIT_ENQUEUE; its jobs count against RATE_LIMIT_JOBS (a single enqueue's
+one job too), and past that quota the whole request is a 429 that queues nothing. 200 with
 {"jobs": [...]}, an answer per job in order: the job with "status" 202 or 200 as above, or
 {"status": 4xx, "error": ...} for that job alone. A request that is not such a list at all
 is a 400 and queues nothing. (With other keys beside it, `jobs` is payload, as always.)
@@ -85,10 +87,12 @@ def enqueue(request):
     if request.method == "GET":
         return dashboard(request)
     tenant = limits.authenticate(request, required=not anonymous)
-    limits.count(request, "enqueue", None if anonymous else tenant)
+    caller = None if anonymous else tenant
+    limits.count(request, "enqueue", caller)  # a request, however many jobs it holds
     body = read_body(request)
     if list(body) == ["jobs"]:
-        return enqueue_bulk(body["jobs"], tenant)
+        return enqueue_bulk(request, body["jobs"], tenant, caller)
+    limits.count(request, "jobs", caller)
     options, payload = split_body(body)
     enqueued = operations.enqueue_and_dispatch(
         service.pool, accepted_kinds, service.dispatcher, payload,
@@ -134,9 +138,11 @@ def bulk_requests(jobs) -> list[tuple[dict, dict] | JobQueueError]:
     return requests
 
 
-def enqueue_bulk(jobs, tenant: str):
+def enqueue_bulk(request, jobs, tenant: str, caller: str | None):
     requests = bulk_requests(jobs)
     valid = [(payload, options) for options, payload in (r for r in requests if not isinstance(r, JobQueueError))]
+    if valid:  # the jobs quota (RATE_LIMIT_JOBS): past it, a 429 for the whole request, nothing queued
+        limits.count(request, "jobs", caller, weight=len(valid))
     answers = iter(
         operations.enqueue_many_and_dispatch(
             service.pool, accepted_kinds, service.dispatcher, valid, tenant, service.settings.max_attempts_limit
