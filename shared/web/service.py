@@ -45,6 +45,7 @@ class Service:
         migrate = self._migrate_directly if self.settings.migrate_on_start else None
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
+        self.dispatcher.warm_up_after_fork()  # the Tasks client's import runs beside the worker's start
         tracing.configure(self.settings.tracing)  # the mode only: the SDK loads on the first request
 
     def _migrate_directly(self, _pooled_session) -> None:
