@@ -14,11 +14,12 @@ Nothing is mocked: a throwaway PostgreSQL, the project's own SQL, through pg8000
 
 from __future__ import annotations
 
+import re
 import time
 
 from bench.common import percentile, session_for
 from shared.core import queue
-from shared.core.db import Session
+from shared.core.db import STATEMENTS, Session
 
 SAMPLE = 300  # claims timed at each checkpoint
 BATCH = 50  # jobs enqueued at a time: the queue stays short, as in the harness
@@ -49,8 +50,27 @@ def _run_jobs(session: Session, count: int, tenants: tuple[str, ...]) -> list[fl
     return timings
 
 
-def _figures(timings: list[float]) -> dict:
-    return {"p50_ms": round(percentile(timings, 50), 3), "p99_ms": round(percentile(timings, 99), 3)}
+def _claim_pages(session: Session, tenants: tuple[str, ...]) -> int:
+    """Shared buffers one claim touches (EXPLAIN ANALYZE, rolled back): what the dead rows and
+    index entries cost it, in a figure a loaded machine cannot blur."""
+    _enqueue_batch(session, tenants)
+    sql = "\n".join(line for line in STATEMENTS["claim_next_job"].splitlines() if not line.startswith("--"))
+    session.run_sql("BEGIN")
+    try:
+        plan = "\n".join(row[0] for row in session.run_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql))
+    finally:
+        session.run_sql("ROLLBACK")
+    _run_jobs(session, BATCH, tenants)  # the batch goes through, the queue stays short
+    found = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
+    return int(found.group(1)) + int(found.group(2) or 0)
+
+
+def _figures(timings: list[float], pages: int) -> dict:
+    return {
+        "p50_ms": round(percentile(timings, 50), 3),
+        "p99_ms": round(percentile(timings, 99), 3),
+        "pages": pages,
+    }
 
 
 def _reset(session: Session) -> None:
@@ -65,17 +85,18 @@ def cell(url: str, hold: str, tenants: tuple[str, ...], checkpoints: tuple[int, 
     try:
         _reset(session)
         _run_jobs(session, SAMPLE, tenants)  # warm
-        figures = {"clean": _figures(_run_jobs(session, SAMPLE, tenants))}
+        figures = {"clean": _figures(_run_jobs(session, SAMPLE, tenants), _claim_pages(session, tenants))}
         holder.conn.execute_simple(HOLDS[hold])
         done = 0
         for checkpoint in checkpoints:
-            _run_jobs(session, checkpoint - done - SAMPLE, tenants)
-            figures[str(checkpoint)] = _figures(_run_jobs(session, SAMPLE, tenants))
+            _run_jobs(session, checkpoint - done - SAMPLE - BATCH, tenants)
+            pages = _claim_pages(session, tenants)
+            figures[str(checkpoint)] = _figures(_run_jobs(session, SAMPLE, tenants), pages)
             done = checkpoint
         holder.conn.execute_simple("ROLLBACK")
         session.run_sql("VACUUM jobs")
         session.run_sql("VACUUM job_events")
-        figures["released"] = _figures(_run_jobs(session, SAMPLE, tenants))
+        figures["released"] = _figures(_run_jobs(session, SAMPLE, tenants), _claim_pages(session, tenants))
         last = figures[str(checkpoints[-1])]
         figures["p99_ratio"] = round(last["p99_ms"] / figures["clean"]["p99_ms"], 2)
         figures["released_ratio"] = round(figures["released"]["p99_ms"] / figures["clean"]["p99_ms"], 2)

@@ -165,6 +165,33 @@ def _reading(results: dict) -> list[str]:
     ]
 
 
+def _pressure(results: dict) -> list[str]:
+    """The claim while vacuum is held back (bench/pressure.py), when the run measured it."""
+    if "pressure" not in results:
+        return []
+    pressure = results["pressure"]
+    points = [str(checkpoint) for checkpoint in pressure["checkpoints"]]
+    lines = [
+        "",
+        "## Pressure",
+        "",
+        "After the `idle_in_tx` and `active_readers` cells of hardbyte/postgresql-job-queue-benchmarking: jobs flow",
+        "one at a time (enqueue, claim, one progress write, complete) while another connection holds vacuum back, with",
+        "an idle transaction that took an XID, or an open REPEATABLE READ transaction. The claim's latency p50 / p99",
+        "in ms, and the pages one claim reads (EXPLAIN's shared buffers, which the machine's load cannot blur): clean,",
+        "after each number of jobs with the hold on, and after the hold is released and the table vacuumed once.",
+        "[claim-design.md](claim-design.md) reads these figures.",
+        "",
+        "| cell | clean | " + " | ".join(f"after {int(point):,}" for point in points) + " | released | p99 ratio |",
+        "| --- | --- | " + " | ".join("---" for _ in points) + " | --- | --- |",
+    ]
+    for name, cell in pressure["cells"].items():
+        figures = [cell["clean"], *(cell[point] for point in points), cell["released"]]
+        shown = [f"{f['p50_ms']:g} / {f['p99_ms']:g} ms, {f['pages']} pages" for f in figures]
+        lines.append(f"| {name} | " + " | ".join(shown) + f" | {cell['p99_ratio']:g} |")
+    return lines
+
+
 def markdown(results: dict) -> str:
-    sections = (_header, _core, _http_and_scale, _cold_start, _reading)
+    sections = (_header, _core, _http_and_scale, _pressure, _cold_start, _reading)
     return "\n".join(line for section in sections for line in section(results)) + "\n"

@@ -6,7 +6,7 @@ headline figures are ratios against an ideal measured in the same run. Writes
 build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
-enqueue, propagation, streams, cancel, big_table.
+enqueue, propagation, streams, cancel, big_table, pressure.
 
     python -m bench.run [--quick] [--only NAME,...]
 
@@ -25,7 +25,18 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import big_table, cancel, cold_start, enqueue, process_http, propagation, report, streams, throughput
+from bench import (
+    big_table,
+    cancel,
+    cold_start,
+    enqueue,
+    pressure,
+    process_http,
+    propagation,
+    report,
+    streams,
+    throughput,
+)
 from bench.common import HANDLERS, fresh_database
 from bench.scale import replace_section
 from local import postgres
@@ -35,7 +46,7 @@ from shared.core.settings import Settings
 
 OUT = REPO / "build" / "bench.json"
 PAGE = REPO / "docs" / "benchmarks.md"
-WITHOUT_STACK = ("throughput", "cold_start", "big_table")
+WITHOUT_STACK = ("throughput", "cold_start", "big_table", "pressure")
 ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel")
 STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
@@ -54,9 +65,9 @@ def sizes(quick: bool) -> dict:
     """How much each scenario does: a full run, or a smoke run."""
     if quick:
         return {"jobs": 1000, "repeats": 1, "rows_large": 50_000, "cold_repeats": 1, "enqueues": 200,
-                "progress_events": 60, "cancels": 5}  # fmt: skip
+                "progress_events": 60, "cancels": 5, "pressure_checkpoints": (2000, 6000)}  # fmt: skip
     return {"jobs": 5000, "repeats": 3, "rows_large": 1_000_000, "cold_repeats": 3, "enqueues": 1000,
-            "progress_events": 300, "cancels": 30}  # fmt: skip
+            "progress_events": 300, "cancels": 30, "pressure_checkpoints": (10_000, 50_000, 100_000)}  # fmt: skip
 
 
 def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
@@ -103,6 +114,9 @@ def run(url: str, size: dict, wanted: set[str]) -> dict:
     if "big_table" in wanted:
         print("claim and sweep on a big table", flush=True)
         results["scale"] = big_table.measure(url, size["rows_large"])
+    if "pressure" in wanted:
+        print("pressure: the claim while vacuum is held back", flush=True)
+        results["pressure"] = pressure.measure(url, size["pressure_checkpoints"])
     return results
 
 

@@ -105,6 +105,15 @@ def test_another_run_gives_other_prose(path, value):
     assert f"{value:g}" in reading(other)
 
 
+def test_the_pressure_section_holds_each_cell_and_checkpoint():
+    cell = {"clean": {"p50_ms": 0.4, "p99_ms": 0.9, "pages": 30}, "2000": {"p50_ms": 0.8, "p99_ms": 1.7, "pages": 120},
+            "released": {"p50_ms": 0.5, "p99_ms": 1.0, "pages": 31}, "p99_ratio": 1.89, "released_ratio": 1.11}  # fmt: skip
+    page = report.markdown({**RESULTS, "pressure": {"checkpoints": [2000], "cells": {"idle_in_tx": cell}}})
+    assert "## Pressure" in page and "| cell | clean | after 2,000 | released | p99 ratio |" in page
+    assert "| idle_in_tx | 0.4 / 0.9 ms, 30 pages | 0.8 / 1.7 ms, 120 pages | 0.5 / 1 ms, 31 pages | 1.89 |" in page
+    assert "## Pressure" not in report.markdown(RESULTS)
+
+
 def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
     import importlib  # noqa: PLC0415
 
