@@ -114,6 +114,13 @@ def test_the_pressure_section_holds_each_cell_and_checkpoint():
     assert "## Pressure" not in report.markdown(RESULTS)
 
 
+def test_the_tasks_path_section_reports_the_emulators_share_apart():
+    path = {"total": 9.1, "push": 4.2, "emulator": 1.5, "process": 3.3, "total_less_emulator": 7.6, "samples": 30}
+    page = report.markdown({**RESULTS, "tasks_path": path, "first_enqueue_with_tasks_ms": 612})
+    assert "| of which the emulator's own | 1.5 ms |" in page and "less the emulator's own | 7.6 ms |" in page
+    assert "| 612 ms (≤ 500 ms: MISSED) |" in page
+
+
 def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
     import importlib  # noqa: PLC0415
 
