@@ -1,6 +1,6 @@
 """Core throughput: the real runner draining no-op jobs with N worker processes, against two
 ideals, the simplest pg8000 loop of claim and complete: with the plain claim (the first due
-job, no fairness: bench/plain_claim.sql) and with the real, fair claim. All three interleaved
+job, no fairness: `plain_claim`) and with the real, fair claim. All three interleaved
 so that the machine's noise hits them alike. The runner is judged against the plain ideal, so
 that the fair claim's own price shows (an ideal running the fair claim once hid a 30 % drop);
 the fair ideal's own ratio to the plain one is that price."""
@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 from bench.common import env_for, fill_queue, median, session_for
 from shared.core.db import STATEMENTS, Pool
@@ -22,7 +21,20 @@ from shared.core.runner import Runner
 from shared.core.settings import Settings
 
 WORKERS = (1, 2, 4, 8)
-PLAIN_CLAIM = (Path(__file__).parent / "plain_claim.sql").read_text()
+NAMED = "WHERE id = CAST(:id AS uuid) AND job_status = 'queued' AND run_at <= now()\n"
+FIRST_DUE = (
+    "WHERE job_status = 'queued' AND run_at <= now()\n    ORDER BY tenant, priority DESC, run_at, id\n    LIMIT 1\n"
+)
+
+
+def plain_claim() -> str:
+    """The plain claim: the first due job in the claim index's order that nobody holds, no
+    fairness (one index probe). The named claim's statement with its WHERE swapped, so that
+    the update, the lease and the event are the real claim's and the two ideals differ by
+    the choice of job alone."""
+    named = STATEMENTS["claim_named_job"]
+    assert NAMED in named, "claim_named_job.sql changed: update plain_claim"
+    return named.replace(NAMED, FIRST_DUE)
 
 
 def _ideal_worker(claim_sql: str, url: str, done: multiprocessing.Value) -> None:
@@ -76,7 +88,7 @@ def drain(url: str, worker: Callable, processes: int, jobs: int) -> float:
 
 def measure(url: str, jobs: int, repeats: int) -> list[dict]:
     rows = []
-    plain_worker = partial(_ideal_worker, PLAIN_CLAIM)
+    plain_worker = partial(_ideal_worker, plain_claim())
     fair_worker = partial(_ideal_worker, STATEMENTS["claim_next_job"])
     for workers in WORKERS:
         plain, fair, core = [], [], []

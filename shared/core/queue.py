@@ -112,7 +112,9 @@ def _unstorable(**strings: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _enqueue_problems(
+def _checked(
+    session: Session,
+    registry: HandlerRegistry,
     kind: Any,
     payload: Any,
     priority: Any,
@@ -122,7 +124,9 @@ def _enqueue_problems(
     callback_url: Any,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
     max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
-) -> tuple[list[tuple[str, str]], datetime | None]:
+) -> datetime | None:
+    """The job's run_at, once every field and the kind's own checks pass; else a
+    ValidationError naming every problem at once."""
     problems: list[tuple[str, str]] = []
     if callback_url is not None and (problem := check_callback(callback_url)):
         problems.append(("callbackUrl", problem))
@@ -149,28 +153,6 @@ def _enqueue_problems(
             problems.append(("runAt", "must be an ISO-8601 time such as 2025-01-07T09:00:00Z"))
         except OverflowError:
             problems.append(("runAt", "must be a time between the years 1 and 9999 in UTC"))
-    return problems, when
-
-
-def _checked(
-    session: Session,
-    registry: HandlerRegistry,
-    kind: Any,
-    payload: Any,
-    priority: Any,
-    run_at: Any,
-    max_attempts: Any,
-    idempotency_key: Any,
-    callback_url: Any,
-    check_callback: Callable[[Any], str | None],
-    max_attempts_limit: int,
-) -> datetime | None:
-    """The job's run_at, once every field and the kind's own checks pass; else a
-    ValidationError naming every problem at once."""
-    problems, when = _enqueue_problems(
-        kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url, check_callback,
-        max_attempts_limit,
-    )  # fmt: skip
     if not problems:
         try:
             registry.validate(kind, payload, session)
