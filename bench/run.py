@@ -53,11 +53,20 @@ STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
     "THREADS": "120",
     "MAX_OPEN_STREAMS": "110",
+    "MAX_STREAMS_PER_CALLER": "110",  # every stream comes from this one address
     "DB_POOL_SIZE": "10",
     "ENQUEUE_KINDS": "*",
     # One caller makes every request: measure the queue, not the rate limits.
     **dict.fromkeys(
-        ("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_JOBS", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"
+        (
+            "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
+            "RATE_LIMIT_CANCEL",
+            "RATE_LIMIT_STATUS",
+            "RATE_LIMIT_STREAMS",
+            "RATE_LIMIT_AUTH_FAILURES",
+        ),
+        "0",
     ),
 }
 

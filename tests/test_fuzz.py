@@ -44,7 +44,15 @@ FUZZ_ENV = {
     "STREAM_MAX_SECONDS": "1",
     # One caller sends every request here; the limits have tests of their own.
     **dict.fromkeys(
-        ("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_JOBS", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"
+        (
+            "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
+            "RATE_LIMIT_CANCEL",
+            "RATE_LIMIT_STATUS",
+            "RATE_LIMIT_STREAMS",
+            "RATE_LIMIT_AUTH_FAILURES",
+        ),
+        "0",
     ),
 }
 

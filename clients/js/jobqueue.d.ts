@@ -40,6 +40,13 @@ export interface LogLine {
 
 export interface JobWithLogs extends Job {
   logs: LogLine[];
+  /** The newest status message, as the stream shows it. */
+  message: string | null;
+  /** The newest preview's text so far, and its format. */
+  preview: string | null;
+  previewFormat: string | null;
+  /** The job's last event: the stream resumes after it. */
+  lastEventSeq: number;
 }
 
 export interface EnqueuedJob extends Job {
@@ -95,6 +102,7 @@ export interface StateChange {
   attempt: number;
   /** How long until the next try, in milliseconds. */
   delayMs: number;
+  /** Why the last try failed: with "polling", a check that failed (the function cannot be reached). */
   error?: unknown;
 }
 

@@ -113,7 +113,8 @@ export class JobQueueClient {
    * the connection changes. Reconnects with Last-Event-ID, so nothing is lost or repeated;
    * on a 204 (a finished job with nothing more to send) it fetches the final state and
    * sends it as `done`. After `pollAfterFailures` failed reconnects in a row, or where fetch
-   * cannot stream, it polls the JSON status instead (state "polling"). Resolves with the
+   * cannot stream, it polls the JSON status instead (state "polling"), trying the stream again
+   * with backoff, and goes back to it ("connected") once it answers. Resolves with the
    * finished job, or null when `signal` aborts; rejects on a final error (404 ...).
    */
   async follow(id, { onEvent = () => {}, onState = () => {}, signal, lastEventId = 0 } = {}) {
@@ -136,16 +137,18 @@ export class JobQueueClient {
       emit({ type: "done", id: null, data: job });
       return job;
     };
-    const poll = () => this._poll(signal, onState, async () => {
+    const poll = async () => {
       const job = await this.status(id, { signal });
       emitLogs(job, emit);
+      // The stream resumes after what this check showed: nothing older is sent again.
+      if (Number(job.lastEventSeq) > cursor.last) cursor.last = Number(job.lastEventSeq);
       if (!TERMINAL.includes(job.jobStatus)) {
         emit({ type: "snapshot", id: null, data: job });
         return undefined;
       }
       emit({ type: "done", id: null, data: job });
       return job;
-    });
+    };
     return this._stream({ connect, onEvent: emit, onState, signal, poll, onNoContent: finish, doneType: "done" });
   }
 
@@ -162,11 +165,11 @@ export class JobQueueClient {
         signal,
         cache: "no-store",
       });
-    const poll = () => this._poll(signal, onState, async () => {
+    const poll = async () => {
       const page = await this.list(query, { signal });
       onEvent({ type: "snapshot", id: null, data: { jobs: page.jobs } });
       return undefined; // a list never finishes
-    });
+    };
     await this._stream({ connect, onEvent, onState, signal, poll, onNoContent: null, doneType: null });
     return null;
   }
@@ -176,9 +179,14 @@ export class JobQueueClient {
   async _stream({ connect, onEvent, onState, signal, poll, onNoContent, doneType }) {
     let failures = 0;
     let retryMs = this.retryMs;
-    if (!canStream()) return poll();
+    if (!canStream()) {
+      let result;
+      while (result === undefined) result = await this._poll(signal, onState, poll, Infinity);
+      return result;
+    }
     while (!signal?.aborted) {
-      onState({ state: failures ? "reconnecting" : "connecting", attempt: failures, delayMs: 0 });
+      const polling = failures >= this.pollAfterFailures; // a stream try between checks: still "polling"
+      if (!polling) onState({ state: failures ? "reconnecting" : "connecting", attempt: failures, delayMs: 0 });
       try {
         const response = await connect();
         if (response.status === 204 && onNoContent) {
@@ -207,7 +215,15 @@ export class JobQueueClient {
         const failure = error instanceof JobQueueError ? error : new JobQueueError(0, null, String(error?.message || error));
         if (!failure.retryable) throw failure;
         failures += 1;
-        if (failures >= this.pollAfterFailures) return poll();
+        if (failures >= this.pollAfterFailures) {
+          // Live updates keep failing: check the JSON instead until the stream is worth another
+          // try, after a pause that grows with each failed try (or at once, when a check succeeds
+          // after failing: the function is back).
+          const streamRetryMs = backoff(retryMs, failures - this.pollAfterFailures + 1, this.maxRetryMs);
+          const result = await this._poll(signal, onState, poll, streamRetryMs);
+          if (result !== undefined) return result;
+          continue;
+        }
         const delayMs = Math.max(failure.retryAfterMs ?? 0, backoff(retryMs, failures, this.maxRetryMs));
         onState({ state: "reconnecting", attempt: failures, delayMs, error: failure });
         await sleep(delayMs, signal);
@@ -216,9 +232,15 @@ export class JobQueueClient {
     return null;
   }
 
-  /** Call `once` every pollIntervalMs until it returns a value (or `signal` aborts). */
-  async _poll(signal, onState, once) {
-    onState({ state: "polling", attempt: 0, delayMs: this.pollIntervalMs });
+  /**
+   * Call `once` every pollIntervalMs until it returns a value (then that value), `forMs` has
+   * passed or a check succeeds after one failed (then undefined: time to try the stream
+   * again), or `signal` aborts (then null). A failed check is reported as state "polling"
+   * with its `error`.
+   */
+  async _poll(signal, onState, once, forMs) {
+    const until = Date.now() + forMs;
+    let failing = false;
     while (!signal?.aborted) {
       try {
         const value = await once();
@@ -227,12 +249,16 @@ export class JobQueueClient {
           return value;
         }
         onState({ state: "polling", attempt: 0, delayMs: this.pollIntervalMs });
+        if (failing) return undefined;
       } catch (error) {
         if (signal?.aborted) break;
         if (error instanceof JobQueueError && !error.retryable) throw error;
+        failing = true;
         onState({ state: "polling", attempt: 0, delayMs: this.pollIntervalMs, error });
       }
-      await sleep(this.pollIntervalMs, signal);
+      const left = until - Date.now();
+      if (left <= 0) return undefined;
+      await sleep(Math.min(this.pollIntervalMs, left), signal);
     }
     return null;
   }

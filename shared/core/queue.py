@@ -503,6 +503,12 @@ def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 
     return [Event(r["seq"], r["kind"], r["data"], r["created_at"]) for r in rows]
 
 
+def latest_message_and_preview(session: Session, job_id: str) -> tuple[str | None, dict | None]:
+    """The newest progress message and the newest preview event's data ({"format", "content"})."""
+    row = session.row("read_latest_message_and_preview", id=job_id) or {}
+    return row.get("message"), row.get("preview")
+
+
 def waiting_jobs(session: Session, waited_seconds: float, limit: int = SWEEP_BATCH) -> list[Job]:
     """Queued jobs still waiting `waited_seconds` after their run_at: a task may be lost."""
     return [

@@ -142,7 +142,13 @@ class Service:
         """The raw body, or a 413 past `limit` bytes (read no further than that)."""
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
-        raw = request.stream.read(limit + 1)
+        try:
+            raw = request.stream.read(limit + 1)
+        except OSError:  # the body did not arrive within the server's read timeout
+            # functions-framework drains the body after the view (request.get_data()): with
+            # the body taken as read, that second read does not turn this 408 into a 500.
+            request._cached_data = b""
+            raise RequestTimeout("The request body did not arrive in time; send it again") from None
         if len(raw) > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
         return raw
@@ -202,6 +208,11 @@ class PayloadTooLarge(JobQueueError):
 class UnsupportedMediaType(JobQueueError):
     status = 415
     code = "unsupported_media_type"
+
+
+class RequestTimeout(JobQueueError):
+    status = 408
+    code = "request_timeout"
 
 
 class InvalidJson(JobQueueError):
