@@ -46,6 +46,7 @@ FUZZ_ENV = {
     **dict.fromkeys(
         (
             "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
             "RATE_LIMIT_CANCEL",
             "RATE_LIMIT_STATUS",
             "RATE_LIMIT_STREAMS",
