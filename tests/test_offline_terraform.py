@@ -43,6 +43,7 @@ CONFIGURATIONS = [
     ("alert email", ["alert_email=ops@example.com"]),
     ("tracing", ["tracing=true"]),
     ("state bucket", ["state_bucket=my-project-jobqueue-tfstate"]),
+    ("gemini writer", ["newsletter_writer=gemini"]),
     ("bigger tier", ["db_tier=db-custom-2-7680", "max_instances={enqueue=4,process=10,status=2,cancel=2,sweep=1}"]),
 ]
 
@@ -83,6 +84,7 @@ def test_the_example_plans_applies_and_replans_clean_then_each_setting_in_turn(t
     assert "google_monitoring_notification_channel.email[0]" in state
     assert "google_project_service.telemetry[0]" in state
     assert "google_storage_bucket.state[0]" in state
+    assert "google_project_iam_member.writer[0]" in state
 
 
 def run_command(infra: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
