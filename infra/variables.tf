@@ -7,6 +7,13 @@ variable "region" {
   description = "Region for the functions, Cloud SQL, Cloud Tasks and Cloud Scheduler."
   type        = string
   default     = "europe-west1"
+
+  # Google's region names (europe-west1, us-central1, northamerica-northeast2): a zone
+  # (europe-west1-b) or another cloud's name (eu-west-1) would fail only half-way through an apply.
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1 or us-central1 (not a zone, not another cloud's region name)."
+  }
 }
 
 variable "name_prefix" {
@@ -135,7 +142,9 @@ variable "max_instances" {
 variable "db_pool_size" {
   description = "Database connections one instance of each function may open (its DB_POOL_SIZE)."
   type        = map(number)
-  default     = { enqueue = 2, process = 2, status = 2, cancel = 2, sweep = 1 }
+  # enqueue and cancel run one short statement per request: one connection each keeps the
+  # defaults, migration connections included, within db-f1-micro's 22 usable connections.
+  default = { enqueue = 1, process = 2, status = 2, cancel = 1, sweep = 1 }
 
   validation {
     condition     = toset(keys(var.db_pool_size)) == toset(["enqueue", "process", "status", "cancel", "sweep"]) && alltrue([for n in values(var.db_pool_size) : n >= 1])

@@ -26,11 +26,12 @@ def _template() -> str:
     return PAGE.read_text()
 
 
-def render_status_page(job_id: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
-    """(the page, its security headers) for one job. Its stream, documents and client are
-    fixed queries on its own address, never its request path (see pages.py)."""
+def render_status_page(job_id: str, cancel_url: str | None, enqueue_url: str | None) -> tuple[str, dict[str, str]]:
+    """(the page, its security headers) for one job; it links to the dashboard at `enqueue_url`.
+    Its stream, documents and client are fixed queries on its own address, never its request
+    path (see pages.py)."""
     nonce = secrets.token_urlsafe(16)
-    config = {"jobId": job_id, "cancelUrl": cancel_url}
+    config = {"jobId": job_id, "cancelUrl": cancel_url, "enqueueUrl": enqueue_url}
     page = fill(_template(), nonce, config)
     connect = "'self'" + (f" {origin(cancel_url)}" if cancel_url else "")
     policy = (
