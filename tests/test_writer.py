@@ -447,6 +447,9 @@ def test_end_to_end_the_functions_write_the_demo_newsletter_through_the_emulator
         assert result["writer"] == "gemini" and result["tokens"]["total"] > 0
         assert "# Newsletter for January 1–7, 2025" in result["document"] and "in short:" in result["document"]
         assert [call.mode for call in stack.gemini.calls] == ["api-key"]
+        # The JSON status's preview is the whole text, put back together from the appends.
+        assert finished["preview"].startswith("# Newsletter for January 1–7, 2025\n\n_Written by gemini-2.5-flash")
+        assert finished["preview"].count("in short:") == result["entryCount"]
 
 
 def test_the_benchmarks_page_shows_the_writers_figures_against_its_targets():

@@ -8,8 +8,9 @@ Preview events come in two shapes, and a reader puts them back together:
 A handler that streams text (the newsletter's writer) writes through `PreviewStream`, which
 stores what is new rather than the whole text each time, at most one write per `every`
 seconds, and no more than `max_chars` characters in all: a long generation is a bounded
-number of rows and bytes. Whatever was stored, `latest_preview` (and `latest_preview_text`,
-the status JSON's `preview`) gives back the newest text as one string.
+number of rows and bytes. Whatever was stored, `latest_preview` (and `latest_preview_text`)
+gives back the newest text as one string, from a job's events (the framed `view=preview`);
+the status JSON's `preview` does the same in SQL (sql/read_latest_message_and_preview.sql).
 """
 
 from __future__ import annotations

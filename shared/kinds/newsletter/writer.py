@@ -40,7 +40,6 @@ from shared.kinds.newsletter.render import day, md, md_url, title_for
 from shared.kinds.newsletter.settings import NewsletterSettings
 
 PROMPT = Path(__file__).parent / "prompts" / "writer.md"
-PREVIEW_MAX_CHARS = 20_000
 SUMMARY_MAX_CHARS = 800
 WAIT_STEP_SECONDS = 0.05  # how often the job's thread looks at cancel, deadlines and the preview
 RETRY_STATUS_CODES = [429, 500, 502, 503, 504]
@@ -263,6 +262,14 @@ def gemini_client(settings: NewsletterSettings, connection: Connection):
     )
 
 
+def _client_or_failure(settings: NewsletterSettings, connection: Connection):
+    try:
+        return gemini_client(settings, connection)
+    except Exception as exc:  # a setting the SDK refuses, or no credentials found
+        log.warning("Writer client not created", detail=f"{type(exc).__name__}: {exc}")
+        raise WriterFailed(f"cannot set up the model's client ({type(exc).__name__})") from exc
+
+
 def _generate(client, settings: NewsletterSettings, data: str, out: queue.Queue) -> None:
     """The helper thread: the SDK's stream, chunk by chunk, into `out`."""
     from google.genai import types  # noqa: PLC0415
@@ -287,12 +294,12 @@ def write_with_gemini(request, sections: list[Section], settings: NewsletterSett
     ids = entry_ids(sections)
     if not ids:
         raise WriterFailed("no entries in range to write about")
-    preview = PreviewStream(ctx.emit, "markdown", settings.writer_preview_seconds, PREVIEW_MAX_CHARS)
+    preview = PreviewStream(ctx.emit, "markdown", settings.writer_preview_seconds)
     preview.start(f"# {title_for(request.start, request.end)}\n\n_Written by {settings.writer_model}…_\n")
     connection = Connection(settings.writer_stall_seconds)
     stream = _Stream(ids, sections, preview, settings)
     try:
-        client = gemini_client(settings, connection)
+        client = _client_or_failure(settings, connection)
         out: queue.Queue = queue.Queue()
         worker = threading.Thread(
             target=_generate, args=(client, settings, prompt_data(request, sections, ids), out), daemon=True
