@@ -102,7 +102,7 @@ browser-test: venv ## Test the pages (status, dashboard, archive) in headless Ch
 	    exit 1; \
 	  fi
 	$(PY) -m pip install --quiet -r requirements-browser.txt
-	$(PY) -m pytest -m browser tests/test_status_page.py tests/test_journey.py
+	$(PY) -m pytest -m browser tests/test_status_page.py tests/test_journey.py tests/test_writer_page.py
 
 .PHONY: browser-test
 

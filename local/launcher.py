@@ -33,16 +33,56 @@ from local.functions import REPO, function_source
 
 HOST = "127.0.0.1"
 LISTEN_FD = 3  # where socket activation expects the first socket (SD_LISTEN_FDS_START)
+# How long a client may take to send a request's line and headers (REQUEST_READ_TIMEOUT_SECONDS;
+# the same bound then applies to each read of its body and each write of the answer).
+REQUEST_READ_TIMEOUT_SECONDS = 10.0
 
 # Run in the server's own interpreter, so it works with any Python that has
 # functions-framework (the repository's venv, or a bundle's fresh one).
+#
+# gunicorn's threaded worker gives a connection a thread as soon as its first byte arrives,
+# then reads the request line and headers with no deadline: a client that sends half a line
+# and waits holds that thread for ever, and THREADS such clients stall the instance. Deployed,
+# Google's front end stands between clients and the instance (docs/security.md); locally, a
+# watchdog shuts a connection whose request head is not in by the deadline.
 BOOTSTRAP = f"""
-import os, runpy, sys
+import os, runpy, sys, threading
 fd = int(os.environ.pop("JOBQUEUE_LISTEN_FD"))
 if fd != {LISTEN_FD}:
     os.dup2(fd, {LISTEN_FD})
     os.close(fd)
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+
+READ_TIMEOUT = float(os.environ.get("REQUEST_READ_TIMEOUT_SECONDS") or {REQUEST_READ_TIMEOUT_SECONDS})
+from gunicorn.workers import gthread
+
+def _cut_off(conn):
+    if not getattr(conn, "jobqueue_head_read", False):
+        try:
+            conn.sock.shutdown(2)  # the blocked read returns: the worker closes the connection
+        except OSError:
+            pass
+
+_handle, _handle_request = gthread.ThreadWorker.handle, gthread.ThreadWorker.handle_request
+
+def handle(self, conn):
+    conn.jobqueue_head_read = False
+    watchdog = threading.Timer(READ_TIMEOUT, _cut_off, (conn,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return _handle(self, conn)
+    finally:
+        watchdog.cancel()
+
+def handle_request(self, req, conn):
+    conn.jobqueue_head_read = True
+    conn.sock.settimeout(READ_TIMEOUT)
+    return _handle_request(self, req, conn)
+
+gthread.ThreadWorker.handle = handle
+gthread.ThreadWorker.handle_request = handle_request
+
 sys.argv[0] = "functions-framework"
 runpy.run_module("functions_framework", run_name="__main__", alter_sys=True)
 """

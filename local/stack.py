@@ -25,6 +25,7 @@ import httpx
 from local import postgres
 from local.feedserver import seed_demo_sources, serve_feeds
 from local.functions import FUNCTIONS
+from local.gemini_emulator import GeminiEmulator
 from local.launcher import FunctionServer, bind_port, start_function, wait_for_port  # noqa: F401 (wait_for_port: for callers)
 from local.tasks_emulator import TasksEmulator
 from shared.core.db import open_session
@@ -84,6 +85,7 @@ class Stack:
     feeds_relative_to_today: bool = False  # make dev: the feeds' week ends today (local/feedserver.py)
     tasks_port: int | None = None  # run the Cloud Tasks emulator on this port (make dev: 8123; 0: any)
     tasks_max_concurrent: int = 10  # the emulated queue's max_concurrent_dispatches
+    gemini_port: int | None = None  # write newsletters with the Gemini emulator on this port (0: any)
     demo_sources: list = field(default_factory=list)
     log_dir: Path | None = None  # None: the functions log to this terminal
     server: postgres.PostgresServer | None = None
@@ -92,6 +94,7 @@ class Stack:
     _log_files: list = field(default_factory=list)
     _feeds: ThreadingHTTPServer | None = None
     _tasks: TasksEmulator | None = None
+    gemini: GeminiEmulator | None = None  # tests script it (local/gemini_emulator.py)
     _bound: dict[str, socket.socket] = field(default_factory=dict)  # bound, not yet handed over
 
     @classmethod
@@ -131,6 +134,7 @@ class Stack:
             "CALLBACK_ALLOW_LOOPBACK": "1",
             "FEED_ALLOW_PRIVATE": "1",
             **self.tasks_env,
+            **self.writer_env,
             **self.extra_env,
         }
 
@@ -145,6 +149,18 @@ class Stack:
             "TASKS_SERVICE_ACCOUNT": "invoker@local.iam.gserviceaccount.com",
             "CLOUD_TASKS_EMULATOR_HOST": f"127.0.0.1:{self.tasks_port}",
             "WEBHOOK_SECRET": "dev-webhook-secret",
+        }
+
+    @property
+    def writer_env(self) -> dict[str, str]:
+        """With the Gemini emulator, newsletters are written by the real SDK against it."""
+        if self.gemini_port is None:
+            return {}
+        return {
+            "NEWSLETTER_WRITER": "gemini",
+            "WRITER_API_KEY": "local-key",
+            "WRITER_BASE_URL": f"http://127.0.0.1:{self.gemini_port}",
+            "WRITER_RETRY_DELAY_SECONDS": "0.2",
         }
 
     def start_database(self) -> None:
@@ -232,6 +248,9 @@ class Stack:
                     port=self.tasks_port, allow_loopback=True, max_concurrent=self.tasks_max_concurrent
                 ).start()
                 self.tasks_port = self._tasks.server.server_address[1]
+            if self.gemini_port is not None:
+                self.gemini = GeminiEmulator(port=self.gemini_port).start()
+                self.gemini_port = self.gemini.server.server_address[1]
             self.start_database()
             self.start_functions()
             if self.scheduler:
@@ -259,6 +278,9 @@ class Stack:
         if self._tasks is not None:
             self._tasks.stop()
             self._tasks = None
+        if self.gemini is not None:
+            self.gemini.stop()
+            self.gemini = None
         if self._feeds is not None:
             self._feeds.shutdown()
             self._feeds.server_close()

@@ -202,9 +202,20 @@ CAMPAIGN_ENV = {
     "DB_POOL_SIZE": str(POOL_SIZE),
     "THREADS": "64",
     "MAX_OPEN_STREAMS": "40",
+    "MAX_STREAMS_PER_CALLER": "40",  # every stream comes from this one address
     "STREAM_MAX_SECONDS": "30",
     # One caller makes all the campaign's requests: the rate limits would only get in the way.
-    **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
+    **dict.fromkeys(
+        (
+            "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
+            "RATE_LIMIT_CANCEL",
+            "RATE_LIMIT_STATUS",
+            "RATE_LIMIT_STREAMS",
+            "RATE_LIMIT_AUTH_FAILURES",
+        ),
+        "0",
+    ),
 }
 
 

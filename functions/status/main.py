@@ -18,10 +18,11 @@ import functions_framework
 
 from shared.core import listing, metrics, operations, queue
 from shared.core.errors import ValidationError
-from shared.core.jobs import iso
 from shared.core.listener import JobEventListener
+from shared.kinds.newsletter.sources import list_sources
 from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
+from shared.web.job_status import status_body
 from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
@@ -45,7 +46,7 @@ def wants_page(request) -> bool:
 
 
 def page(job_id: str):
-    html, headers = render_status_page(job_id, service.settings.cancel_url)
+    html, headers = render_status_page(job_id, service.settings.cancel_url, service.settings.enqueue_url)
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
@@ -75,16 +76,6 @@ def resume_point(request) -> int:
     if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > MAX_EVENT_SEQ:
         raise ValidationError.of([(field, "must be a whole number (an event's id)")])
     return int(raw)
-
-
-def log_lines(job_id: str) -> list[dict]:
-    with service.pool.session() as session:
-        events = queue.list_events(session, job_id)
-    return [
-        {"seq": e.seq, "level": e.data.get("level", "info"), "message": e.data.get("message"), "at": iso(e.created_at)}
-        for e in events
-        if e.kind == "log"
-    ]
 
 
 def job_list(request):
@@ -118,7 +109,10 @@ def status(request):
         return pages.asset_response(request.args["asset"])
     if request.args.get("view") == "archive":
         pages.standalone(request, "view")
-        return pages.archive(service.settings)
+        limits.count(request, "status")  # a database read (the sources' names), like the dashboard's
+        with service.pool.session() as session:
+            names = {source.id: source.name for source in list_sources(session)}
+        return pages.archive(service.settings, names)
     if request.args.get("list") in ("1", "true"):
         return job_list(request)
     if request.args.get("view") == "metrics":
@@ -134,7 +128,7 @@ def status(request):
     if wants_page(request):
         return page(job_id)
     if not wants_stream(request):
-        return service.json(service.job_body(job, logs=log_lines(job_id)))
+        return service.json(status_body(service.pool, job, service.job_body))
     after = resume_point(request)
     if job.is_terminal and after and after >= job.last_event_seq:
         return flask.Response(status=204)  # nothing missed, nothing to come: EventSource stops here
