@@ -110,3 +110,18 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
             members.append(int(name))
     return members
+
+
+def run_tied(command: list[str], **options) -> int:
+    """Run a child harness (a campaign in a planted copy of the tree) that ends with this one:
+    in a session of its own (so a Ctrl-C here stops it through our cleanup, in order), watched
+    by the reaper, and sent SIGTERM if we stop first (its handler stops what it started)."""
+    child = subprocess.Popen(command, start_new_session=True, **options)
+    watch_group(child.pid)
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            child.wait()
+        forget_group(child.pid)

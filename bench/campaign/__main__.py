@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -506,26 +505,12 @@ def planted_run(plant: str, argv: list[str]) -> int:
         print(f"planted {plant} in a copy of the tree: {path}", flush=True)
         command = [sys.executable, "-m", "bench.campaign", *argv]
         command += ["--report", str(REPORT.with_name(f"chaos-{plant}.json"))]
-        returncode = run_tied(command, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)})
+        returncode = reaper.run_tied(command, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)})
     if returncode == CHECKS_FAILED:
         print(f"the planted bug ({plant}) was caught: the campaign can fail")
         return 0
     print(f"the planted bug ({plant}) was NOT caught (exit {returncode})", file=sys.stderr)
     return 1
-
-
-def run_tied(command: list[str], **options) -> int:
-    """Run a child campaign that ends with this one: in a session of its own (so a Ctrl-C here
-    stops it through our cleanup, in order), watched by the reaper, stopped if we are."""
-    child = subprocess.Popen(command, start_new_session=True, **options)
-    reaper.watch_group(child.pid)
-    try:
-        return child.wait()
-    finally:
-        if child.poll() is None:
-            child.terminate()  # its SIGTERM handler stops its stack; then it exits
-            child.wait()
-        reaper.forget_group(child.pid)
 
 
 def stop_on_sigterm() -> None:
