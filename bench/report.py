@@ -14,6 +14,8 @@ TARGETS = {
     "cancel_p99_ms": 1000,
     "claim_ratio": 1.5,
     "first_answer_ms": 500,
+    "writer_first_preview_ms": 2000,
+    "writer_cancel_ms": 1000,
 }
 
 
@@ -165,6 +167,29 @@ def _reading(results: dict) -> list[str]:
     ]
 
 
+def _writer(results: dict) -> list[str]:
+    """The newsletter's Gemini writer against the emulator (bench/writer.py), when it ran."""
+    writer = results.get("writer")
+    if not writer:
+        return []
+    preview_ok = writer["first_preview_max_ms"] <= TARGETS["writer_first_preview_ms"]
+    cancel_ok = writer["cancel_max_ms"] <= TARGETS["writer_cancel_ms"]
+    return [
+        "",
+        "## Newsletter writer (Gemini emulator)",
+        "",
+        f"{writer['samples']} generations each, through the functions; the emulator sends a chunk every"
+        f" {writer['chunk_every_seconds']:g} s.",
+        "",
+        "| measure | figure | target |",
+        "| --- | --- | --- |",
+        f"| model's first chunk to its preview on a status stream, p50 / worst | {writer['first_preview_p50_ms']}"
+        f" / {writer['first_preview_max_ms']} ms | ≤ 2 s: {verdict(preview_ok)} |",
+        f"| cancel request to the writer's connection closed, chunk pending, p50 / worst | {writer['cancel_p50_ms']}"
+        f" / {writer['cancel_max_ms']} ms | ≤ 1 s: {verdict(cancel_ok)} |",
+    ]
+
+
 def _tasks_path(results: dict) -> list[str]:
     """The Cloud Tasks path (bench/tasks_path.py) and the first enqueue with Tasks on."""
     if "tasks_path" not in results:
@@ -224,5 +249,5 @@ def _pressure(results: dict) -> list[str]:
 
 
 def markdown(results: dict) -> str:
-    sections = (_header, _core, _http_and_scale, _tasks_path, _pressure, _cold_start, _reading)
+    sections = (_header, _core, _http_and_scale, _writer, _tasks_path, _pressure, _cold_start, _reading)
     return "\n".join(line for section in sections for line in section(results)) + "\n"

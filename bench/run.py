@@ -6,7 +6,7 @@ headline figures are ratios against an ideal measured in the same run. Writes
 build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
-enqueue, propagation, streams, cancel, tasks_path, big_table, pressure.
+enqueue, propagation, streams, cancel, writer, tasks_path, big_table, pressure.
 
     python -m bench.run [--quick] [--only NAME,...]
 
@@ -37,6 +37,7 @@ from bench import (
     streams,
     tasks_path,
     throughput,
+    writer,
 )
 from bench.common import HANDLERS, fresh_database
 from bench.scale import replace_section
@@ -48,7 +49,7 @@ from shared.core.settings import Settings
 OUT = REPO / "build" / "bench.json"
 PAGE = REPO / "docs" / "benchmarks.md"
 WITHOUT_STACK = ("throughput", "cold_start", "tasks_path", "big_table", "pressure")
-ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel")
+ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel", "writer")
 STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
     "THREADS": "120",
@@ -75,9 +76,9 @@ def sizes(quick: bool) -> dict:
     """How much each scenario does: a full run, or a smoke run."""
     if quick:
         return {"jobs": 1000, "repeats": 1, "rows_large": 50_000, "cold_repeats": 1, "enqueues": 200,
-                "progress_events": 60, "cancels": 5, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30}  # fmt: skip
+                "progress_events": 60, "cancels": 5, "writer_samples": 2, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30}  # fmt: skip
     return {"jobs": 5000, "repeats": 3, "rows_large": 1_000_000, "cold_repeats": 3, "enqueues": 1000,
-            "progress_events": 300, "cancels": 30, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200}  # fmt: skip
+            "progress_events": 300, "cancels": 30, "writer_samples": 5, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200}  # fmt: skip
 
 
 def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
@@ -86,6 +87,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
         extra_env=STACK_ENV,
         scheduler=False,
         log_dir=Path(tempfile.mkdtemp(prefix="jobqueue-bench-")),
+        gemini_port=0 if "writer" in wanted else None,  # newsletters written through the emulator
     )
     settings = Settings.from_env(stack.env)  # what the functions run with, for the report's prose
     results["settings"] = {
@@ -108,6 +110,9 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
         if "cancel" in wanted:
             print("cancel latency", flush=True)
             results["cancel"] = cancel.measure(stack, size["cancels"])
+        if "writer" in wanted:
+            print("newsletter writer: first preview and cancel", flush=True)
+            results["writer"] = writer.measure(stack, size["writer_samples"])
 
 
 def run(url: str, size: dict, wanted: set[str]) -> dict:

@@ -201,3 +201,41 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+# -- the newsletter's writer (docs/newsletter.md) --------------------------------------------
+
+variable "newsletter_writer" {
+  description = "Who writes each newsletter: digest (the feeds' own summaries laid out, no model: the default) or gemini (a Gemini model on Vertex AI summarises them, as the process function's service account; this turns on the Vertex AI API and grants roles/aiplatform.user to that account only)."
+  type        = string
+  default     = "digest"
+
+  validation {
+    condition     = contains(["digest", "gemini"], var.newsletter_writer)
+    error_message = "newsletter_writer must be digest or gemini."
+  }
+}
+
+variable "writer_model" {
+  description = "The Gemini model the gemini writer uses (WRITER_MODEL)."
+  type        = string
+  default     = "gemini-2.5-flash"
+}
+
+variable "writer_location" {
+  description = "The Vertex AI location the gemini writer calls (WRITER_LOCATION): a region that serves writer_model, or global."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "writer_timeout_seconds" {
+  description = "The longest one generation may take before the newsletter falls back to the digest (WRITER_TIMEOUT_SECONDS). With the gemini writer it must leave a job's run-time limit (JOB_MAX_RUN_SECONDS: the timeout less min(60 s, a tenth)) 60 s for reading the feeds."
+  type        = number
+  default     = 120
+
+  validation {
+    condition = var.writer_timeout_seconds >= 1 && (var.newsletter_writer != "gemini" || (
+      var.writer_timeout_seconds + 60 <= min(var.job_timeout_seconds, 1800) - min(60, min(var.job_timeout_seconds, 1800) / 10)
+    ))
+    error_message = "writer_timeout_seconds plus 60 s for the feeds must fit within a job's run-time limit (job_timeout_seconds, at most 1800, less min(60 s, a tenth)): raise job_timeout_seconds or lower writer_timeout_seconds."
+  }
+}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from local import reaper
 from local.functions import REPO, function_source
 
 HOST = "127.0.0.1"
@@ -143,12 +144,25 @@ class FunctionServer:
             os.killpg(self.process.pid, sig)
 
     def wait_stopped(self, timeout: float = 10.0) -> None:
-        """Wait for it to exit; SIGKILL if a graceful stop outlasts `timeout` (open streams)."""
+        """Wait for it to exit; SIGKILL if a graceful stop outlasts `timeout` (open streams).
+        It returns once its workers are gone too: each holds a copy of the listening socket,
+        and a worker outliving its master would keep the port from a restart."""
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.send(signal.SIGKILL)
             self.process.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while self.leftovers():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{self.name}: processes {self.leftovers()} outlived SIGKILL")
+            self.send(signal.SIGKILL)
+            time.sleep(0.05)
+        reaper.forget_group(self.process.pid)
+
+    def leftovers(self) -> list[int]:
+        """Its processes still alive (the server, its workers): none once it has stopped."""
+        return reaper.group_members(self.process.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         self.send(sig)
@@ -171,7 +185,8 @@ def start_function(
     It serves functions/<name>/main.py from the repository, or, given `bundle` (an unpacked
     deploy bundle), main.py from that folder, the way Cloud Build runs it. `env` is the
     server's whole environment. The server gets a process group of its own, so
-    that its gunicorn workers stop with it, as an instance's would.
+    that its gunicorn workers stop with it, as an instance's would; the reaper
+    (local/reaper.py) ends that group if this process ends without stopping it.
     """
     sock = sock if sock is not None else bind_port(port)
     bound_port = sock.getsockname()[1]
@@ -190,4 +205,5 @@ def start_function(
         )
     finally:
         sock.close()  # the server holds it now; when it exits, the port is free again
+    reaper.watch_group(process.pid)  # ended with this process, however this process ends
     return FunctionServer(name, bound_port, process)

@@ -131,7 +131,7 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
     page.get_by_role("button", name="Submit for generation").click()
 
     # Taken to the job's status page, which follows it to the end ...
-    expect(page).to_have_url(status_page_url(stack))  # the token handed over is gone from the address
+    expect(page).to_have_url(status_page_url(stack), timeout=15_000)  # the token handed over is gone from the address
     job_id = page.url.split("id=", 1)[1]
     expect(page.get_by_role("heading", name="Newsletter generation")).to_be_visible()
     expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
@@ -152,6 +152,8 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
     finished = archive.locator("#finished li")
     expect(finished).to_have_count(1)
     expect(finished.first).to_contain_text("2025-01-01 to 2025-01-07 · HTML · finished")
+    names = ", ".join(source.name for source in stack.demo_sources)
+    expect(finished.first.locator(".sources")).to_have_text(f"Sources: {names}")  # issue 23
     link = finished.first.get_by_role("link", name="Newsletter for January 1–7, 2025")
     expect(link).to_have_attribute("href", f"?id={job_id}&view=document")
     expect(archive.locator("#no-progress")).to_be_visible()
@@ -212,7 +214,7 @@ def test_the_token_is_typed_once_per_tab_and_can_be_forgotten(stack, new_page):
     page.get_by_label("To", exact=True).fill("2025-01-07")
     page.get_by_label("API token").fill(DEV_TOKEN)
     page.get_by_role("button", name="Submit for generation").click()
-    expect(page).to_have_url(status_page_url(stack))
+    expect(page).to_have_url(status_page_url(stack), timeout=15_000)
     job_id = page.url.split("id=", 1)[1]
     expect(page.locator("#token-held")).to_be_visible()
 
@@ -277,3 +279,27 @@ def test_the_archive_refuses_a_wrong_token_beside_its_field(stack, new_page):
     expect(page.get_by_label("API token")).to_be_focused()
     expect(page.locator("#progress-section")).to_be_hidden()
     expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")  # no favicon 404
+
+
+def test_in_progress_and_stopped_cards_say_what_was_asked_for(stack, new_page):
+    """Issue 23: In Progress and Failed or cancelled cards showed a bare id; they show the date
+    range, the format and the sources, as a finished card does."""
+    auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
+    first, second = stack.demo_sources[:2]
+    body = {
+        "dateRange": {"from": "2025-01-02", "to": "2025-01-05"},
+        "selectedSources": [first.id, second.id],
+        "outputFormat": "markdown",
+        "runAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+    }
+    waiting = httpx.post(stack.url("enqueue"), json=body, headers=auth).json()
+    page = new_page()
+    open_archive(page, stack, DEV_TOKEN)
+    asked = f"2025-01-02 to 2025-01-05 · Markdown · {first.name}, {second.name}"
+    card = page.locator(f'#in-progress li[data-id="{waiting["id"]}"]')
+    expect(card.locator(".request")).to_have_text(asked)
+    httpx.post(stack.url("cancel"), json={"id": waiting["id"]}, headers=auth)
+    stopped = page.locator(f'#stopped li[data-id="{waiting["id"]}"]')
+    expect(stopped.locator(".request")).to_have_text(asked, timeout=10_000)
+    no_sideways_scrolling(page)
+    shot(page, "22-archive-cards-say-what-was-asked")

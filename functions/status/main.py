@@ -19,6 +19,7 @@ import functions_framework
 from shared.core import listing, metrics, operations, queue
 from shared.core.errors import ValidationError
 from shared.core.listener import JobEventListener
+from shared.kinds.newsletter.sources import list_sources
 from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.job_status import status_body
@@ -108,7 +109,10 @@ def status(request):
         return pages.asset_response(request.args["asset"])
     if request.args.get("view") == "archive":
         pages.standalone(request, "view")
-        return pages.archive(service.settings)
+        limits.count(request, "status")  # a database read (the sources' names), like the dashboard's
+        with service.pool.session() as session:
+            names = {source.id: source.name for source in list_sources(session)}
+        return pages.archive(service.settings, names)
     if request.args.get("list") in ("1", "true"):
         return job_list(request)
     if request.args.get("view") == "metrics":

@@ -504,7 +504,8 @@ def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 
 
 
 def latest_message_and_preview(session: Session, job_id: str) -> tuple[str | None, dict | None]:
-    """The newest progress message and the newest preview event's data ({"format", "content"})."""
+    """The newest progress message and the newest preview ({"format", "content"}: its whole text,
+    appends included)."""
     row = session.row("read_latest_message_and_preview", id=job_id) or {}
     return row.get("message"), row.get("preview")
 
