@@ -169,7 +169,7 @@ def test_connections_opened_during_the_first_connections_migration_wait_for_it(s
     migrations that the first one applies are done."""
     started, release, order = threading.Event(), threading.Event(), []
 
-    def migrate(session):
+    def migrate():
         started.set()
         assert release.wait(10)
         order.append("migrated")

@@ -369,7 +369,8 @@ class Pool:
 
     def __init__(self, settings: Settings, application_name: str = "jobqueue", on_first_connection=None):
         self.target = settings.database
-        self._on_first_connection = on_first_connection  # e.g. apply migrations, once per instance
+        # e.g. apply migrations: once per instance, before its first connection opens
+        self._on_first_connection = on_first_connection
         self.size = settings.db_pool_size
         self.timeout = settings.db_pool_timeout_seconds
         self.io_timeout = settings.db_timeout_seconds
@@ -395,22 +396,24 @@ class Pool:
         return conn
 
     def _new_session(self) -> Session:
-        session = Session(
+        self._before_first_connection()
+        return Session(
             self._connect(), reconnect=self._connect, pooled=self.pooled, statement_timeout=self.statement_timeout
         )
-        if self._on_first_connection is not None:
-            # Every connection opened meanwhile waits here until the first one's work (the
-            # migrations) is done: none may run a statement against the schema before it.
-            with self._first_lock:
-                first = self._on_first_connection
-                if first is not None:
-                    try:
-                        first(session)
-                    except BaseException:
-                        session.close()  # the next connection tries again
-                        raise
-                    self._on_first_connection = None
-        return session
+
+    def _before_first_connection(self) -> None:
+        """The instance's once-only work (MIGRATE_ON_START's migrations, on a connection of their
+        own) runs before any pooled connection opens, and every borrower waits for it before
+        opening one: no statement runs against the schema before it, and its connection takes
+        the place of a pooled one instead of adding to them (at most DB_POOL_SIZE, plus the
+        listening one). If it fails, the next borrower tries again."""
+        if self._on_first_connection is None:
+            return
+        with self._first_lock:
+            first = self._on_first_connection
+            if first is not None:
+                first()
+                self._on_first_connection = None
 
     @contextmanager
     def session(self, timeout: float | None = None) -> Iterator[Session]:

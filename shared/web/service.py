@@ -40,15 +40,15 @@ class Service:
         self.name = name
         self.settings = settings or Settings.from_env()
         self.registry = HandlerRegistry.from_settings(self.settings)
-        # With MIGRATE_ON_START (set by infra/), the first connection of an instance applies
-        # pending migrations; concurrent cold starts wait on the migration lock, then skip.
+        # With MIGRATE_ON_START (set by infra/), the instance applies pending migrations before
+        # its first pooled connection opens; concurrent cold starts wait on the migration lock, then skip.
         migrate = self._migrate_directly if self.settings.migrate_on_start else None
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
         self.dispatcher.warm_up_after_fork()  # the Tasks client's import runs beside the worker's start
         tracing.configure(self.settings.tracing)  # the mode only: the SDK loads on the first request
 
-    def _migrate_directly(self, _pooled_session) -> None:
+    def _migrate_directly(self) -> None:
         """Migrations take a session-level advisory lock and may run long: on a connection of
         their own to DATABASE_DIRECT_URL, never through a transaction pooler, without the
         statement timeout of the pooled connections."""
