@@ -83,6 +83,17 @@ def slow_count(payload: dict, ctx) -> dict:
     return {"tag": payload["tag"]}
 
 
+def reads_deep_json(payload: dict, ctx) -> dict:
+    """Reads a value too deep for Python's JSON parser (a RecursionError while the rows are
+    read: the pool must discard that connection, and close it), then carries on."""
+    try:
+        with ctx.session() as session:
+            session.run_sql("SELECT CAST(repeat('[', 3000) || repeat(']', 3000) AS jsonb)")
+    except RecursionError:
+        pass
+    return slow_count(payload, ctx)
+
+
 def paced(payload: dict, ctx) -> dict:
     """Steps at a pace, each with a status message of its own, a log line and a preview that
     grows: what a page following it must keep current (the browser tests)."""

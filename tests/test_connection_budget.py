@@ -1,6 +1,7 @@
 """One process instance holds at most DB_POOL_SIZE pooled connections and one listening one,
 whatever its traffic: many jobs at once with progress writes, cancels, failures and retries,
-and a database restart under load, as `make scale` sends it (docs/performance.md).
+connections discarded after an exception in flight, and a database restart under load, as
+`make scale` sends it (docs/performance.md).
 
 The instance is a real functions-framework server (local/launcher.py). Its connections are
 told apart from every other client's the way bench/scale.py does it: by the client port of
@@ -28,6 +29,7 @@ from shared.core.migrate import _LOCK_KEY
 from tests import handlers
 
 POOL_SIZE = 2
+KINDS = ("slow_count", "fail_until", "reads_deep_json")
 JOBS = 24
 
 
@@ -127,7 +129,7 @@ def launched_process(function_env, tmp_path, **extra: str):
         "DB_POOL_SIZE": str(POOL_SIZE),
         "DB_POOL_TIMEOUT_SECONDS": "30",
         "THREADS": str(JOBS + 8),
-        "JOB_HANDLERS": "slow_count=tests.handlers:slow_count,fail_until=tests.handlers:fail_until",
+        "JOB_HANDLERS": ",".join(f"{kind}=tests.handlers:{kind}" for kind in KINDS),
         **extra,
     }
     with open(tmp_path / "process.log", "wb") as output:
@@ -148,15 +150,15 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 def test_one_process_instance_holds_two_pooled_connections_and_one_listening_under_scale_traffic(
     process_instance, database_url, session
 ):
-    registry = HandlerRegistry(
-        {**builtin_handlers(), "slow_count": handlers.slow_count, "fail_until": handlers.fail_until}
-    )
+    registry = HandlerRegistry({**builtin_handlers(), **{kind: getattr(handlers, kind) for kind in KINDS}})
     ids = []
     for number in range(JOBS):
+        payload = {"tag": f"budget-{number}", "steps": 8, "stepSeconds": 0.25}
         if number % 4 == 3:  # fails once, then is retried at once (RETRY_BASE_SECONDS 0)
             job, _ = queue.enqueue(session, registry, kind="fail_until", payload={"failures": 1})
+        elif number % 4 == 2:  # an exception while a statement's rows are read: that connection is discarded
+            job, _ = queue.enqueue(session, registry, kind="reads_deep_json", payload=payload)
         else:
-            payload = {"tag": f"budget-{number}", "steps": 8, "stepSeconds": 0.25}
             job, _ = queue.enqueue(session, registry, kind="slow_count", payload=payload)
         ids.append(job.id)
     server_port = int(database_url.rsplit(":", 1)[1].split("/", 1)[0])
