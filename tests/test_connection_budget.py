@@ -233,3 +233,45 @@ def test_migrations_on_start_take_a_pooled_connections_place_not_one_beside_them
     print(f"peak per name {dict(sampler.peak)}, total {sampler.peak_total}, {sampler.samples} samples")
     assert answers == [204] * len(calls)  # nothing due: each call claimed nothing, after the migration
     assert sampler.peak_total <= POOL_SIZE, sampler.peak
+
+
+def test_a_watcher_started_after_an_idle_one_stopped_never_adds_a_second_listening_connection(
+    monkeypatch, settings, session
+):
+    """An instance's watcher (and its LISTEN connection) stops after WATCHER_IDLE_SECONDS
+    without a job; the next job starts a new one. The old listener used to close its
+    connection only at the end of its current poll (up to a second), while the new one had
+    already opened its own: two listening connections."""
+    from shared.core import runner as runner_module  # noqa: PLC0415
+    from shared.core.db import Pool  # noqa: PLC0415
+    from shared.core.runner import Runner  # noqa: PLC0415
+
+    monkeypatch.setattr(runner_module, "WATCHER_IDLE_SECONDS", 0.2)
+    registry = HandlerRegistry({**builtin_handlers(), **handlers.ALL})
+    pool = Pool(settings, application_name="jobqueue-budget")
+    runner = Runner(pool, registry, settings)
+
+    def listeners() -> int:
+        return session.run_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'jobqueue-cancel-listener'"
+        )[0][0]
+
+    peak = 0
+    try:
+        for round_number in range(3):
+            gate = f"budget-idle-{round_number}-{time.monotonic_ns()}"
+            queue.enqueue(session, registry, kind="wait_for_cancel", payload={"gate": gate, "seconds": 20})
+            worker = threading.Thread(target=runner.run_next)
+            worker.start()
+            assert handlers.STARTED.setdefault(gate, threading.Event()).wait(20)
+            wait_until(lambda: runner.watcher.listening, 20, "the listening connection")
+            peak = max(peak, listeners())
+            handlers.GATES.setdefault(gate, threading.Event()).set()
+            worker.join(20)
+            wait_until(lambda watcher=runner.watcher: watcher.exited, 20, "the idle watcher to stop")
+    finally:
+        runner.close()
+        pool.close()
+    print(f"listening connections at most {peak}")
+    assert peak == 1

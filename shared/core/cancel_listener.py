@@ -51,7 +51,14 @@ class CancelListener:
         return self
 
     def stop(self) -> None:
+        """Stop listening, and return once the connection is closed (within the connect timeout):
+        a watcher started next opens its own, and an instance holds one listening connection,
+        never two while the old one finishes a poll."""
         self._stopped.set()
+        self.drop_connection()  # wakes the poll at once
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.timeout + _POLL_SECONDS)
 
     def drop_connection(self) -> None:
         """Close the listening connection as a network failure would (tests, fault runs)."""
@@ -69,7 +76,7 @@ class CancelListener:
                 self._listen_once()
                 backoff = _BACKOFF_FIRST
             except Exception as exc:  # noqa: BLE001 (keep the thread alive whatever broke)
-                if self._healthy.is_set():
+                if self._healthy.is_set() and not self._stopped.is_set():
                     log.warning("Cancel listener lost its connection; lease checks carry cancels", error=str(exc))
                 self._healthy.clear()
                 self._stopped.wait(backoff)

@@ -330,6 +330,10 @@ class Runner:
         while True:
             with self._watcher_lock:  # started on the first job: importing costs nothing
                 if self._watcher is None or self._watcher.exited:
+                    if self._watcher is not None:
+                        # Until the idle one has closed its listening connection (one per
+                        # instance, not two); bounded, as a job must start even if it hangs.
+                        self._watcher.join(self.settings.db_timeout_seconds + self.settings.cancel_check_seconds)
                     self._watcher = _Watcher(self.pool, self.settings, listen=self.listen)
                     self._watcher.start()
                 watcher = self._watcher
