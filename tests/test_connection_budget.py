@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.scale import _socket_inodes, process_tree
 from local.launcher import start_function
 from shared.core import queue
 from shared.core.db import Session
@@ -31,18 +32,6 @@ from tests import handlers
 POOL_SIZE = 2
 KINDS = ("slow_count", "fail_until", "reads_deep_json")
 JOBS = 24
-
-
-def _socket_inodes(pids: list[int]) -> set[str]:
-    inodes = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
-    return inodes
 
 
 def _local_ports(pids: list[int], server_port: int) -> set[int]:
@@ -64,17 +53,6 @@ def instance_connections(session: Session, pids: list[int], server_port: int) ->
         " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
     )
     return Counter(name for name, port in rows if port in ports)
-
-
-def process_tree(pid: int) -> list[int]:
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                pending.extend(int(child) for child in task.read_text().split())
-    return tree
 
 
 class Sampler(threading.Thread):
