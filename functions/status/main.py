@@ -19,7 +19,7 @@ import functions_framework
 from shared.core import listing, metrics, operations, queue
 from shared.core.errors import TooManyStreams, ValidationError
 from shared.core.jobs import iso
-from shared.core.listener import JobEventListener
+from shared.core.notifier import JobEvents, notifier_for
 from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.limits import RateLimits
@@ -29,7 +29,7 @@ from shared.web.sse import JobStream, peer_connected
 
 MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 service = Service("status")
-listener = JobEventListener(service.settings.direct_database, service.settings.db_timeout_seconds)
+listener = JobEvents(notifier_for(service.settings.direct_database, service.settings.db_timeout_seconds))
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
 limits = RateLimits.of(service)
 list_streams = JobListStream(service.pool, listener, service.settings, service.job_body, streams.release)

@@ -9,7 +9,7 @@ the number of jobs.
 
 One watcher thread per instance looks after all its running jobs: one heartbeat statement
 for all of them every HEARTBEAT_SECONDS; a cancel request arrives by notification (one
-LISTEN connection, see cancel_listener.py) and sets the handler's `ctx.cancelled` at once;
+LISTEN connection per process, see notifier.py) and sets the handler's `ctx.cancelled` at once;
 while that connection is down, one lease check for all of them every CANCEL_CHECK_SECONDS
 carries cancels instead. A job that runs past JOB_MAX_RUN_SECONDS is told to stop and its
 attempt fails as timed out. The job ends in exactly one of: completed, failed, requeued for
@@ -28,11 +28,11 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from shared.core import log, metrics, queue, tracing
-from shared.core.cancel_listener import CancelListener
 from shared.core.db import Pool, PoolExhausted, Session
 from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
+from shared.core.notifier import JOB_CANCEL, Subscription, notifier_for
 from shared.core.queue import Lease
 from shared.core.settings import Settings
 
@@ -177,20 +177,14 @@ class _Watcher(threading.Thread):
         self._idle_since = time.monotonic()
         self.exited = False
         self.stats = WatcherStats()
-        self.listener = (
-            CancelListener(
-                settings.direct_database,
-                self._cancel_requested,
-                settings.db_timeout_seconds,
-                on_listening=self._look_at_all_again,
-            )
-            if listen
-            else None
-        )
+        self.notifier = notifier_for(settings.direct_database, settings.db_timeout_seconds) if listen else None
+        self.cancels: Subscription | None = None
 
     def start(self) -> None:
-        if self.listener is not None:
-            self.listener.start()
+        if self.notifier is not None:
+            self.cancels = self.notifier.subscribe(
+                JOB_CANCEL, self._cancels_requested, on_listening=self._look_at_all_again
+            )
         super().start()
 
     def watch(self, lease: Lease, ctx: JobContext) -> bool:
@@ -210,25 +204,29 @@ class _Watcher(threading.Thread):
     def stop(self) -> None:
         with self._lock:
             self.exited = True
-        if self.listener is not None:
-            self.listener.stop()
+        self._unsubscribe()
+
+    def _unsubscribe(self) -> None:
+        if self.cancels is not None:
+            self.cancels.close()
 
     @property
     def listening(self) -> bool:
-        return self.listener is not None and self.listener.healthy
+        return self.cancels is not None and self.cancels.listening
 
     def _look_at_all_again(self) -> None:
         with self._lock:
             for watched in self._jobs.values():
                 watched.fresh = True
 
-    def _cancel_requested(self, job_id: str) -> None:
-        with self._lock:
-            watched = self._jobs.get(job_id)
-        if watched is not None and not watched.ctx.cancelled.is_set():
-            log.info("Cancel requested", jobId=job_id, by="notification")
-            self.stats.notified += 1
-            watched.ctx.cancelled.set()
+    def _cancels_requested(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            with self._lock:
+                watched = self._jobs.get(job_id)
+            if watched is not None and not watched.ctx.cancelled.is_set():
+                log.info("Cancel requested", jobId=job_id, by="notification")
+                self.stats.notified += 1
+                watched.ctx.cancelled.set()
 
     def run(self) -> None:
         while not self.exited:
@@ -243,8 +241,7 @@ class _Watcher(threading.Thread):
                 self.tick(jobs)
             except Exception as exc:  # noqa: BLE001 (the watcher must outlive any one failure)
                 log.error("Lease watcher tick failed", error=f"{type(exc).__name__}: {exc}")
-        if self.listener is not None:
-            self.listener.stop()
+        self._unsubscribe()
 
     def tick(self, jobs: list[_Watched]) -> None:
         now = time.monotonic()
