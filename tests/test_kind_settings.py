@@ -1,25 +1,26 @@
-"""A kind's own settings come through the settings object: read at start with the core's,
-a bad one named in the same message, and handed to the kind's handler as `ctx.settings`."""
+"""A kind's own settings come through the settings object: declared in the kind, read at
+start with the core's by the handler registry, a bad one named in the same message, and
+handed to the kind's handler as `ctx.settings`."""
 
 import pytest
 
 from shared.core.errors import SettingsError
-from shared.core.settings import Settings
+from shared.core.handlers import read_settings
 from shared.kinds.newsletter.settings import NewsletterSettings
 
 URL = "postgresql://localhost/jobs"
 
 
 def test_a_kind_reads_its_own_variables_with_the_core_and_gets_its_defaults():
-    assert Settings.from_env({"DATABASE_URL": URL}).for_kind("newsletter") == NewsletterSettings(15.0, 5 * 1024 * 1024)
-    tuned = Settings.from_env({"DATABASE_URL": URL, "FEED_TIMEOUT_SECONDS": "2.5", "FEED_MAX_BYTES": "65536"})
+    assert read_settings({"DATABASE_URL": URL}).for_kind("newsletter") == NewsletterSettings(15.0, 5 * 1024 * 1024)
+    tuned = read_settings({"DATABASE_URL": URL, "FEED_TIMEOUT_SECONDS": "2.5", "FEED_MAX_BYTES": "65536"})
     assert tuned.for_kind("newsletter") == NewsletterSettings(feed_timeout_seconds=2.5, feed_max_bytes=65536)
     assert tuned.for_kind("demo") is None  # a kind that reads nothing
 
 
 def test_a_bad_kind_setting_is_named_in_the_one_message_with_the_core_problems():
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env({"HEARTBEAT_SECONDS": "soon", "FEED_TIMEOUT_SECONDS": "never", "FEED_MAX_BYTES": "12"})
+        read_settings({"HEARTBEAT_SECONDS": "soon", "FEED_TIMEOUT_SECONDS": "never", "FEED_MAX_BYTES": "12"})
     message = str(raised.value)
     assert message.count("Bad settings") == 1
     for name in ("DATABASE_URL", "HEARTBEAT_SECONDS", "FEED_TIMEOUT_SECONDS", "FEED_MAX_BYTES"):

@@ -38,10 +38,10 @@ class Kind:
     handler: str
     migrations: Path | None = None  # NNNN_name.sql files, applied after the core's
     statements: Path | None = None  # name.sql files, run by name like the core's
-    # Reads the kind's own variables at start, with the core's: `read_settings(reader)` gets
-    # a shared.core.settings.SettingsReader (number, text, problem) and returns the kind's
-    # settings object, which its handler sees as `ctx.settings`.
-    read_settings: Callable[[Any], Any] | None = None
+    # The kind's own settings: a frozen dataclass whose fields are declared with
+    # shared.core.settings.setting, read at start with the core's (read_settings below); its
+    # handler sees them as `ctx.settings`.
+    settings: type | None = None
 
 
 _registered: dict[str, Kind] = {}
@@ -62,6 +62,18 @@ def builtin_kinds() -> dict[str, Kind]:
     importlib.import_module(BUILTIN_KINDS_PACKAGE)  # each kind registers itself on import
     with _registered_lock:
         return dict(_registered)
+
+
+def read_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The core's settings and every built-in kind's, in one read: one message names every
+    bad variable, the core's and the kinds'. (The registry reads the kinds' settings, not the
+    settings module: the core's settings import nothing of the core above them.)"""
+    return Settings.from_env(env, kinds=kind_settings_classes())
+
+
+def kind_settings_classes() -> dict[str, type]:
+    """Each built-in kind's settings class, by kind name."""
+    return {name: kind.settings for name, kind in sorted(builtin_kinds().items()) if kind.settings is not None}
 
 
 def builtin_handlers() -> dict[str, str]:

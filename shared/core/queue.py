@@ -23,11 +23,10 @@ from shared.core.db import Session
 from shared.core.errors import Conflict, IdempotencyConflict, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
-from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, MAX_ATTEMPTS
 from shared.core.storable import json_problems, text_problem
 
 MAX_PRIORITY = 1_000_000
-MAX_ATTEMPTS_LIMIT = 100
 MAX_KEY_LENGTH = 200
 
 
@@ -112,7 +111,7 @@ def _enqueue_problems(
     idempotency_key: Any,
     callback_url: Any,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
-    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
+    max_attempts_limit: int = MAX_ATTEMPTS,
 ) -> tuple[list[tuple[str, str]], datetime | None]:
     problems: list[tuple[str, str]] = []
     if callback_url is not None and (problem := check_callback(callback_url)):
@@ -157,7 +156,7 @@ def enqueue(
     tenant: str = DEFAULT_TENANT,
     rerun_of: str | None = None,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
-    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
+    max_attempts_limit: int = MAX_ATTEMPTS,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 

@@ -8,7 +8,7 @@ Importing the package registers the kind; the handler and feedparser load on fir
 from pathlib import Path
 
 from shared.core.handlers import Kind, register_kind
-from shared.kinds.newsletter.settings import read_settings
+from shared.kinds.newsletter.settings import NewsletterSettings
 
 HERE = Path(__file__).parent
 
@@ -18,6 +18,6 @@ register_kind(
         handler="shared.kinds.newsletter.handler:generate_newsletter",
         migrations=HERE / "migrations",
         statements=HERE / "sql",
-        read_settings=read_settings,
+        settings=NewsletterSettings,
     )
 )
