@@ -1,5 +1,6 @@
 """The layers, held by their imports: the core imports no edge, no Flask and no kind; a kind
-imports no edge; no function imports another; and there is one list of the functions."""
+imports no edge; a function imports no kind and no other function; no module imports itself
+in a circle; and there is one list of the functions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ FORBIDDEN = {
     "shared.core": ("flask", "functions_framework", "werkzeug", "shared.web", "shared.kinds"),
     "shared.kinds": ("flask", "functions_framework", "werkzeug", "shared.web"),
     "shared.web": ("shared.kinds",),
+    # A function picks a view and calls the core; a kind reaches it through the registry.
+    "functions": ("shared.kinds",),
 }
 
 
@@ -70,6 +73,14 @@ def test_the_import_check_catches_a_core_module_that_imports_the_edge_flask_or_a
         "shared.kinds.newsletter",
         "shared.web.service",
         "shared.web.service.Service",
+    ]
+
+
+def test_the_import_check_catches_a_function_that_imports_a_kind():
+    planted = "from shared.kinds.newsletter.sources import list_sources\nfrom shared.web import pages\n"
+    assert violations("functions", planted) == [
+        "shared.kinds.newsletter.sources",
+        "shared.kinds.newsletter.sources.list_sources",
     ]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,14 @@ class Kind:
     # shared.core.settings.setting, read at start with the core's (read_settings below); its
     # handler sees them as `ctx.settings`.
     settings: type | None = None
+    # The kind that a request naming no kind asks for (the seed's contract: a newsletter
+    # request). At most one kind claims it.
+    default: bool = False
+    # The dashboard's form for this kind: `form(session)` returns what the page shows, a dict
+    # {"title": str, "fields": [field, ...]} (see shared/web/dashboard.html for the field
+    # types), plus any data of the kind's own (the newsletter's active sources). Read on the
+    # dashboard's GET, with a pooled connection.
+    form: Callable[[Any], dict] | None = None
 
 
 _registered: dict[str, Kind] = {}
@@ -74,6 +82,24 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
 def kind_settings_classes() -> dict[str, type]:
     """Each built-in kind's settings class, by kind name."""
     return {name: kind.settings for name, kind in sorted(builtin_kinds().items()) if kind.settings is not None}
+
+
+def default_kind() -> str | None:
+    """The kind a request that names none is; None when no kind claims it."""
+    claims = sorted(name for name, kind in builtin_kinds().items() if kind.default)
+    if len(claims) > 1:
+        raise RuntimeError(f"more than one kind claims to be the default: {', '.join(claims)}")
+    return claims[0] if claims else None
+
+
+def kind_forms(session, kinds: Iterable[str]) -> dict[str, dict]:
+    """The dashboard forms of those kinds that bring one, by kind name."""
+    registered = builtin_kinds()
+    return {
+        name: registered[name].form(session)
+        for name in sorted(kinds)
+        if name in registered and registered[name].form is not None
+    }
 
 
 def builtin_handlers() -> dict[str, str]:

@@ -198,7 +198,7 @@ class Settings:
     enqueue_kinds: tuple[str, ...] | None = setting(
         "ENQUEUE_KINDS",
         read=rules.read_kind_list,
-        shown="`newsletter` + `JOB_HANDLERS` kinds",
+        shown="the default kind + `JOB_HANDLERS` kinds",
         doc="the kinds callers may enqueue, comma-separated; `*` for every kind",
     )
     allowed_origins: tuple[str, ...] = setting(

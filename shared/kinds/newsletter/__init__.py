@@ -9,8 +9,17 @@ from pathlib import Path
 
 from shared.core.handlers import Kind, register_kind
 from shared.kinds.newsletter.settings import NewsletterSettings
+from shared.kinds.newsletter.sources import list_sources
 
 HERE = Path(__file__).parent
+
+
+def dashboard_form(session) -> dict:
+    """The generation form's data: the active sources to choose from (the page itself is
+    shared/web/dashboard.html's newsletter form)."""
+    sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
+    return {"title": "Generate a newsletter", "sources": sources}
+
 
 register_kind(
     Kind(
@@ -19,5 +28,7 @@ register_kind(
         migrations=HERE / "migrations",
         statements=HERE / "sql",
         settings=NewsletterSettings,
+        default=True,  # the seed's requests name no kind: they are newsletter requests
+        form=dashboard_form,
     )
 )
