@@ -31,3 +31,28 @@ def test_a_bad_kind_setting_is_named_in_the_one_message_with_the_core_problems()
 def test_a_function_with_a_bad_feed_limit_stops_at_start(make_client, name):
     with pytest.raises(SettingsError, match="FEED_MAX_BYTES must be a whole number"):
         make_client(name, FEED_MAX_BYTES="5MB")
+
+
+def test_a_kind_declares_its_settings_and_its_own_rules_between_them():
+    from dataclasses import dataclass  # noqa: PLC0415
+    from typing import ClassVar  # noqa: PLC0415
+
+    from shared.core.settings import Settings, setting  # noqa: PLC0415
+
+    def url_is_http(values, reader):
+        if values["probe_url"] and not values["probe_url"].startswith("http"):
+            reader.problem("PROBE_URL must be an http(s) URL")
+
+    @dataclass(frozen=True)
+    class ProbeSettings:
+        probe_url: str | None = setting("PROBE_URL", doc="where the probe reports")
+        probe_count: int = setting("PROBE_COUNT", 3, minimum=1, doc="how many probes")
+        not_from_the_environment: object = None
+        CHECKS: ClassVar = (url_is_http,)
+
+    read = Settings.from_env({"DATABASE_URL": URL, "PROBE_COUNT": "5"}, kinds={"probe": ProbeSettings})
+    assert read.for_kind("probe") == ProbeSettings(probe_url=None, probe_count=5)
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"PROBE_URL": "ftp://x", "PROBE_COUNT": "0"}, kinds={"probe": ProbeSettings})
+    for named in ("DATABASE_URL", "PROBE_URL must be an http(s) URL", "PROBE_COUNT must be at least 1"):
+        assert named in str(raised.value)

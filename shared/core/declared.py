@@ -80,6 +80,15 @@ class SettingsReader:
             values[declared.name] = self._read_one(declared, values)
         return values
 
+    def read_checked(self, cls: type) -> Any:
+        """An instance of a kind's settings class: its declared settings, then its own rules
+        between them (`CHECKS`, a class attribute of functions `check(values, reader)`);
+        fields it does not declare keep their defaults."""
+        values = self.read_declared(cls)
+        for check in getattr(cls, "CHECKS", ()):
+            check(values, self)
+        return cls(**values)
+
     def _read_one(self, declared: dataclasses.Field, values: dict) -> Any:
         meta = declared.metadata
         name = meta["env"]

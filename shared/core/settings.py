@@ -353,9 +353,7 @@ class Settings:
         settings class, read at once: one message names every bad variable."""
         reader = SettingsReader(os.environ if env is None else env)
         values = reader.read_declared(cls)
-        values["kinds"] = MappingProxyType(
-            {name: cls_(**reader.read_declared(cls_)) for name, cls_ in (kinds or {}).items()}
-        )
+        values["kinds"] = MappingProxyType({name: reader.read_checked(cls_) for name, cls_ in (kinds or {}).items()})
         for check in rules.CHECKS:
             check(values, reader)
         reader.raise_problems()
