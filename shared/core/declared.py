@@ -98,7 +98,8 @@ class SettingsReader:
         raw = self.raw(name)
         if raw is None:
             return meta["derive"](values) if meta["derive"] is not None else default
-        kind = declared.type
+        # The annotation as written ("int"), whether or not its module postpones annotations.
+        kind = declared.type if isinstance(declared.type, str) else getattr(declared.type, "__name__", "")
         if kind == "bool":
             return self._flag(name, raw)
         if meta["choices"] is not None:
