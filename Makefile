@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+INFRA_DIR ?= infra
 
 .DEFAULT_GOAL := help
 
@@ -68,7 +69,10 @@ plan: venv ## Show what `make deploy` would change (terraform plan in infra/)
 deploy: venv ## Build the bundles and deploy with Terraform (needs infra/terraform.tfvars)
 	$(PY) -m local.deploy apply
 
-.PHONY: bundles plan deploy
+plan-offline: venv ## Terraform inits, validates, plans, applies and re-plans a copy of INFRA_DIR (default infra) against stand-in providers, offline
+	$(PY) -m local.tfstandin.offline --infra $(INFRA_DIR) $(if $(VAR_FILE),--var-file $(VAR_FILE))
+
+.PHONY: bundles plan deploy plan-offline
 
 scan: ## Static security scan of infra/ with checkov (its own venv: it pins other versions)
 	test -x .venv-scan/bin/checkov || ($(PYTHON) -m venv .venv-scan && .venv-scan/bin/pip install --quiet checkov==3.3.30)

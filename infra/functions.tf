@@ -86,11 +86,16 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
+  # A revision starts serving as soon as it is created: everything it reaches at its first
+  # request must exist by then (its secrets' access, its database user, and with tracing on the
+  # Telemetry API and its right to write spans).
   depends_on = [
     google_project_service.api,
     google_secret_manager_secret_iam_member.reads,
     google_project_iam_member.runtime,
     google_project_iam_member.build,
     google_sql_user.fn,
+    google_project_service.telemetry,
+    google_project_iam_member.traces_writer,
   ]
 }

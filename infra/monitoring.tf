@@ -101,9 +101,13 @@ locals {
 resource "google_logging_metric" "counter" {
   for_each = local.log_counters
 
+  # Named by the functions' service names, not their resources: the metrics are made early, so
+  # that the wait below (time_sleep.metrics_visible) overlaps the Cloud SQL instance's creation.
+  depends_on = [google_project_service.api]
+
   name        = "${var.name_prefix}/${each.key}"
   description = each.value.description
-  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${google_cloudfunctions2_function.fn[each.value.function].name}\" AND jsonPayload.event=\"${each.value.event}\""
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name_prefix}-${each.value.function}\" AND jsonPayload.event=\"${each.value.event}\""
 
   label_extractors = { for label in each.value.labels : label => "EXTRACT(jsonPayload.${label})" }
 
@@ -127,9 +131,13 @@ resource "google_logging_metric" "counter" {
 resource "google_logging_metric" "distribution" {
   for_each = local.log_distributions
 
+  # Named by the functions' service names, not their resources: the metrics are made early, so
+  # that the wait below (time_sleep.metrics_visible) overlaps the Cloud SQL instance's creation.
+  depends_on = [google_project_service.api]
+
   name            = "${var.name_prefix}/${each.key}"
   description     = each.value.description
-  filter          = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${google_cloudfunctions2_function.fn[each.value.function].name}\" AND jsonPayload.event=\"${each.value.event}\""
+  filter          = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name_prefix}-${each.value.function}\" AND jsonPayload.event=\"${each.value.event}\""
   value_extractor = "EXTRACT(jsonPayload.${each.value.field})"
 
   label_extractors = { for label in each.value.labels : label => "EXTRACT(jsonPayload.${label})" }
@@ -156,6 +164,19 @@ resource "google_logging_metric" "distribution" {
       growth_factor      = 2
       scale              = 0.05
     }
+  }
+}
+
+# Cloud Monitoring refuses an alert policy on a log-based metric younger than about ten minutes
+# ("Cannot find metric(s) that match type ... If a metric was created recently, it could take up
+# to 10 minutes": hashicorp/terraform-provider-google issue 11102), although the policy depends
+# on the metric. So the policies on user metrics wait for this timer, which starts once every
+# metric exists and starts again when the set of metrics changes.
+resource "time_sleep" "metrics_visible" {
+  create_duration = "10m"
+
+  triggers = {
+    metrics = join(",", concat([for m in google_logging_metric.counter : m.id], [for m in google_logging_metric.distribution : m.id]))
   }
 }
 
@@ -200,7 +221,7 @@ resource "google_monitoring_alert_policy" "oldest_queued" {
     EOT
   }
 
-  depends_on = [google_project_service.api, google_logging_metric.distribution]
+  depends_on = [google_project_service.api, time_sleep.metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "failure_ratio" {
@@ -238,7 +259,7 @@ resource "google_monitoring_alert_policy" "failure_ratio" {
     EOT
   }
 
-  depends_on = [google_project_service.api, google_logging_metric.counter]
+  depends_on = [google_project_service.api, time_sleep.metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "stalled_swept" {
@@ -270,7 +291,7 @@ resource "google_monitoring_alert_policy" "stalled_swept" {
     EOT
   }
 
-  depends_on = [google_project_service.api, google_logging_metric.counter]
+  depends_on = [google_project_service.api, time_sleep.metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "process_errors" {
@@ -364,7 +385,7 @@ resource "google_monitoring_alert_policy" "sweep_stopped" {
     EOT
   }
 
-  depends_on = [google_project_service.api, google_logging_metric.counter]
+  depends_on = [google_project_service.api, time_sleep.metrics_visible]
 }
 
 resource "google_monitoring_dashboard" "queue" {

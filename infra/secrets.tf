@@ -17,8 +17,10 @@ locals {
     }, length(var.api_tokens) > 0 ? {
     API_TOKENS = join(",", [for tenant, token in var.api_tokens : "${tenant}=${token}"])
   } : {})
-  # Names only (not the values), so that for_each does not depend on a secret.
-  secret_names = concat(["API_TOKEN", "ADMIN_TOKEN", "WEBHOOK_SECRET"], length(var.api_tokens) > 0 ? ["API_TOKENS"] : [])
+  # Names only (not the values): for_each keys may not be sensitive, and whether any tenant is
+  # configured is no secret (the tokens are), so the test says so with nonsensitive.
+  has_tenants  = nonsensitive(length(var.api_tokens) > 0)
+  secret_names = concat(["API_TOKEN", "ADMIN_TOKEN", "WEBHOOK_SECRET"], local.has_tenants ? ["API_TOKENS"] : [])
   # The tokens every authenticating function reads (API_TOKENS only when there are tenants).
   token_secrets = [for name in ["API_TOKEN", "API_TOKENS", "ADMIN_TOKEN"] : name if contains(local.secret_names, name)]
 }

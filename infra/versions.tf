@@ -16,6 +16,11 @@ terraform {
       source  = "hashicorp/random"
       version = ">= 3.5, < 4.0"
     }
+    # time_sleep: alert policies wait until Cloud Monitoring knows the log-based metrics.
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.9, < 1.0"
+    }
   }
 }
 

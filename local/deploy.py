@@ -10,6 +10,8 @@ command ends with one line naming it, after Terraform's own messages, not a trac
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
 import re
@@ -81,7 +83,9 @@ def credential_source(env: Mapping[str, str], probe: Callable[[Mapping[str, str]
 
 
 def problems(
-    env: Mapping[str, str] | None = None, probe: Callable[[Mapping[str, str]], bool] = metadata_server_answers
+    env: Mapping[str, str] | None = None,
+    probe: Callable[[Mapping[str, str]], bool] = metadata_server_answers,
+    tfvars: Path = TFVARS,
 ) -> list[str]:
     env = os.environ if env is None else env
     found = []
@@ -92,10 +96,11 @@ def problems(
             "no Google credentials: run `gcloud auth application-default login`, or set GOOGLE_CREDENTIALS "
             "or GOOGLE_APPLICATION_CREDENTIALS to a service account key, or run on a Google Cloud VM"
         )
-    if not TFVARS.exists():
-        found.append(f"{TFVARS.relative_to(REPO)} is missing: copy infra/terraform.tfvars.example and fill it in")
-    elif tfvars_value(TFVARS.read_text(), "project_id") is None:
-        found.append(f"{TFVARS.relative_to(REPO)} must set project_id")
+    shown = tfvars.relative_to(REPO) if tfvars.is_relative_to(REPO) else tfvars
+    if not tfvars.exists():
+        found.append(f"{shown} is missing: copy infra/terraform.tfvars.example and fill it in")
+    elif tfvars_value(tfvars.read_text(), "project_id") is None:
+        found.append(f"{shown} must set project_id")
     return found
 
 
@@ -119,20 +124,31 @@ def terraform(*args: str, capture: bool = False, folder: Path = INFRA) -> str:
     return done.stdout if capture else ""
 
 
-def backend_text(bucket: str) -> str:
+def backend_text(bucket: str, stand_in: Path | None = None) -> str:
+    """The gcs backend of the state bucket; with `stand_in` (offline tests: --state-stand-in), a
+    local backend in a folder named after the bucket, which exists once the bucket would."""
+    if stand_in is not None:
+        path = stand_in / bucket / "jobqueue" / "default.tfstate"
+        return f'terraform {{\n  backend "local" {{\n    path = "{path}" # stand-in of gs://{bucket}\n  }}\n}}\n'
     return f'terraform {{\n  backend "gcs" {{\n    bucket = "{bucket}"\n    prefix = "jobqueue"\n  }}\n}}\n'
 
 
-def init(state_bucket: str | None, folder: Path = INFRA) -> None:
+def bucket_holds_state(bucket: str, folder: Path, stand_in: Path | None) -> bool:
+    """Try the bucket as the backend (another machine may have moved the state there already)."""
+    if stand_in is not None and not (stand_in / bucket).is_dir():
+        return False  # as `terraform init` fails on a bucket that does not exist yet
+    done = subprocess.run(["terraform", f"-chdir={folder}", "init", "-input=false"], capture_output=True, text=True)
+    return done.returncode == 0
+
+
+def init(state_bucket: str | None, folder: Path = INFRA, stand_in: Path | None = None) -> None:
     """terraform init, against the state bucket once it holds the state (see move_state)."""
     backend = folder / BACKEND_FILE
-    if state_bucket and backend.exists() and f'"{state_bucket}"' not in backend.read_text():
+    if state_bucket and backend.exists() and f"{state_bucket}" not in backend.read_text():
         raise DeployError(f"{backend} names another bucket than state_bucket: move the state by hand")
     if state_bucket and not backend.exists():
-        # Another machine may have moved the state there already: try the bucket first.
-        backend.write_text(backend_text(state_bucket))
-        done = subprocess.run(["terraform", f"-chdir={folder}", "init", "-input=false"], capture_output=True, text=True)
-        if done.returncode == 0:
+        backend.write_text(backend_text(state_bucket, stand_in))
+        if bucket_holds_state(state_bucket, folder, stand_in):
             return
         backend.unlink()  # no bucket yet: this apply creates it, then move_state moves the state
         terraform("init", "-input=false", "-reconfigure", folder=folder)
@@ -140,12 +156,15 @@ def init(state_bucket: str | None, folder: Path = INFRA) -> None:
     terraform("init", "-input=false", folder=folder)
 
 
-def move_state(state_bucket: str, folder: Path = INFRA) -> None:
+def move_state(state_bucket: str, folder: Path = INFRA, stand_in: Path | None = None) -> None:
     """After the apply that created the state bucket, move the local state into it."""
     backend = folder / BACKEND_FILE
     if backend.exists():
         return
-    backend.write_text(backend_text(state_bucket))
+    if stand_in is not None:
+        (stand_in / state_bucket).mkdir(parents=True, exist_ok=True)
+        print(f"--state-stand-in: the state bucket gs://{state_bucket} is the folder {stand_in / state_bucket}")
+    backend.write_text(backend_text(state_bucket, stand_in))
     try:
         terraform("init", "-input=false", "-migrate-state", "-force-copy", folder=folder)
     except DeployError:
@@ -154,15 +173,21 @@ def move_state(state_bucket: str, folder: Path = INFRA) -> None:
     print(f"The Terraform state is now in gs://{state_bucket}/jobqueue ({backend.name} says so).")
 
 
-def plan_and_apply(apply: bool, state_bucket: str | None, folder: Path = INFRA, var_file: str = TFVARS.name) -> None:
-    init(state_bucket, folder)
+def plan_and_apply(
+    apply: bool,
+    state_bucket: str | None,
+    folder: Path = INFRA,
+    var_file: str = TFVARS.name,
+    stand_in: Path | None = None,
+) -> None:
+    init(state_bucket, folder, stand_in)
     # The saved plan is what apply carries out: no second plan, and no approval prompt, which
     # `terraform apply -input=false` would still ask for and fail on without a terminal.
     terraform("plan", "-input=false", f"-var-file={var_file}", f"-out={PLAN_FILE}", folder=folder)
     if apply:
         terraform("apply", "-input=false", PLAN_FILE, folder=folder)
         if state_bucket:
-            move_state(state_bucket, folder)
+            move_state(state_bucket, folder, stand_in)
 
 
 # -- the smoke check ------------------------------------------------------------------------
@@ -220,16 +245,30 @@ def call_directly(check: Check, timeout: float = 60.0) -> str | None:
     return f"{check.method} {check.url} answered {response.status_code} (expected {expected}): {response.text[:200].strip()}"
 
 
-def smoke(checks: list[Check], callers: Mapping[str, Callable[[Check], str | None]] | None = None) -> dict[str, str]:
-    """Run every check; the failures by function name. `callers` replaces the direct HTTP call
-    for some functions (process and sweep take internal traffic only: see call_through_scheduler)."""
+def smoke(
+    checks: list[Check],
+    callers: Mapping[str, Callable[[Check], str | None]] | None = None,
+    window: float = 0.0,
+    pause: float = 15.0,
+) -> dict[str, str]:
+    """Run every check, and run again the ones that failed until they pass or `window` seconds
+    have gone by; the failures by function name. `callers` replaces the direct HTTP call for some
+    functions (process and sweep take internal traffic only: see call_through_scheduler)."""
     callers = callers or {}
-    failures = {}
-    for check in checks:
-        reason = callers.get(check.name, call_directly)(check)
-        if reason is not None:
-            failures[check.name] = reason
-    return failures
+    deadline = time.monotonic() + window
+    pending, failures = list(checks), {}
+    while True:
+        failures = {}
+        for check in pending:
+            reason = callers.get(check.name, call_directly)(check)
+            if reason is not None:
+                failures[check.name] = reason
+        pending = [check for check in pending if check.name in failures]
+        if not pending or time.monotonic() + pause > deadline:
+            return failures
+        names = ", ".join(failures)
+        print(f"Not answering as they should yet: {names}; again in {pause:.0f} s (IAM changes take minutes).")
+        time.sleep(pause)
 
 
 def report(urls: Mapping[str, str], failures: Mapping[str, str]) -> str:
@@ -240,61 +279,130 @@ def report(urls: Mapping[str, str], failures: Mapping[str, str]) -> str:
     return "Every function answered:\n" + "\n".join(f"  {name:<{width}}  {url}" for name, url in urls.items())
 
 
-def call_through_scheduler(job_id: str, timeout: float = 300.0) -> Callable[[Check], str | None]:
+SCHEDULER_API = "https://cloudscheduler.googleapis.com/v1"
+
+
+def instant(text: str) -> datetime.datetime:
+    """An RFC 3339 UTC time as Google writes it (0 to 9 fraction digits); '' is the epoch."""
+    if not text:
+        return datetime.datetime.fromtimestamp(0, datetime.UTC)
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+    return moment + datetime.timedelta(microseconds=int((fraction or "0")[:6].ljust(6, "0")))
+
+
+def google_token() -> str:
+    """An access token for Google's APIs: GOOGLE_OAUTH_ACCESS_TOKEN when set (as the provider
+    takes it), else the application-default credentials."""
+    if os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN"):
+        return os.environ["GOOGLE_OAUTH_ACCESS_TOKEN"]
+    import google.auth  # noqa: PLC0415 (only a real deploy needs it)
+    import google.auth.transport.requests  # noqa: PLC0415
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    credentials.refresh(google.auth.transport.requests.Request())
+    return credentials.token
+
+
+def call_through_scheduler(
+    job_id: str, applied_at: str, api: str = SCHEDULER_API, timeout: float = 300.0
+) -> Callable[[Check], str | None]:
     """process and sweep accept internal traffic only, so the operator's machine cannot call
     them: run their Cloud Scheduler job (OIDC as the invoker, internal) and read the result of
-    that attempt from the job's status."""
+    that attempt from the job's status: an attempt newer than both the apply (`applied_at`,
+    RFC 3339 UTC) and the last one seen, so that a tick of the previous revision never counts."""
 
     def call(check: Check) -> str | None:
-        import google.auth  # noqa: PLC0415 (only a real deploy needs it)
-        import google.auth.transport.requests  # noqa: PLC0415
-        import httpx  # noqa: PLC0415
+        import httpx  # noqa: PLC0415 (only the smoke check needs it)
 
-        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        credentials.refresh(google.auth.transport.requests.Request())
-        headers = {"Authorization": f"Bearer {credentials.token}"}
-        api = f"https://cloudscheduler.googleapis.com/v1/{job_id}"
-        before = httpx.get(api, headers=headers, timeout=30).json().get("lastAttemptTime", "")
-        started = httpx.post(f"{api}:run", headers=headers, json={}, timeout=30)
+        headers = {"Authorization": f"Bearer {google_token()}"}
+        url = f"{api}/{job_id}"
+        seen = httpx.get(url, headers=headers, timeout=30).json().get("lastAttemptTime", "")
+        before = max(instant(seen), instant(applied_at))
+        started = httpx.post(f"{url}:run", headers=headers, json={}, timeout=30)
         if started.status_code != 200:
             return f"could not run the Scheduler job {job_id}: {started.status_code} {started.text[:200]}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            time.sleep(5)
-            job = httpx.get(api, headers=headers, timeout=30).json()
-            if job.get("lastAttemptTime", "") > before:
+            job = httpx.get(url, headers=headers, timeout=30).json()
+            if instant(job.get("lastAttemptTime", "")) > before:
                 status = job.get("status") or {}
                 if status.get("code", 0) == 0:
                     return None
                 return f"its Scheduler job's attempt ended with {status.get('code')}: {status.get('message', '')}"
+            time.sleep(2)
         return f"its Scheduler job made no attempt within {timeout:.0f} s"
 
     return call
 
 
-def smoke_deployed() -> str:
-    outputs = json.loads(terraform("output", "-json", capture=True))
-    urls = outputs["function_urls"]["value"]
+@dataclass
+class Options:
+    """make deploy's options; the defaults deploy infra/ for real. Tests point them elsewhere."""
+
+    action: str = "plan"
+    infra: Path = INFRA
+    var_file: Path = TFVARS
+    smoke_urls: dict[str, str] = field(default_factory=dict)  # function -> URL called instead of its own
+    scheduler_api: str = SCHEDULER_API
+    state_stand_in: Path | None = None
+    smoke_seconds: float = 420.0  # Google: IAM changes "could potentially take 7 minutes or longer"
+
+
+def smoke_deployed(options: Options, applied_at: str) -> str:
+    outputs = json.loads(terraform("output", "-json", capture=True, folder=options.infra))
+    urls = {**outputs["function_urls"]["value"], **options.smoke_urls}
+    for name, url in options.smoke_urls.items():
+        print(f"--smoke-url: {name} is checked at {url}, not at its deployed URL")
+    if options.scheduler_api != SCHEDULER_API:
+        print(f"--scheduler-api: Cloud Scheduler is called at {options.scheduler_api}")
     checks = smoke_checks(urls, outputs["api_token"]["value"])
     jobs = outputs["scheduler_jobs"]["value"]
-    return report(urls, smoke(checks, {name: call_through_scheduler(jobs[name]) for name in ("process", "sweep")}))
+    callers = {
+        name: call_through_scheduler(jobs[name], applied_at, options.scheduler_api) for name in ("process", "sweep")
+    }
+    return report(urls, smoke(checks, callers, window=options.smoke_seconds))
+
+
+def parse(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m local.deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", nargs="?", default="plan", choices=("plan", "apply"))
+    parser.add_argument("--infra", type=Path, default=INFRA, help="the Terraform folder (default infra/)")
+    parser.add_argument("--var-file", type=Path, help="the tfvars file (default: terraform.tfvars in --infra)")
+    parser.add_argument("--smoke-url", action="append", default=[], metavar="NAME=URL", help="check NAME at URL")
+    parser.add_argument("--scheduler-api", default=SCHEDULER_API, help="Cloud Scheduler's API root (tests)")
+    parser.add_argument("--state-stand-in", type=Path, help="a folder standing in for the state bucket (tests)")
+    parser.add_argument("--smoke-seconds", type=float, default=420.0, help="how long failing checks are retried")
+    args = parser.parse_args(argv)
+    infra = args.infra.resolve()
+    return Options(
+        action=args.action,
+        infra=infra,
+        var_file=(args.var_file or infra / TFVARS.name).resolve(),
+        smoke_urls=dict(pair.split("=", 1) for pair in args.smoke_url),
+        scheduler_api=args.scheduler_api.rstrip("/"),
+        state_stand_in=args.state_stand_in.resolve() if args.state_stand_in else None,
+        smoke_seconds=args.smoke_seconds,
+    )
 
 
 def main(argv: list[str]) -> int:
-    action = argv[0] if argv else "plan"
-    if action not in ("plan", "apply"):
-        print("usage: python -m local.deploy plan|apply", file=sys.stderr)
-        return 2
-    missing = problems()
+    options = parse(argv)
+    missing = problems(tfvars=options.var_file)
     if missing:
         print("Cannot deploy; nothing was changed:\n  - " + "\n  - ".join(missing), file=sys.stderr)
         return 1
-    state_bucket = tfvars_value(TFVARS.read_text(), "state_bucket")
+    state_bucket = tfvars_value(options.var_file.read_text(), "state_bucket")
     try:
-        build_all()
-        plan_and_apply(action == "apply", state_bucket)
-        if action == "apply":
-            print(smoke_deployed())
+        # infra/'s bundle_dir is ../build: beside the Terraform folder, wherever that is.
+        build_all(REPO / "build" if options.infra == INFRA else options.infra.parent / "build")
+        plan_and_apply(
+            options.action == "apply", state_bucket, options.infra, str(options.var_file), options.state_stand_in
+        )
+        # Scheduler attempts from here on reach the revisions this apply made.
+        applied_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if options.action == "apply":
+            print(smoke_deployed(options, applied_at))
     except DeployError as exc:
         print(str(exc), file=sys.stderr)
         return 1

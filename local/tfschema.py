@@ -52,6 +52,7 @@ PACKAGES: dict[str, tuple[Package, ...]] = {
     ),
     "hashicorp/random": (Package("cdktn-provider-random", "15.0.1", "3.9.1"),),
     "hashicorp/archive": (Package("cdktn-provider-archive", "14.0.1", "2.8.1"),),
+    "hashicorp/time": (Package("cdktn-provider-time", "14.0.2", "0.14.2"),),
 }
 
 # Terraform's own meta-arguments, allowed in every resource and data block.

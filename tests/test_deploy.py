@@ -202,3 +202,19 @@ def test_the_smoke_check_prints_the_urls_when_all_answer_and_names_the_one_that_
         failures = deploy.smoke(deploy.smoke_checks(urls, DEV_TOKEN))
         assert {"status", "cancel", "sweep"} <= set(failures) and "enqueue" not in failures
         assert "answered 503" in failures["sweep"]
+
+
+def test_the_smoke_check_retries_what_fails_until_its_window_closes():
+    """IAM changes take minutes to reach Cloud Run: a function refused at first is asked again
+    until the window closes; one that never answers is reported with its last reason."""
+    answers = {"enqueue": ["403 Forbidden", "403 Forbidden", None], "status": ["503"] * 100}
+
+    def caller(check):
+        return answers[check.name].pop(0)
+
+    checks = [deploy.Check(name, "GET", f"http://127.0.0.1:1/{name}", (200,), "answers") for name in answers]
+    callers = dict.fromkeys(answers, caller)
+    assert deploy.smoke(checks, callers, window=0) == {"enqueue": "403 Forbidden", "status": "503"}
+    answers["enqueue"][:] = ["403 Forbidden", None]
+    assert deploy.smoke(checks, callers, window=2, pause=0.05) == {"status": "503"}
+    assert answers["enqueue"] == []  # asked again, and answered

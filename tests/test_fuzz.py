@@ -3,10 +3,13 @@ functions' create_app) finds no 5xx and no answer outside the contract.
 
 Left alone, the fuzzer mostly meets the 4xx paths (a random kind, a random job id). A hook
 steers part of its cases onto the success paths: kinds that exist, so jobs are created;
-ids of real jobs, so streams open and cancels are accepted; and a valid token, another
+ids of real jobs, so streams open and cancels are accepted; the list, live list and metrics
+parameters with hostile values (issue 26); and a valid token, the admin's, another
 tenant's, a wrong one or none. The inputs that once ended in a 500 are explicit examples.
 """
 
+import base64
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +33,15 @@ schema = schemathesis.openapi.from_dict(SPEC)
 
 
 OTHER_TENANT_TOKEN = "other-tenant-token-0123456789"
+ADMIN_FUZZ_TOKEN = "admin-fuzz-token-0123456789"
 # Filled by the `all_functions` fixture before any case is generated: the real jobs that the
 # steering hook hands out, and the functions' token.
 KNOWN: dict = {"finished": [], "queued": [], "token": None}
 FUZZ_ENV = {
     "API_TOKENS": f"other={OTHER_TENANT_TOKEN}",
+    "ADMIN_TOKEN": ADMIN_FUZZ_TOKEN,
+    # A live list the steering opens with a good filter closes after a second, not twenty.
+    "STREAM_MAX_SECONDS": "1",
     # One caller sends every request here; the limits have tests of their own.
     **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
 }
@@ -69,8 +76,56 @@ def flatmap_case(context, case):
         return st.tuples(ids, tokens).map(lambda choice: steered_cancel(case, *choice))
     if path == "/status":
         ids = st.sampled_from([*KNOWN["finished"], None])
-        return st.tuples(ids, st.sampled_from([True, False])).map(lambda choice: steered_status(case, *choice))
+        one_job = st.tuples(ids, st.sampled_from([True, False])).map(lambda choice: steered_status(case, *choice))
+        listed = st.tuples(
+            st.sampled_from(sorted(LISTED_PARAMETERS)),
+            st.one_of(st.sampled_from(HOSTILE_QUERY_VALUES), st.text(max_size=40)),
+            st.sampled_from(["valid", "admin", "other"]),
+        ).map(lambda choice: steered_listed(case, *choice))
+        return st.one_of(one_job, listed)
     return st.just(case)
+
+
+def hostile_cursor(created_at: str) -> str:
+    position = json.dumps([created_at, "00000000-0000-4000-8000-000000000000"]).encode()
+    return base64.urlsafe_b64encode(position).decode().rstrip("=")
+
+
+# The list, the live list and the metrics view, each parameter with the classes of value that
+# once ended in a 500 (issue 26, item 4): digits int() refuses, times UTC cannot hold (also
+# inside a cursor), NUL, a number past every bound.
+LISTED_PARAMETERS = {
+    "limit": {"list": "1"},
+    "kind": {"list": "1"},
+    "tenant": {"list": "1"},
+    "status": {"list": "1"},
+    "createdAfter": {"list": "1"},
+    "createdBefore": {"list": "1"},
+    "cursor": {"list": "1"},
+    "kind ": {"list": "1", "stream": "1"},  # the live list (the space keeps the key apart)
+    "createdBefore ": {"list": "1", "stream": "1"},
+    "window": {"view": "metrics"},
+}
+HOSTILE_QUERY_VALUES = [
+    "\u00b2",
+    "\u0661\u0662",
+    "\u0000",
+    "a\u0000b",
+    "0001-01-01T00:00:00+05:00",
+    "9999-12-31T23:59:59-05:00",
+    hostile_cursor("9999-12-31T23:59:59-05:00"),
+    hostile_cursor("0001-01-01T00:00:00+05:00"),
+    "9" * 30,
+    "-1",
+    "",
+]
+
+
+def steered_listed(case, parameter: str, value: str, token: str):
+    """A list, live-list or metrics request with one parameter set to a hostile value."""
+    case.query = {**LISTED_PARAMETERS[parameter], parameter.strip(): value}
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in ("accept", "last-event-id")}
+    return with_token(case, token)
 
 
 STEER_AUTH = "X-Fuzz-Token"  # which token to send, taken off the case before it is sent
@@ -88,7 +143,7 @@ def with_token(case, token: str | None):
 def explicit_auth(case) -> dict | None:
     token = (case.headers or {}).pop(STEER_AUTH, None)
     valid = KNOWN["token"]
-    bearer = {"valid": valid, "other": OTHER_TENANT_TOKEN, "wrong": valid[:-1]}.get(token)
+    bearer = {"valid": valid, "other": OTHER_TENANT_TOKEN, "admin": ADMIN_FUZZ_TOKEN, "wrong": valid[:-1]}.get(token)
     return {"Authorization": f"Bearer {bearer}"} if bearer else None
 
 
@@ -149,7 +204,7 @@ MUST_REACH = {
     ("POST", "/enqueue"): {"202", "400", "401"},
     ("GET", "/enqueue"): {"200", "400"},  # the dashboard, and its asset
     ("POST", "/cancel"): {"200 cancelled", "401"},
-    ("GET", "/status"): {"200 json", "200 stream", "404"},
+    ("GET", "/status"): {"200 json", "200 stream", "400", "404"},
 }
 
 
@@ -205,6 +260,9 @@ def reach_examples(operation) -> list:
             case(query={"id": KNOWN["finished"][0]}),  # 200 json
             case(query={"id": KNOWN["finished"][0], "stream": "1"}),  # 200 stream
             case(query={"id": unknown_job}),  # 404
+            case("valid", query={"list": "1", "limit": "\u00b2"}),  # 400
+            case("admin", query={"list": "1", "stream": "1", "kind": "\u0000"}),  # 400
+            case("valid", query={"view": "metrics", "window": "\u0661"}),  # 400
         ],
     }.get(key, list)()
 
@@ -261,6 +319,31 @@ EXPLICIT = {
         "/status",
         {"query": {"stream": "1"}, "headers": {"Last-Event-ID": str(2**63)}},
         "Last-Event-ID",
+    ),
+    # Issue 26, item 4: the list, the live list and the metrics view.
+    "a Unicode digit as limit": ("/status", {"query": {"list": "1", "limit": "\u00b2"}}, "limit"),
+    "a Unicode digit as window": ("/status", {"query": {"view": "metrics", "window": "\u00b2"}}, "window"),
+    "createdAfter before the year 1 in UTC": (
+        "/status",
+        {"query": {"list": "1", "createdAfter": "0001-01-01T00:00:00+05:00"}},
+        "createdAfter",
+    ),
+    "createdBefore after the year 9999 in UTC": (
+        "/status",
+        {"query": {"list": "1", "createdBefore": "9999-12-31T23:59:59-05:00"}},
+        "createdBefore",
+    ),
+    "a cursor after the year 9999 in UTC": (
+        "/status",
+        {"query": {"list": "1", "cursor": hostile_cursor("9999-12-31T23:59:59-05:00")}},
+        "cursor",
+    ),
+    "NUL in kind": ("/status", {"query": {"list": "1", "kind": "\u0000"}}, "kind"),
+    "NUL in kind, live list": ("/status", {"query": {"list": "1", "stream": "1", "kind": "\u0000"}}, "kind"),
+    "NUL in the admin's tenant": (
+        "/status",
+        {"query": {"list": "1", "tenant": "\u0000"}, "headers": {"Authorization": f"Bearer {ADMIN_FUZZ_TOKEN}"}},
+        "tenant",
     ),
 }
 

@@ -164,9 +164,11 @@ def references(body) -> set[str]:
 
 def api_problems(folder: Path) -> list[str]:
     """Every Google resource and data source waits for the APIs, directly or through what it
-    refers to; the list holds Cloud Resource Manager (data.google_project, project IAM)."""
+    refers to; the list holds Cloud Resource Manager (data.google_project, project IAM), which
+    with Service Usage is enabled first, by google_project_service.foundation."""
     found = []
-    apis = set(re.findall(r"[a-z0-9]+\.googleapis\.com", str(local("apis", folder))))
+    listed = str(local("apis", folder)) + str(local("foundation_apis", folder))
+    apis = set(re.findall(r"[a-z0-9]+\.googleapis\.com", listed))
     needed = {"cloudresourcemanager.googleapis.com", "cloudfunctions.googleapis.com", "run.googleapis.com"}
     needed |= {"cloudbuild.googleapis.com", "artifactregistry.googleapis.com", "sqladmin.googleapis.com"}
     needed |= {"cloudtasks.googleapis.com", "cloudscheduler.googleapis.com", "secretmanager.googleapis.com"}
@@ -191,7 +193,8 @@ def api_problems(folder: Path) -> list[str]:
 
     for key in graph:
         google = key.removeprefix("data.").startswith("google_")
-        if google and key != "google_project_service.api" and not waits_for_apis(key):
+        roots = ("google_project_service.api", "google_project_service.foundation")
+        if google and key not in roots and not waits_for_apis(key):
             found.append(f"{key} does not wait for google_project_service.api")
     return found
 

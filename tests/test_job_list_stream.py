@@ -55,8 +55,8 @@ def snapshots(chunks) -> list[dict]:
 def test_with_the_listener_down_the_stream_polls_and_sends_a_fresh_snapshot_on_change(env, pool, registry):
     settings = Settings.from_env({**env, "STREAM_POLL_SECONDS": "0.05", "STREAM_MAX_SECONDS": "30"})
     down = JobEvents(Notifier(DatabaseTarget(host="127.0.0.1", port=1), timeout=0.5))  # nothing listens there
-    stream = JobListStream(pool, down, settings, lambda job: job.to_json(), release=lambda: None)
-    chunks = stream.events(JobFilter("acme"))
+    stream = JobListStream(pool, down, settings, lambda job: job.to_json())
+    chunks = stream.events(JobFilter("acme"), release=lambda: None)
     try:
         assert next(chunks).startswith("retry: ")
         assert snapshots([next(chunks)]) == [{"jobs": [], "nextCursor": None}]

@@ -29,7 +29,8 @@ def test_the_status_page_imports_the_client_under_its_nonce(make_client, session
     response = make_client("status").get(f"/?id={job.id}", headers={"Accept": "text/html"})
     html = response.get_data(as_text=True)
     nonce = re.search(r"script-src 'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
-    assert f'<script type="module" nonce="{nonce}">\nimport {{ createClient }} from "/?asset=client.js";' in html
+    assert f'<script type="module" nonce="{nonce}">' in html
+    assert 'import(new URL("?asset=client.js", location.href))' in html
     assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
 
 
@@ -48,7 +49,8 @@ def test_get_on_enqueue_is_the_dashboard_with_the_active_sources(make_client, se
     assert "Engineering <blog>" not in html.split("const CONFIG")[0], "names go in as data, never as markup"
     policy = response.headers["Content-Security-Policy"]
     nonce = re.search(r"script-src 'nonce-([^']+)'", policy).group(1)
-    assert f'<script type="module" nonce="{nonce}">\nimport {{ createClient }} from "/?asset=client.js";' in html
+    assert f'<script type="module" nonce="{nonce}">' in html
+    assert 'import(new URL("?asset=client.js", location.href))' in html
     assert "connect-src 'self';" in policy and "form-action 'none'" in policy
 
 
@@ -75,3 +77,57 @@ def test_an_asset_or_archive_request_with_other_parameters_is_refused_naming_the
     response = status.get("/?view=archive", headers={"Last-Event-ID": "abc"})
     assert response.status_code == 400
     assert response.get_json()["error"]["details"] == [{"field": "Last-Event-ID", "message": "not allowed with view"}]
+
+
+# Issue 26, items 1 and 11: werkzeug collapses "//", but a decoded backslash or tab still
+# reaches the browser's URL parser, which reads "/\host:port/x" and "/\t/host:port/x" as
+# "//host:port/x": another origin. Whatever the path, no page may name it.
+CRAFTED_PATHS = ["/%5Cattacker.example:4444/x", "/%09/attacker.example:4444/x", "/%5C%5Cattacker.example/x"]
+
+
+def page_urls(make_client, session, registry):
+    job, _ = queue.enqueue(session, registry, kind="noop", payload={})
+    status = make_client("status", CANCEL_URL="https://cancel.example/c", ENQUEUE_URL="https://enqueue.example/e")
+    enqueue = make_client("enqueue", STATUS_URL="https://status.example/s")
+    return [
+        (status, "?view=archive", {}),
+        (status, f"?id={job.id}", {"Accept": "text/html"}),
+        (status, f"?id={job.id}&view=page", {}),
+        (enqueue, "", {}),
+    ]
+
+
+def test_no_page_names_its_request_path_whatever_the_path(make_client, session, registry):
+    for client, query, headers in page_urls(make_client, session, registry):
+        for path in CRAFTED_PATHS:
+            response = client.get(path + query, headers=headers)
+            assert response.status_code == 200 and response.mimetype == "text/html", (path, query)
+            html = response.get_data(as_text=True)
+            assert "attacker" not in html, f"{path}{query} put its path into the page"
+            assert "attacker" not in response.headers["Content-Security-Policy"]
+
+
+def completed_with(session, registry, result: dict):
+    job, _ = queue.enqueue(session, registry, kind="noop", payload={})
+    claimed = queue.claim_named(session, job.id)
+    queue.complete(session, queue.Lease.of(claimed), result)
+    return job
+
+
+def test_a_result_document_loads_no_remote_image_and_shows_no_bidi_controls(make_client, session, registry):
+    # Issue 26, items 12 and 14: an HTML result may name an image anywhere (a tracking pixel),
+    # and a feed's title may carry U+202E, which reverses the document's own words beside it.
+    document = '<h1>Invoice \u202egnp.exe\u202c ok</h1><img src="https://tracker.example/p.png">'
+    job = completed_with(session, registry, {"document": document, "format": "html"})
+    response = make_client("status").get(f"/?id={job.id}&view=document")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    policy = response.headers["Content-Security-Policy"]
+    assert "img-src data:;" in policy and "https:" not in policy
+    assert response.get_data(as_text=True) == '<h1>Invoice gnp.exe ok</h1><img src="https://tracker.example/p.png">'
+
+
+def test_the_pages_helpers_are_served_as_a_module(make_client):
+    response = make_client("status").get("/?asset=pages.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert "export function plain" in response.get_data(as_text=True)

@@ -63,9 +63,9 @@ def test_status_callers_are_told_apart_by_the_address_the_front_end_saw(make_cli
     check("/status", "get", refused)
     assert refused.headers["Retry-After"].isdigit()
     assert get("203.0.113.8") == 200  # the next address is another caller
-    # One IPv6 client is usually given a /64: its addresses are one caller.
+    # One IPv6 site is usually given a /48: its addresses are one caller (RATE_LIMIT_IPV6_PREFIX).
     assert [get(f"2001:db8:0:1::{n:x}") for n in range(1, 5)] == [200, 200, 200, 429]
-    assert get("2001:db8:0:2::1") == 200
+    assert get("2001:db8:1:2::1") == 200
 
 
 def test_stream_opens_are_limited_apart_from_plain_reads(make_client):

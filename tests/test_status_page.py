@@ -5,6 +5,8 @@ and runs these; elsewhere they are skipped with the reason. Screenshots of each 
 build/screenshots/.
 """
 
+import http.server
+import re
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import httpx
 import pytest
 
 from local.stack import DEV_TOKEN
+from shared.core.db import open_session
 from tests.browser import (  # noqa: F401 (chromium_browser: the browser fixture)
     SHOTS,
     chromium_browser,
@@ -144,7 +147,7 @@ def test_the_finished_newsletter_is_shown(stack, page, output_format):
         expect(page.locator("#result iframe")).to_have_attribute("sandbox", "")
     expect(page.locator("#log li")).to_have_count(6)
     expect(page.get_by_role("link", name="Open the newsletter")).to_have_attribute(
-        "href", f"/?id={job['id']}&view=document"
+        "href", f"?id={job['id']}&view=document"
     )
     shot(page, f"06-newsletter-{output_format}")
 
@@ -231,3 +234,161 @@ def test_the_page_polls_the_json_status_when_the_stream_keeps_failing(stack, pag
     expect(page.locator("#job-status")).to_have_text("completed", timeout=10_000)
     expect(page.locator("#connection")).to_have_attribute("data-state", "finished")
     assert log_lines(page) == [f"Step {i} of 3 done" for i in range(1, 4)]
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A server on loopback that answers every GET with one body and records the paths asked."""
+
+    body = b""
+    content_type = "text/plain"
+    requests: list[str]
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    """serve(body, content_type) -> ("127.0.0.1:port", the paths requested), until the test ends."""
+    servers = []
+
+    def start(body: bytes, content_type: str):
+        handler = type("Handler", (Recorder,), {"body": body, "content_type": content_type, "requests": []})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"127.0.0.1:{server.server_address[1]}", handler.requests
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def attacker(serve):
+    """Another origin on loopback, serving a module that would replace the pages' client."""
+    module = b"export function createClient() { document.title = 'taken over'; return {}; }"
+    return serve(module, "text/javascript")
+
+
+def crafted_paths(host: str) -> list[str]:
+    # Issue 26, items 1 and 11: a decoded backslash or tab reaches the browser's URL parser,
+    # which reads "/\host/x" and "/\t/host/x" as "//host/x", another origin.
+    return [f"%5C{host}/x", f"%09/{host}/x"]
+
+
+def test_a_crafted_path_never_makes_a_page_load_or_send_anything_elsewhere(stack, page, attacker):
+    host, reached = attacker
+    job = enqueue(stack, {"kind": "demo", "steps": 1, "stepSeconds": 0})
+    own = {stack.url(name).rstrip("/") for name in ("status", "enqueue", "cancel")}
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    for path in crafted_paths(host):
+        page.goto(f"{stack.url('status')}{path}?id={job['id']}&view=page")
+        expect(page.locator("#job-id")).to_have_text(job["id"], timeout=10_000)  # set once the client is imported
+        assert reached == [], f"the status page at {path} loaded from another origin"
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
+        page.goto(f"{stack.url('status')}{path}?view=archive")
+        page.get_by_label("API token").fill(DEV_TOKEN)
+        page.keyboard.press("Enter")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
+        assert reached == [], f"the archive at {path} loaded from another origin"
+        page.goto(f"{stack.url('enqueue')}{path}")
+        expect(page.locator("#source-list input")).to_have_count(len(stack.demo_sources), timeout=10_000)
+        assert reached == [], f"the dashboard at {path} loaded from another origin"
+    elsewhere = [url for url in requested if not any(url.startswith(origin + "/") for origin in own)]
+    assert elsewhere == []
+
+
+# Issue 26, items 12 and 13: a job's own text (a feed's titles, a source's name, an error) with
+# bidirectional overrides and long unbroken words. "\u202e" reversed the pages' words beside it.
+BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+HOSTILE_TITLE = "\u202eInvoice-" + "W" * 300 + "-fdp.exe"
+HOSTILE_NAME = "\u202eSource " + "N" * 180 + " fdp.exe"
+
+
+def hostile_feed(title: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Hostile</title>'
+        f"<item><title>{title}</title><link>https://hostile.example/1</link>"
+        "<pubDate>Fri, 03 Jan 2025 10:00:00 +0000</pubDate><description>A summary.</description></item>"
+        "</channel></rss>"
+    ).encode()
+
+
+@pytest.fixture
+def hostile_source(stack, serve):
+    """A source with a hostile name whose feed has a hostile title; disabled again afterwards."""
+    from shared.kinds.newsletter.sources import add_source, disable_source  # noqa: PLC0415
+
+    host, _ = serve(hostile_feed(HOSTILE_TITLE), "application/rss+xml")
+    session = open_session(stack.database_url)
+    source = add_source(session, HOSTILE_NAME, f"http://{host}/feed.xml")
+    yield source
+    disable_source(session, source.id)
+    session.close()
+
+
+def page_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def test_hostile_text_neither_reverses_nor_widens_the_status_page_or_the_result(stack, page, browser, hostile_source):
+    body = {
+        "dateRange": {"from": "2025-01-01", "to": "2025-01-07"},
+        "selectedSources": [hostile_source.id],
+        "outputFormat": "html",
+    }
+    job = enqueue(stack, body)
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
+    process_in_background(stack, job["id"]).join(30)
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=10_000)
+    lines = log_lines(page)
+    assert any("NNNN" in line for line in lines), lines
+    assert not [line for line in lines if BIDI.search(line)], "the log shows bidi controls"
+    assert page_width(page) <= 420, "no sideways scrolling on a phone"
+    shot(page, "20-hostile-status")
+
+    document_url = f"{stack.url('status')}?id={job['id']}&view=document"
+    document = httpx.get(document_url).text
+    assert "WWWW" in document and "NNNN" in document and not BIDI.search(document)
+    wide = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        result = wide.new_page()
+        result.goto(document_url)
+        assert page_width(result) <= 1280, "the result page wraps a long title"
+    finally:
+        wide.close()
+
+
+def test_hostile_text_neither_reverses_nor_widens_the_archive_or_the_dashboard(stack, page, hostile_source):
+    error = "\u202e" + "E" * 3500
+    job = enqueue(stack, {"kind": "demo", "steps": 0, "failWith": error, "maxAttempts": 1})
+    process_in_background(stack, job["id"]).join(30)
+    page.goto(f"{stack.url('status')}?view=archive")
+    page.get_by_label("API token").fill(DEV_TOKEN)
+    page.keyboard.press("Enter")
+    card = page.locator(f'#stopped li[data-id="{job["id"]}"]')
+    expect(card).to_contain_text("failed", timeout=10_000)
+    text = card.inner_text()
+    assert "EEEE" in text and len(text) < 600, "a card shows a capped part of a long error"
+    assert not BIDI.search(text)
+    assert page_width(page) <= 420
+    shot(page, "21-hostile-archive")
+
+    page.goto(stack.url("enqueue"))
+    label = page.locator("#source-list label").filter(has_text="NNNN")
+    expect(label).to_have_count(1)
+    assert not BIDI.search(label.inner_text())
+    assert page_width(page) <= 420

@@ -20,7 +20,7 @@ limits = RateLimits.of(service)
 @functions_framework.http
 @service.endpoint(["POST"])
 def cancel(request):
-    tenant = service.authenticate(request, required=True)
+    tenant = limits.authenticate(request, required=True)
     limits.count(request, "cancel", tenant)
     body = service.read_json(request)
     field = "generationId" if "generationId" in body else "id"

@@ -63,9 +63,10 @@ def dashboard(request):
     if "asset" in request.args:
         pages.standalone(request, "asset")
         return pages.asset_response(request.args["asset"])
+    limits.count(request, "status")  # a database read, counted per address like status reads
     with service.pool.session() as session:
         forms = handlers.kind_forms(session, accepted_kinds.kinds)
-    return pages.dashboard(request.path or "/", service.settings, forms, DEFAULT_KIND)
+    return pages.dashboard(service.settings, forms, DEFAULT_KIND)
 
 
 @functions_framework.http
@@ -73,7 +74,7 @@ def dashboard(request):
 def enqueue(request):
     if request.method == "GET":
         return dashboard(request)
-    tenant = service.authenticate(request, required=not anonymous)
+    tenant = limits.authenticate(request, required=not anonymous)
     limits.count(request, "enqueue", None if anonymous else tenant)
     options, payload = split_body(service.read_json(request))
     enqueued = operations.enqueue_and_dispatch(

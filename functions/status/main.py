@@ -17,7 +17,7 @@ import flask
 import functions_framework
 
 from shared.core import listing, metrics, operations, queue
-from shared.core.errors import TooManyStreams, ValidationError
+from shared.core.errors import ValidationError
 from shared.core.jobs import iso
 from shared.core.notifier import JobEvents, notifier_for
 from shared.web import pages
@@ -32,7 +32,7 @@ service = Service("status")
 listener = JobEvents(notifier_for(service.settings.direct_database, service.settings.db_timeout_seconds))
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
 limits = RateLimits.of(service)
-list_streams = JobListStream(service.pool, listener, service.settings, service.job_body, streams.release)
+list_streams = JobListStream(service.pool, listener, service.settings, service.job_body)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -45,8 +45,7 @@ def wants_page(request) -> bool:
 
 
 def page(job_id: str):
-    # The page's stream is this same function, at the path it was asked for.
-    html, headers = render_status_page(job_id, flask.request.path or "/", service.settings.cancel_url)
+    html, headers = render_status_page(job_id, service.settings.cancel_url)
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
@@ -90,13 +89,12 @@ def log_lines(job_id: str) -> list[dict]:
 
 def job_list(request):
     """The caller's jobs: one page as JSON, or the live list."""
-    caller = service.authenticate(request, required=True)
+    caller = limits.authenticate(request, required=True)
     limits.count(request, "stream" if wants_stream(request) else "status", caller)
     wanted = listing.filter_from_query(request.args, caller)
     if wants_stream(request):
-        if not streams.try_open():
-            raise TooManyStreams()
-        return flask.Response(list_streams.events(wanted), mimetype="text/event-stream", headers=SSE_HEADERS)
+        release = streams.slots.take(f"tenant:{caller}")  # a tenant's live lists, whoever opens them
+        return flask.Response(list_streams.events(wanted, release), mimetype="text/event-stream", headers=SSE_HEADERS)
     with service.pool.session() as session:
         page = listing.list_jobs(session, wanted)
     return service.json(list_body(page, service.job_body))
@@ -105,12 +103,10 @@ def job_list(request):
 def metrics_view(request):
     """The gauges and recent figures, for a caller with a token (never public: the job id is
     the capability of everything else here, and this names no job)."""
-    tenant = service.authenticate(request, required=True)
+    tenant = limits.authenticate(request, required=True)
     limits.count(request, "status", tenant)
-    raw = request.args.get("window", str(metrics.DEFAULT_WINDOW_SECONDS))
-    if not raw.isdigit() or not 60 <= int(raw) <= 7 * 86400:
-        raise ValidationError.of([("window", "must be whole seconds from 60 to 604800")])
-    figures = operations.read_metrics(service.pool, service.settings, tenant, int(raw))
+    window = metrics.window_seconds(request.args.get("window"))
+    figures = operations.read_metrics(service.pool, service.settings, tenant, window)
     return service.json(figures, headers={"Cache-Control": "no-store"})
 
 
@@ -122,7 +118,7 @@ def status(request):
         return pages.asset_response(request.args["asset"])
     if request.args.get("view") == "archive":
         pages.standalone(request, "view")
-        return pages.archive(request.path or "/", service.settings)
+        return pages.archive(service.settings)
     if request.args.get("list") in ("1", "true"):
         return job_list(request)
     if request.args.get("view") == "metrics":
@@ -142,7 +138,6 @@ def status(request):
     after = resume_point(request)
     if job.is_terminal and after and after >= job.last_event_seq:
         return flask.Response(status=204)  # nothing missed, nothing to come: EventSource stops here
-    if not streams.try_open():
-        raise TooManyStreams()
-    body = streams.events(job, after, fresh=not after, connected=peer_connected(request.environ))
+    release = streams.slots.take(f"ip:{limits.client_address(request)}")  # public: callers by address
+    body = streams.events(job, after, fresh=not after, release=release, connected=peer_connected(request.environ))
     return flask.Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)

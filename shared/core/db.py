@@ -304,6 +304,11 @@ class Session:
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
+        """A statement in flight. The server's refusal of a statement (a DatabaseError pg8000
+        raises once it has read up to ReadyForQuery) leaves the connection in step; any other
+        exception may have left part of the reply unread (a converter failing on a row: a
+        RecursionError on deep JSON, a MemoryError, an interrupt), and the next statement
+        on the connection would read this one's rows. Such a connection is never lent again."""
         try:
             yield
         except (InterfaceError, OSError) as exc:
@@ -316,6 +321,9 @@ class Session:
             if code[:2] in _UNAVAILABLE_CLASSES:
                 self.broken = True
                 raise DatabaseUnavailable() from exc
+            raise
+        except BaseException:
+            self.broken = True
             raise
 
     def close(self) -> None:

@@ -121,9 +121,8 @@ class Dispatcher:
         if self.tasks_enabled:
             return self._push_webhook(delivery, job)
         timeout = max(0.1, min(self.settings.webhook_timeout_seconds, seconds))
-        return deliver(
-            delivery.callback_url, self.settings.webhook_secret, job, self.callback_policy, timeout, self.own_urls
-        )
+        secret = self.settings.webhook_secret_for(job.tenant)
+        return deliver(delivery.callback_url, secret, job, self.callback_policy, timeout, self.own_urls)
 
     def _push_webhook(self, delivery: Delivery, job: Job) -> str | None:
         """Cloud Tasks sends it (and retries it) from Google's network, outside the project's
@@ -135,14 +134,14 @@ class Dispatcher:
                 raise netguard.Refused(f"the URL {problem}")
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            netguard.resolve_checked(parts.hostname or "", port, self.callback_policy)
+            netguard.resolve_checked(netguard.url_host(parts), port, self.callback_policy)
         except netguard.Refused as exc:
             return f"refused: {exc}"
         body = webhook_body(job)
         http_request = {
             "http_method": "POST",
             "url": url,
-            "headers": signed_headers(self.settings.webhook_secret, body),
+            "headers": signed_headers(self.settings.webhook_secret_for(job.tenant), body, url),
             "body": body,
         }
         name = "webhook-" + hashlib.sha256(f"{job.id}:{delivery.id}".encode()).hexdigest()[:40]

@@ -2,7 +2,9 @@
 
 A handler is a plain callable `handler(payload: dict, ctx) -> JSON-serialisable result`.
 It may carry a `validate(payload, session)` attribute that raises ValidationError; enqueue
-calls it so that a bad payload is refused with a 400 instead of failing later.
+calls it so that a bad payload is refused with a 400 instead of failing later. It may also
+declare its payload's fields, as a `fields` attribute (a collection of names): a payload
+with any other field is then refused with a 400 naming each, before anything is stored.
 
 The core names no kind. Each built-in kind is a package under `shared/kinds/` that calls
 `register_kind` when imported, bringing its handler and, if it has tables of its own, its
@@ -21,8 +23,10 @@ from typing import Any
 from shared.core import db
 from shared.core.errors import SettingsError, ValidationError
 from shared.core.settings import Settings
+from shared.core.storable import printable_field
 
 Handler = Callable[..., Any]
+MAX_NAMED_FIELDS = 20  # unknown fields named in one answer (a body may hold thousands)
 
 # Where the built-in kinds live: a plugin folder, imported by name so that no core module
 # depends on a kind (tests/test_layers.py holds the core to that).
@@ -142,7 +146,16 @@ class HandlerRegistry:
         if kind not in self._specs:
             # Not the list of kinds: which handlers an instance has is not the caller's business.
             raise ValidationError.of([("kind", f"{str(kind)[:100]!r} is not a kind this queue accepts")])
-        validate = getattr(self.get(kind), "validate", None)
+        handler = self.get(kind)
+        declared = getattr(handler, "fields", None)
+        if declared is not None and (unknown := [field for field in payload if field not in declared]):
+            raise ValidationError.of(
+                [
+                    (printable_field(field), f"is not a field of a {kind} job (its fields: {', '.join(declared)})")
+                    for field in unknown[:MAX_NAMED_FIELDS]
+                ]
+            )
+        validate = getattr(handler, "validate", None)
         if validate is not None:
             validate(payload, session)
 

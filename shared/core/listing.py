@@ -22,8 +22,9 @@ from typing import Any
 from shared.core.db import Session
 from shared.core.errors import ValidationError
 from shared.core.jobs import TERMINAL_STATUSES, Job, JobStatus
-from shared.core.queue import parse_time
+from shared.core.queue import parse_time, whole_number
 from shared.core.settings import ADMIN_TENANT
+from shared.core.storable import text_problem
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -81,7 +82,7 @@ def decode_cursor(raw: str) -> tuple[str, str]:
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         return parse_time(created_at).isoformat(), str(uuid.UUID(job_id))
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, AttributeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, AttributeError, OverflowError):
         raise problem from None
 
 
@@ -103,16 +104,30 @@ def _time(name: str, raw: str | None, problems: list[tuple[str, str]]) -> dateti
         return parse_time(raw)
     except ValueError:
         problems.append((name, "must be an ISO-8601 time such as 2025-01-07T09:00:00Z"))
-        return None
+    except OverflowError:
+        problems.append((name, "must be a time between the years 1 and 9999 in UTC"))
+    return None
 
 
 def _limit(raw: str | None, problems: list[tuple[str, str]]) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    number = whole_number(raw)
+    if number is None or not 1 <= number <= MAX_LIMIT:
         problems.append(("limit", f"must be a whole number from 1 to {MAX_LIMIT}"))
         return DEFAULT_LIMIT
-    return int(raw)
+    return number
+
+
+def _name(field: str, raw: str | None, problems: list[tuple[str, str]]) -> str | None:
+    """A kind or tenant name to filter on: at most 100 characters PostgreSQL can compare."""
+    if raw is None or raw == "":
+        return None
+    problem = text_problem(raw) or ("must be at most 100 characters" if len(raw) > 100 else None)
+    if problem:
+        problems.append((field, problem))
+        return None
+    return raw
 
 
 def _tenant(caller: str, raw: str | None, problems: list[tuple[str, str]]) -> str | None:
@@ -121,16 +136,14 @@ def _tenant(caller: str, raw: str | None, problems: list[tuple[str, str]]) -> st
         if raw not in (None, "", caller):
             problems.append(("tenant", "only the admin token may list another tenant's jobs"))
         return caller
-    return raw or None
+    return _name("tenant", raw, problems)
 
 
 def filter_from_query(query: Any, caller: str) -> JobFilter:
     """The list's filter from its query parameters (a mapping with .get), every problem named."""
     problems: list[tuple[str, str]] = []
     statuses = _statuses(query.get("status"), problems)
-    kind = query.get("kind") or None
-    if kind is not None and len(kind) > 100:
-        problems.append(("kind", "must be at most 100 characters"))
+    kind = _name("kind", query.get("kind"), problems)
     after = _time("createdAfter", query.get("createdAfter"), problems)
     before = _time("createdBefore", query.get("createdBefore"), problems)
     limit = _limit(query.get("limit"), problems)

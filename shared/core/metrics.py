@@ -21,7 +21,9 @@ from datetime import datetime
 
 from shared.core import log
 from shared.core.db import Session
+from shared.core.errors import ValidationError
 from shared.core.jobs import Job, JobStatus
+from shared.core.queue import whole_number
 
 STARTED = "job.started"
 ENDED = "job.ended"
@@ -30,6 +32,20 @@ GAUGES = "queue.gauges"
 EVENTS = (STARTED, ENDED, SWEPT, GAUGES)
 
 DEFAULT_WINDOW_SECONDS = 3600
+MIN_WINDOW_SECONDS = 60
+MAX_WINDOW_SECONDS = 7 * 86400
+
+
+def window_seconds(raw: str | None) -> int:
+    """The metrics view's `window` parameter: whole seconds, from a minute to a week."""
+    if raw is None:
+        return DEFAULT_WINDOW_SECONDS
+    number = whole_number(raw)
+    if number is None or not MIN_WINDOW_SECONDS <= number <= MAX_WINDOW_SECONDS:
+        raise ValidationError.of(
+            [("window", f"must be whole seconds from {MIN_WINDOW_SECONDS} to {MAX_WINDOW_SECONDS}")]
+        )
+    return number
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:

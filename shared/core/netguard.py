@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -122,6 +123,30 @@ def numeric_host(host: str) -> IPAddress | None:
 
 
 _INTERNAL_SUFFIXES = (".localhost", ".internal", ".local", ".home.arpa")
+_HOST_NAME = re.compile(r"[a-z0-9_.-]+")
+
+
+def normalised_host(host: str) -> str:
+    """The host a resolver would look up, in one spelling, so that every check sees what the
+    connection reaches: IDNA-mapped as Python's resolver maps it (full-width digits and letters
+    to ASCII, "。" to ".", case folded, non-ASCII labels to xn--), without the final dot of a
+    fully qualified name (`metadata.google.internal.` is `metadata.google.internal`).
+    ValueError for a name no resolver would take."""
+    if ":" in host:  # an IPv6 literal (urlsplit took its brackets off)
+        return host.lower()
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower() if host else ""
+    except UnicodeError:
+        raise ValueError("not a host name") from None
+    ascii_host = ascii_host.rstrip(".")
+    if ascii_host and not _HOST_NAME.fullmatch(ascii_host):
+        raise ValueError("not a host name")
+    return ascii_host
+
+
+def url_host(parts: SplitResult) -> str:
+    """The normalised host of a split URL (ValueError for one no resolver would take)."""
+    return normalised_host(parts.hostname or "")
 
 
 def url_problem(url: object, policy: Policy = CALLBACKS, own_urls: tuple[str, ...] = ()) -> str | None:
@@ -130,14 +155,20 @@ def url_problem(url: object, policy: Policy = CALLBACKS, own_urls: tuple[str, ..
     the URLs of our own functions. A name is resolved, and checked again, at send time."""
     if not isinstance(url, str) or len(url) > 2000:
         return "must be an https URL of at most 2000 characters"
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        # urlsplit drops tabs and newlines silently; the webhook's v2 signature is over the URL
+        # as given, with newlines around it.
+        return "must not contain spaces or control characters"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises on a port that is not a number)
+        port = parts.port  # raises on a port that is not a number
+        host = url_host(parts)
     except ValueError:
-        return "must be an https URL"
-    host = (parts.hostname or "").lower()
+        return "must be an https URL with a valid host and port"
     if not host:
         return "must be an https URL with a host"
+    if port == 0:
+        return "must not use port 0"
     address = numeric_host(host)
     loopback = (address is not None and is_loopback(address)) or host == "localhost" or host.endswith(".localhost")
     if problem := policy.scheme_problem(parts.scheme, loopback):
@@ -150,7 +181,7 @@ def url_problem(url: object, policy: Policy = CALLBACKS, own_urls: tuple[str, ..
         if address.version == 4 and str(address) != host:
             return "must write an IPv4 address as four decimal numbers"
     elif not policy.allow_private and not (loopback and policy.allow_loopback):
-        if loopback or host.endswith(_INTERNAL_SUFFIXES) or "." not in host.rstrip("."):
+        if loopback or host.endswith(_INTERNAL_SUFFIXES) or "." not in host:
             return "must name a public host (not localhost, a single-label or an internal name)"
     if any(_same_origin(parts, own) for own in own_urls if own):
         return "must not be one of this service's own functions"
@@ -159,7 +190,7 @@ def url_problem(url: object, policy: Policy = CALLBACKS, own_urls: tuple[str, ..
 
 def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     default = {"https": 443, "http": 80}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+    return parts.scheme, url_host(parts), parts.port or default
 
 
 def _same_origin(parts: SplitResult, other: str) -> bool:
@@ -236,7 +267,7 @@ def request_status(
     if problem := url_problem(url, policy, own_urls):
         raise Refused(f"the URL {problem}")
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    host = url_host(parts)  # the spelling that was checked is the one connected to
     port = parts.port or _default_port(parts.scheme)
     raw = connect_checked(host, port, policy, timeout, resolver)
     expired = threading.Event()

@@ -11,6 +11,7 @@ lease is gone raises LeaseLost and changes nothing.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,12 @@ def parse_time(value: Any) -> datetime:
     else:
         raise TypeError("not a time")
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def whole_number(raw: str) -> int | None:
+    """A query parameter's ASCII digits as a number, else None (str.isdigit also takes "²",
+    which int() refuses). Nine digits at most: every such parameter's bound is far below."""
+    return int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else None
 
 
 def _whole(value: Any) -> bool:

@@ -31,15 +31,20 @@ class RateLimiter:
         """Count one request of `caller` for `action`; RateLimited past `limit` (0: no limit)."""
         if limit <= 0:
             return
+        hits, seconds_left = self.hit(action, caller)
+        if hits > limit:
+            raise RateLimited(
+                f"Too many {action} requests: at most {limit} per {self.window_seconds} s; retry later",
+                retry_after_seconds=seconds_left,
+            )
+
+    def hit(self, action: str, caller: str) -> tuple[int, int]:
+        """Count one hit of `caller` for `action`: (hits in this window, whole seconds left in it)."""
         with self.pool.session() as session:
             row = session.row("count_request", bucket=f"{action}:{caller}"[:300], window_seconds=self.window_seconds)
             if self._time_to_forget():
                 session.rows("forget_rate_limits", window_seconds=self.window_seconds)
-        if row["hits"] > limit:
-            raise RateLimited(
-                f"Too many {action} requests: at most {limit} per {self.window_seconds} s; retry later",
-                retry_after_seconds=max(1, math.ceil(float(row["seconds_left"]))),
-            )
+        return row["hits"], max(1, math.ceil(float(row["seconds_left"])))
 
     def _time_to_forget(self) -> bool:
         with self._lock:

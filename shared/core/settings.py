@@ -250,6 +250,15 @@ class Settings:
         shown="`THREADS` − max(2, `THREADS`/5)",
         doc="status streams one instance holds; past it, `429` with `Retry-After`; must be below `THREADS`",
     )
+    max_streams_per_caller: int = setting(
+        "MAX_STREAMS_PER_CALLER",
+        6,
+        minimum=1,
+        derive=rules.streams_per_caller,
+        shown="8 (at most `MAX_OPEN_STREAMS`)",
+        doc="of those, what one caller holds at once: a client address for a job's stream, a tenant for its live "
+        "lists; past it, `429` `too_many_streams`",
+    )
     # -- rate limits (shared/core/ratelimit.py) ------------------------------------------------
     rate_limit_window_seconds: int = setting("RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1, doc="the rate limits' window")
     rate_limit_enqueue: int = setting(
@@ -259,10 +268,27 @@ class Settings:
         "RATE_LIMIT_CANCEL", 60, minimum=0, doc="cancels per tenant per window; past it, `429`; 0: no limit"
     )
     rate_limit_status: int = setting(
-        "RATE_LIMIT_STATUS", 300, minimum=0, doc="plain status reads per client address per window; 0: no limit"
+        "RATE_LIMIT_STATUS",
+        300,
+        minimum=0,
+        doc="plain status reads (and the dashboard's) per client address per window; 0: no limit",
     )
     rate_limit_streams: int = setting(
         "RATE_LIMIT_STREAMS", 60, minimum=0, doc="stream opens per client address per window; 0: no limit"
+    )
+    rate_limit_auth_failures: int = setting(
+        "RATE_LIMIT_AUTH_FAILURES",
+        20,
+        minimum=0,
+        doc="wrong bearer tokens per client address per window; past it, every request with a token from that "
+        "address gets `429` with `Retry-After` until the window ends; 0: no limit",
+    )
+    rate_limit_ipv6_prefix: int = setting(
+        "RATE_LIMIT_IPV6_PREFIX",
+        48,
+        minimum=16,
+        maximum=128,
+        doc="IPv6 clients are counted by their network of this many bits (64 counts each /64 apart)",
     )
     forwarded_hops: int = setting(
         "FORWARDED_HOPS",
@@ -307,7 +333,17 @@ class Settings:
         doc="sweep pushes a new task for a job queued this long past its run-at",
     )
     # -- webhooks (shared/core/outbox.py, netguard.py) -----------------------------------------
-    webhook_secret: str | None = setting("WEBHOOK_SECRET", secret=True, doc="the key that signs completion webhooks")
+    webhook_secret: str | None = setting(
+        "WEBHOOK_SECRET", secret=True, doc="the key that signs completion webhooks (`v1` and `v2`, see webhooks)"
+    )
+    # (tenant, secret) pairs: a tenant's own webhook key.
+    webhook_secrets: tuple[tuple[str, str], ...] = setting(
+        "WEBHOOK_SECRETS",
+        (),
+        read=rules.read_webhook_secrets,
+        secret=True,
+        doc="`tenant=secret,...`: a tenant's own webhook key, in place of `WEBHOOK_SECRET` for its jobs",
+    )
     webhook_timeout_seconds: float = setting(
         "WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1, doc="one direct delivery, the whole exchange"
     )
@@ -358,6 +394,10 @@ class Settings:
             check(values, reader)
         reader.raise_problems()
         return cls(**values)
+
+    def webhook_secret_for(self, tenant: str) -> str | None:
+        """The key that signs this tenant's webhooks: its own, else WEBHOOK_SECRET."""
+        return dict(self.webhook_secrets).get(tenant, self.webhook_secret)
 
     def for_kind(self, kind: str) -> Any:
         """That kind's own settings, or None when it declares none."""

@@ -16,6 +16,7 @@ DEFAULT_TENANT = "default"  # the tenant of API_TOKEN, and of every job before t
 # ADMIN_TOKEN's tenant: no tenant name can be "*" (see _TENANT), so it is never a tenant's.
 # It lists and cancels every tenant's jobs; the jobs it enqueues belong to "*".
 ADMIN_TENANT = "*"
+DEFAULT_STREAMS_PER_CALLER = 8
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HANDLER_PAIR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z_][\w.]*):([A-Za-z_]\w*)\s*$")
 _TASKS_QUEUE = re.compile(r"projects/[^/]+/locations/[^/]+/queues/[^/]+")
@@ -52,6 +53,12 @@ def default_threads(values: dict) -> int:
 
 def open_streams(values: dict) -> int:
     return max(values["threads"] - max(2, values["threads"] // 5), 0)
+
+
+def streams_per_caller(values: dict) -> int:
+    """8 (a person's tabs; a tenant's dashboards), so that one address, or one tenant's live
+    lists, leaves the rest of MAX_OPEN_STREAMS to others."""
+    return max(1, min(values["max_open_streams"], DEFAULT_STREAMS_PER_CALLER))
 
 
 def max_run(values: dict) -> float:
@@ -132,23 +139,36 @@ def read_handlers(reader: SettingsReader, name: str, values: dict) -> tuple[tupl
     return tuple(pairs)
 
 
+def tenant_pairs(reader: SettingsReader, name: str, what: str, unique: bool = True) -> tuple[tuple[str, str], ...]:
+    """`tenant=value,...` (API_TOKENS, WEBHOOK_SECRETS); `unique`: each tenant named once."""
+    pairs = []
+    for item in filter(None, (piece.strip() for piece in (reader.raw(name) or "").split(","))):
+        tenant, _, value = item.partition("=")
+        if not _TENANT.match(tenant.strip()) or not value.strip():
+            # Name the entry by its tenant only: the value is a secret.
+            reader.problem(f"{name} entry for {tenant.strip()[:40]!r} must look like tenant={what}")
+            continue
+        pairs.append((tenant.strip(), value.strip()))
+    if unique and len({tenant for tenant, _ in pairs}) != len(pairs):
+        reader.problem(f"{name} names a tenant twice")
+    return tuple(pairs)
+
+
 def read_tokens(reader: SettingsReader, name: str, values: dict) -> tuple[tuple[str, str], ...]:
     """API_TOKEN (the default tenant's), API_TOKENS (`tenant=token,...`) and ADMIN_TOKEN."""
     pairs = []
     if values["api_token"] is not None:
         pairs.append((DEFAULT_TENANT, values["api_token"]))
-    for item in filter(None, (piece.strip() for piece in (reader.raw(name) or "").split(","))):
-        tenant, _, token = item.partition("=")
-        if not _TENANT.match(tenant.strip()) or not token.strip():
-            # Name the entry by its tenant only: the token is a secret.
-            reader.problem(f"{name} entry for {tenant.strip()[:40]!r} must look like tenant=token")
-            continue
-        pairs.append((tenant.strip(), token.strip()))
+    pairs.extend(tenant_pairs(reader, name, "token", unique=False))  # two tokens: a rotation
     if values["admin_token"] is not None:
         pairs.append((ADMIN_TENANT, values["admin_token"]))
     if len({token for _, token in pairs}) != len(pairs):
         reader.problem("API_TOKEN, API_TOKENS and ADMIN_TOKEN must not repeat a token")
     return tuple(pairs)
+
+
+def read_webhook_secrets(reader: SettingsReader, name: str, values: dict) -> tuple[tuple[str, str], ...]:
+    return tenant_pairs(reader, name, "secret")
 
 
 def read_tracing(reader: SettingsReader, name: str, values: dict) -> str | None:
@@ -219,6 +239,12 @@ def _threads_left_for_requests(values: dict, reader: SettingsReader) -> None:
         )
 
 
+def _caller_streams_within_the_instance(values: dict, reader: SettingsReader) -> None:
+    per_caller, streams = values["max_streams_per_caller"], values["max_open_streams"]
+    if reader.is_set("MAX_STREAMS_PER_CALLER") and per_caller > streams:
+        reader.problem(f"MAX_STREAMS_PER_CALLER ({per_caller}) must be at most MAX_OPEN_STREAMS ({streams})")
+
+
 def _tasks_complete(values: dict, reader: SettingsReader) -> None:
     queue, process_url = values["tasks_queue"], values["process_url"]
     if queue and not _TASKS_QUEUE.fullmatch(queue):
@@ -245,6 +271,7 @@ CHECKS = (
     _statement_before_connection_timeout,
     _run_limit_before_function_timeout,
     _threads_left_for_requests,
+    _caller_streams_within_the_instance,
     _tasks_complete,
     _pooler_has_a_direct_connection,
 )

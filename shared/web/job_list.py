@@ -50,7 +50,6 @@ class JobListStream:
         listener: JobEvents,
         settings: Settings,
         job_body: Callable[[Job], dict],
-        release: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -58,12 +57,12 @@ class JobListStream:
         self.listener = listener
         self.settings = settings
         self.job_body = job_body
-        self.release = release  # gives back the open-stream slot the caller took
         self.clock = clock
         self.sleep = sleep
 
-    def events(self, wanted: JobFilter) -> Iterator[str]:
-        return _ReleasingStream(self._events(wanted), self.release)
+    def events(self, wanted: JobFilter, release: Callable[[], None]) -> Iterator[str]:
+        """The live list's text; `release` gives back the open-stream slot the caller took."""
+        return _ReleasingStream(self._events(wanted), release)
 
     def _page(self, wanted: JobFilter) -> Page:
         with self.pool.session() as session:

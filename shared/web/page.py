@@ -7,15 +7,15 @@ served alone under a sandboxing policy of its own."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from shared.core.errors import NotFound
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import Event
-from shared.web.pages import asset_url, script_json
+from shared.web.pages import fill, origin
 
 PAGE = Path(__file__).with_name("status_page.html")
 
@@ -25,25 +25,13 @@ def _template() -> str:
     return PAGE.read_text()
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
-    """(the page, its security headers) for one job."""
+def render_status_page(job_id: str, cancel_url: str | None) -> tuple[str, dict[str, str]]:
+    """(the page, its security headers) for one job. Its stream, documents and client are
+    fixed queries on its own address, never its request path (see pages.py)."""
     nonce = secrets.token_urlsafe(16)
-    config = {
-        "jobId": job_id,
-        "streamPath": stream_path,
-        "documentUrl": f"{stream_path}?id={job_id}&view=document",
-        "cancelUrl": cancel_url,
-        "clientUrl": asset_url(stream_path),
-    }
-    config_js = script_json(config)
-    client_js = script_json(config["clientUrl"]).strip('"')
-    page = _template().replace("__NONCE__", nonce).replace("__CLIENT_URL__", client_js).replace("__CONFIG__", config_js)
-    connect = "'self'" + (f" {_origin(cancel_url)}" if cancel_url else "")
+    config = {"jobId": job_id, "cancelUrl": cancel_url}
+    page = fill(_template(), nonce, config)
+    connect = "'self'" + (f" {origin(cancel_url)}" if cancel_url else "")
     policy = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
         f"connect-src {connect}; frame-src 'self'; img-src 'self' data:; "
@@ -58,8 +46,18 @@ def render_status_page(job_id: str, stream_path: str, cancel_url: str | None) ->
 
 
 # The documents the page frames: sandboxed (a unique origin, no scripts), their own
-# stylesheet allowed and nothing else.
-DOCUMENT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'"
+# stylesheet allowed and nothing else. Images only inline (data:): a remote image in a
+# result would tell its server who opened it, and when (issue 26; the newsletter has none).
+DOCUMENT_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+
+# Bidirectional embedding, override and isolate controls (U+202A-U+202E, U+2066-U+2069): in a
+# feed's title or a source's name they would reverse the document's own words beside them.
+# Right-to-left text needs none of them. (pages.js drops the same from the pages' text.)
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def without_bidi_controls(text: str) -> str:
+    return BIDI_CONTROLS.sub("", text)
 
 
 def framed_document(job: Job, events: list[Event], view: str) -> tuple[str, str]:
@@ -73,4 +71,5 @@ def framed_document(job: Job, events: list[Event], view: str) -> tuple[str, str]
         shown = {"content": result.get("document"), "format": result.get("format")}
     if not isinstance(shown.get("content"), str):
         raise NotFound(f"This job has no {view} yet")
-    return shown["content"], "text/html" if shown.get("format") == "html" else "text/plain"
+    content = without_bidi_controls(shown["content"])
+    return content, "text/html" if shown.get("format") == "html" else "text/plain"

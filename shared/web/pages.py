@@ -4,6 +4,13 @@ served by status), and the JavaScript client they share, served as a module by t
 functions (`?asset=client.js`) from the same file that is published as a package
 (clients/js/, copied into each deploy bundle).
 
+No page is given its request path: every URL a page uses back to its own function is a
+fixed query ("?asset=client.js", "?id=..."), which the browser resolves against the page's
+own address, so it keeps that origin and path whatever the path holds. (A path is not safe
+to echo: werkzeug collapses "//", but a decoded backslash or tab in "/\\host/x" reaches the
+browser's URL parser as "//host/x", another origin, and a script imported from there would
+run under the page's nonce. Issue 26.)
+
 Like the status page: no build step, no external fonts or scripts, and a strict
 Content-Security-Policy: code runs only with the response's nonce (a module imported by a
 nonced script inherits its nonce), and each page connects only where it must.
@@ -25,7 +32,10 @@ from shared.core.settings import Settings
 HERE = Path(__file__).parent
 # In the repository and in a deploy bundle alike: <root>/shared/web/pages.py, <root>/clients/js/.
 CLIENT_JS = HERE.parent.parent / "clients" / "js" / "jobqueue.js"
-ASSETS = {"client.js": (CLIENT_JS, "text/javascript; charset=utf-8")}
+ASSETS = {
+    "client.js": (CLIENT_JS, "text/javascript; charset=utf-8"),
+    "pages.js": (HERE / "pages.js", "text/javascript; charset=utf-8"),  # what the pages share
+}
 
 
 @cache
@@ -55,10 +65,6 @@ def standalone(request: flask.Request, parameter: str) -> None:
 def asset_response(name: str) -> flask.Response:
     content, content_type, headers = asset(name)
     return flask.Response(content, content_type=content_type, headers=headers)
-
-
-def asset_url(function_path: str, name: str = "client.js") -> str:
-    return f"{function_path}?asset={name}"
 
 
 def with_query(url: str, query: str) -> str:
@@ -108,10 +114,10 @@ def fill(template: str, nonce: str, config: dict) -> str:
     # JSON inside <script>, escaped for that context (see script_json): "</" or "<!--" in a
     # value must not end or hide the script.
     config_js = script_json(config)
-    style = _read(HERE / "pages.css")
-    client_url = script_json(config.get("clientUrl", "")).strip('"')
-    filled = template.replace("__STYLE__", style).replace("__NONCE__", nonce).replace("__CLIENT_URL__", client_url)
-    return filled.replace("__CONFIG__", config_js)
+    filled = template.replace("__STYLE__", _read(HERE / "pages.css")).replace(
+        "__START__", _read(HERE / "page_start.js")
+    )
+    return filled.replace("__NONCE__", nonce).replace("__CONFIG__", config_js)
 
 
 def render_page(name: str, config: dict, connect: list[str] | None = None) -> tuple[str, dict[str, str]]:
@@ -126,14 +132,12 @@ def html_response(name: str, config: dict, connect: list[str | None] | None = No
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
-def dashboard(path: str, settings: Settings, forms: dict[str, dict], default_kind: str | None) -> flask.Response:
-    """The forms, served by enqueue at `path` (they post there): `forms` are the accepted
+def dashboard(settings: Settings, forms: dict[str, dict], default_kind: str | None) -> flask.Response:
+    """The forms, served by enqueue (they post to its own address): `forms` are the accepted
     kinds' form data by kind name, from their registrations (handlers.kind_forms). The
     default kind's is the page's first form; each other kind's is built from its fields."""
     default_form = forms.get(default_kind or "", {})
     config = {
-        "enqueuePath": path,
-        "clientUrl": asset_url(path),
         "archiveUrl": with_query(settings.status_url, "view=archive") if settings.status_url else None,
         "tokenRequired": bool(settings.api_tokens),
         "sources": default_form.get("sources", []),
@@ -142,13 +146,11 @@ def dashboard(path: str, settings: Settings, forms: dict[str, dict], default_kin
     return html_response("dashboard", config)
 
 
-def archive(path: str, settings: Settings) -> flask.Response:
+def archive(settings: Settings) -> flask.Response:
     """Finished newsletters, the jobs in progress and the failed or cancelled ones, served by
-    status at `path` (it lists and streams from there; cancel goes to CANCEL_URL, a re-run to
+    status (it lists and streams from its own address; cancel goes to CANCEL_URL, a re-run to
     ENQUEUE_URL, whose page, the dashboard, it links to)."""
     config = {
-        "statusPath": path,
-        "clientUrl": asset_url(path),
         "cancelUrl": settings.cancel_url,
         "enqueueUrl": settings.enqueue_url,
     }

@@ -29,6 +29,7 @@ from shared.core.handlers import HandlerRegistry, read_settings
 from shared.core.jobs import Job
 from shared.core.migrate import apply_migrations
 from shared.core.settings import DEFAULT_TENANT, Settings
+from shared.core.storable import TOO_DEEP, nesting_problems
 
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 JSON_TYPES = ("application/json",)
@@ -152,10 +153,14 @@ class Service:
             body = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise InvalidJson("The body is not valid UTF-8") from None
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise ValidationError.of([("body", TOO_DEEP)]) from None
+        except ValueError as exc:
             raise InvalidJson(f"The body is not valid JSON: {str(exc)[:200]}") from None
         if not isinstance(body, dict):
             raise ValidationError("The body must be a JSON object", [{"field": "body", "message": "must be an object"}])
+        if problems := nesting_problems(body):
+            raise ValidationError.of(problems)
         return body
 
     def authenticate(self, request: flask.Request, required: bool) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 from shared.core import queue
 from shared.core.db import Pool
-from shared.core.errors import DatabaseUnavailable
+from shared.core.errors import DatabaseUnavailable, TooManyStreams
 from shared.core.jobs import TERMINAL_STATUSES, Job, iso
 from shared.core.notifier import JobEvents
 from shared.core.queue import Event
@@ -101,6 +101,48 @@ def is_terminal_event(event: Event) -> bool:
     return event.kind == "status" and event.data.get("jobStatus") in TERMINAL_STATUSES
 
 
+class StreamSlots:
+    """The streams one instance holds open. Each holds a server thread: past `total`, new
+    ones are refused (429) so that plain requests still find a thread; and no one caller (an
+    address for a job's stream, a tenant for a live list) holds more than `per_caller`, so
+    that one caller cannot take every slot from the others."""
+
+    def __init__(self, total: int, per_caller: int):
+        self.total = total
+        self.per_caller = per_caller
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, caller: str) -> Callable[[], None]:
+        """A slot for `caller`, as the function that gives it back (once, however often it is
+        called); TooManyStreams when the instance or the caller holds as many as it may."""
+        with self._lock:
+            if self._held.get(caller, 0) >= self.per_caller:
+                raise TooManyStreams(
+                    f"This caller holds {self.per_caller} open streams, as many as one caller may; "
+                    "close one, or retry shortly"
+                )
+            if sum(self._held.values()) >= self.total:
+                raise TooManyStreams()
+            self._held[caller] = self._held.get(caller, 0) + 1
+        given_back = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if given_back.is_set():
+                    return
+                given_back.set()
+                left = self._held.pop(caller) - 1
+                if left:
+                    self._held[caller] = left
+
+        return release
+
+    def held(self) -> int:
+        with self._lock:
+            return sum(self._held.values())
+
+
 class JobStream:
     def __init__(
         self,
@@ -115,15 +157,7 @@ class JobStream:
         self.settings = settings
         self.job_body = job_body
         self.clock = clock
-        # Each open stream holds a server thread; past the limit, new ones are refused (429)
-        # so that plain requests still find a thread.
-        self._open = threading.BoundedSemaphore(settings.max_open_streams)
-
-    def try_open(self) -> bool:
-        return self._open.acquire(blocking=False)
-
-    def release(self) -> None:
-        self._open.release()
+        self.slots = StreamSlots(settings.max_open_streams, settings.max_streams_per_caller)
 
     def _read(self, job_id: str, after_seq: int) -> list[Event]:
         with self.pool.session() as session:
@@ -134,12 +168,18 @@ class JobStream:
             return queue.get_job(session, job_id)
 
     def events(
-        self, job: Job, after_seq: int, fresh: bool, connected: Callable[[], bool] = lambda: True
+        self,
+        job: Job,
+        after_seq: int,
+        fresh: bool,
+        release: Callable[[], None],
+        connected: Callable[[], bool] = lambda: True,
     ) -> Iterator[str]:
         """The stream's text, chunk by chunk. `job` was read by the caller (it 404s first), and
-        the caller took a slot with try_open(); the stream gives it back when it ends or is
-        closed, even if it never started, or when `connected` says the client went away."""
-        return _ReleasingStream(self._events(job, after_seq, fresh, connected), self.release)
+        the caller took a slot (`release` gives it back, from StreamSlots.take); the stream
+        gives it back when it ends or is closed, even if it never started, or when `connected`
+        says the client went away."""
+        return _ReleasingStream(self._events(job, after_seq, fresh, connected), release)
 
     def _wait(self, job_id: str, version: int, timeout: float, connected: Callable[[], bool]) -> bool | None:
         """Wait for a change (True) or the timeout (False), looking at the client every

@@ -13,7 +13,7 @@ from shared.core.errors import JobCancelled
 from shared.kinds.newsletter.compose import BrokenFeed, Section, entries_in_range
 from shared.kinds.newsletter.fetch import FeedError, fetch_feed
 from shared.kinds.newsletter.render import render, title_for
-from shared.kinds.newsletter.request import parse_request, validate_newsletter
+from shared.kinds.newsletter.request import REQUEST_FIELDS, parse_request, validate_newsletter
 from shared.kinds.newsletter.settings import NewsletterSettings
 from shared.kinds.newsletter.sources import find_sources
 
@@ -91,3 +91,4 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
 
 
 generate_newsletter.validate = validate_newsletter
+generate_newsletter.fields = REQUEST_FIELDS  # anything else in a request is refused at enqueue

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from shared.core.errors import ValidationError
+from shared.core.storable import printable_field
 from shared.kinds.newsletter.sources import find_sources
 
 MAX_SPAN_DAYS = 366
 MAX_SOURCES = 50
 FORMATS = ("markdown", "html")
+# The seed's field names, and the only ones a request may hold (a stored extra field would be
+# kept whole, for nothing).
+REQUEST_FIELDS = ("dateRange", "selectedSources", "outputFormat")
+DATE_RANGE_FIELDS = ("from", "to")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ def parse_request(payload: dict) -> tuple[NewsletterRequest | None, list[tuple[s
     if not isinstance(date_range, dict):
         problems.append(("dateRange", 'must be an object {"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}'))
     else:
+        problems.extend(
+            (printable_field(f"dateRange.{field}"), "is not a field of dateRange (its fields: from, to)")
+            for field in list(date_range)[:20]
+            if field not in DATE_RANGE_FIELDS
+        )
         start = _date(date_range.get("from"), "dateRange.from", problems)
         end = _date(date_range.get("to"), "dateRange.to", problems)
         if start and end and start > end:
