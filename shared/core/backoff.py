@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import random
 
+# A generator of its own: background threads (the notifier's reconnects) draw from it, and
+# the process's global `random` state, which tests seed and property tests watch, stays put.
+_JITTER = random.Random()
 
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+
+def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random = _JITTER) -> float:
     """The wait before try number `attempt + 1` (attempt 1 is the first failure)."""
     ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)

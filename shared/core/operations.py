@@ -15,7 +15,7 @@ from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import DatabaseUnavailable
 from shared.core.handlers import HandlerRegistry
-from shared.core.jobs import Job, JobStatus
+from shared.core.jobs import Job, JobStatus, iso
 from shared.core.maintenance import SweepReport
 from shared.core.maintenance.redispatcher import redispatch
 from shared.core.outbox import Drained
@@ -143,6 +143,26 @@ def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings)
     redispatched = redispatch(dispatcher, report.waiting_jobs, {job.id for job in report.requeued_jobs})
     drain_webhooks(pool, dispatcher)
     return Swept(report, redispatched)
+
+
+@dataclass(frozen=True)
+class JobWithLogLines:
+    job: Job
+    log_lines: list[dict]  # [{"seq", "level", "message", "at"}], oldest first
+
+
+def read_job_with_log_lines(pool: Pool, job_id: str) -> JobWithLogLines:
+    """A job and its log lines, as status's JSON answer shows them (on one connection);
+    NotFound for an unknown job."""
+    with pool.session() as session:
+        job = queue.get_job(session, job_id)
+        events = queue.list_events(session, job_id)
+    lines = [
+        {"seq": e.seq, "level": e.data.get("level", "info"), "message": e.data.get("message"), "at": iso(e.created_at)}
+        for e in events
+        if e.kind == "log"
+    ]
+    return JobWithLogLines(job, lines)
 
 
 def read_metrics(pool: Pool, settings: Settings, tenant: str, window_seconds: float) -> dict:
