@@ -81,3 +81,18 @@ def slow_count(payload: dict, ctx) -> dict:
     with _runs_lock:
         RUNS[payload["tag"]] += 1
     return {"tag": payload["tag"]}
+
+
+def paced(payload: dict, ctx) -> dict:
+    """Steps at a pace, each with a status message of its own, a log line and a preview that
+    grows: what a page following it must keep current (the browser tests)."""
+    steps, seconds = payload.get("steps", 5), payload.get("stepSeconds", 0.5)
+    text = ""
+    for step in range(1, steps + 1):
+        if ctx.cancelled.wait(seconds):
+            return {"stepsDone": step - 1}
+        text += f"Paragraph {step} of the draft.\n"
+        ctx.progress(100 * step // (steps + 1), step="Processing", message=f"{step} of {steps} steps done")
+        ctx.log(f"Step {step} of {steps} done")
+        ctx.emit("preview", {"format": "markdown", "content": text})
+    return {"stepsDone": steps}

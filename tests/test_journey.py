@@ -9,6 +9,7 @@ elsewhere. Screenshots of each page go to build/screenshots/.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -93,6 +94,7 @@ def test_the_dashboard_shows_the_functions_errors_beside_their_fields(stack, new
     page = new_page()
     page.goto(stack.url("enqueue"))
     expect(page.get_by_role("heading", name="Generate a newsletter")).to_be_visible()
+    expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")  # no favicon 404
     names = [source.name for source in stack.demo_sources]
     for name in names:
         expect(page.get_by_label(name)).to_be_checked()
@@ -106,8 +108,11 @@ def test_the_dashboard_shows_the_functions_errors_beside_their_fields(stack, new
     expect(page.get_by_label("API token")).to_be_focused()
     page.get_by_label("API token").fill(DEV_TOKEN)
     page.keyboard.press("Enter")
-    expect(page.locator('[data-error-for="dateRange"]')).to_have_text("from must not be after to")
-    expect(page.locator('[data-error-for="selectedSources"]')).to_have_text("must be a non-empty list of source ids")
+    # In plain words (issue 23), not the API's ("from must not be after to").
+    expect(page.locator('[data-error-for="dateRange"]')).to_have_text(
+        "The start date is after the end date: choose a start on or before the end."
+    )
+    expect(page.locator('[data-error-for="selectedSources"]')).to_have_text("Choose at least one source.")
     expect(page.locator('[data-error-for="token"]')).to_be_empty()
     expect(page.get_by_label("From", exact=True)).to_have_attribute("aria-invalid", "true")
     no_sideways_scrolling(page)
@@ -126,7 +131,7 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
     page.get_by_role("button", name="Submit for generation").click()
 
     # Taken to the job's status page, which follows it to the end ...
-    page.wait_for_url(f"{stack.url('status')}?id=*")
+    expect(page).to_have_url(status_page_url(stack), timeout=15_000)  # the token handed over is gone from the address
     job_id = page.url.split("id=", 1)[1]
     expect(page.get_by_role("heading", name="Newsletter generation")).to_be_visible()
     expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
@@ -147,6 +152,8 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
     finished = archive.locator("#finished li")
     expect(finished).to_have_count(1)
     expect(finished.first).to_contain_text("2025-01-01 to 2025-01-07 · HTML · finished")
+    names = ", ".join(source.name for source in stack.demo_sources)
+    expect(finished.first.locator(".sources")).to_have_text(f"Sources: {names}")  # issue 23
     link = finished.first.get_by_role("link", name="Newsletter for January 1–7, 2025")
     expect(link).to_have_attribute("href", f"?id={job_id}&view=document")
     expect(archive.locator("#no-progress")).to_be_visible()
@@ -193,6 +200,49 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
     httpx.post(stack.url("cancel"), json={"id": reruns[0]["id"]}, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
 
 
+def status_page_url(stack) -> re.Pattern:
+    return re.compile(re.escape(stack.url("status")) + r"\?id=[0-9a-f-]{36}$")
+
+
+def test_the_token_is_typed_once_per_tab_and_can_be_forgotten(stack, new_page):
+    """Issue 23: typed on the dashboard, handed to the status page's origin in the fragment
+    (gone from the address bar at once), kept in that origin's sessionStorage for the tab:
+    the archive and Cancel do not ask again; "Forget my token" drops it."""
+    page = new_page()
+    page.goto(stack.url("enqueue"))
+    page.get_by_label("From", exact=True).fill("2025-01-01")
+    page.get_by_label("To", exact=True).fill("2025-01-07")
+    page.get_by_label("API token").fill(DEV_TOKEN)
+    page.get_by_role("button", name="Submit for generation").click()
+    expect(page).to_have_url(status_page_url(stack), timeout=15_000)
+    job_id = page.url.split("id=", 1)[1]
+    expect(page.locator("#token-held")).to_be_visible()
+
+    page.goto(f"{stack.url('status')}?view=archive")  # the same tab: no token asked
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
+    expect(page.get_by_label("API token")).to_be_hidden()
+    expect(page.locator(f'#finished li[data-id="{job_id}"]')).to_be_visible(timeout=15_000)
+
+    auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
+    running = httpx.post(stack.url("enqueue"), json={"kind": "demo", "steps": 200, "stepSeconds": 0.2}, headers=auth)
+    page.goto(f"{stack.url('status')}?id={running.json()['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
+    page.get_by_role("button", name="Cancel generation").click()  # no dialog: the tab holds the token
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=10_000)
+    expect(page.get_by_role("dialog")).to_be_hidden()
+
+    page.goto(f"{stack.url('status')}?view=archive")
+    page.get_by_role("button", name="Forget my token").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    page.reload()
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#progress-section")).to_be_hidden()
+    page.goto(stack.url("enqueue"))  # the dashboard's origin kept its own, until forgotten there
+    expect(page.get_by_text("Using the token you entered earlier in this tab")).to_be_visible()
+    page.get_by_role("button", name="Forget my token").click()
+    expect(page.locator("#token-held")).to_be_hidden()
+
+
 def test_a_second_tenant_sees_none_of_the_first_tenants_jobs(stack, new_page):
     auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
     sources = [source.id for source in stack.demo_sources]
@@ -228,3 +278,28 @@ def test_the_archive_refuses_a_wrong_token_beside_its_field(stack, new_page):
     expect(page.locator("#error-token")).to_contain_text("That token was refused")
     expect(page.get_by_label("API token")).to_be_focused()
     expect(page.locator("#progress-section")).to_be_hidden()
+    expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")  # no favicon 404
+
+
+def test_in_progress_and_stopped_cards_say_what_was_asked_for(stack, new_page):
+    """Issue 23: In Progress and Failed or cancelled cards showed a bare id; they show the date
+    range, the format and the sources, as a finished card does."""
+    auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
+    first, second = stack.demo_sources[:2]
+    body = {
+        "dateRange": {"from": "2025-01-02", "to": "2025-01-05"},
+        "selectedSources": [first.id, second.id],
+        "outputFormat": "markdown",
+        "runAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+    }
+    waiting = httpx.post(stack.url("enqueue"), json=body, headers=auth).json()
+    page = new_page()
+    open_archive(page, stack, DEV_TOKEN)
+    asked = f"2025-01-02 to 2025-01-05 · Markdown · {first.name}, {second.name}"
+    card = page.locator(f'#in-progress li[data-id="{waiting["id"]}"]')
+    expect(card.locator(".request")).to_have_text(asked)
+    httpx.post(stack.url("cancel"), json={"id": waiting["id"]}, headers=auth)
+    stopped = page.locator(f'#stopped li[data-id="{waiting["id"]}"]')
+    expect(stopped.locator(".request")).to_have_text(asked, timeout=10_000)
+    no_sideways_scrolling(page)
+    shot(page, "22-archive-cards-say-what-was-asked")

@@ -131,3 +131,36 @@ def test_the_pages_helpers_are_served_as_a_module(make_client):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert "export function plain" in response.get_data(as_text=True)
+
+
+def test_the_json_status_tells_a_poller_the_message_and_preview_the_stream_shows(make_client, session, registry):
+    # Issue 23: while the page polled, its progress bar moved but its message and preview froze.
+    job, _ = queue.enqueue(session, registry, kind="noop", payload={})
+    lease = queue.Lease.of(queue.claim_named(session, job.id))
+    status = make_client("status")
+    before = status.get(f"/?id={job.id}").get_json()
+    assert (before["message"], before["preview"], before["previewFormat"]) == (None, None, None)
+    queue.record_progress(session, lease, 20, "Processing", "1 of 5 sources read")
+    queue.append_event(session, lease, "preview", {"format": "markdown", "content": "# Draft one"})
+    queue.record_progress(session, lease, 40, None, "2 of 5 sources read")
+    queue.append_event(session, lease, "preview", {"format": "markdown", "content": "# Draft two"})
+    last = queue.record_progress(session, lease, 53, None, None)  # no message: the last one stands
+    body = status.get(f"/?id={job.id}").get_json()
+    assert body["message"] == "2 of 5 sources read"
+    assert (body["preview"], body["previewFormat"]) == ("# Draft two", "markdown")
+    assert body["lastEventSeq"] == last and body["progress"] == 53
+
+
+def test_the_json_status_puts_a_previews_appends_back_together(make_client, session, registry):
+    # The writer stores a whole text, then only what is new (shared/core/preview.py): a poller
+    # must see the same text as a follower, not the newest fragment nor nothing.
+    job, _ = queue.enqueue(session, registry, kind="noop", payload={})
+    lease = queue.Lease.of(queue.claim_named(session, job.id))
+    queue.append_event(session, lease, "preview", {"format": "markdown", "content": "# Old draft"})
+    queue.append_event(session, lease, "preview", {"format": "markdown", "content": "# News"})
+    queue.append_event(session, lease, "preview", {"format": "markdown", "append": "\n\n- one"})
+    queue.record_progress(session, lease, 60, None, "Writing")
+    queue.append_event(session, lease, "preview", {"format": "markdown", "append": "\n- two"})
+    body = make_client("status").get(f"/?id={job.id}").get_json()
+    assert (body["preview"], body["previewFormat"]) == ("# News\n\n- one\n- two", "markdown")
+    assert body["message"] == "Writing"

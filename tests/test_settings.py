@@ -105,5 +105,5 @@ def test_a_bound_and_a_derived_default_come_from_the_declaration():
         Settings.from_env({"DATABASE_URL": "postgresql://h/db", "JOB_TIMEOUT_SECONDS": "3600"})
     derived = Settings.from_env({"DATABASE_URL": "postgresql://h/db", "DB_TIMEOUT_SECONDS": "4"})
     assert derived.db_statement_timeout_seconds == 2.0
-    with pytest.raises(SettingsError, match="DB_POOLER must be none or transaction, got 'session'"):
+    with pytest.raises(SettingsError, match="DB_POOLER must be one of none, transaction, got 'session'"):
         Settings.from_env({"DATABASE_URL": "postgresql://h/db", "DB_POOLER": "session"})

@@ -30,7 +30,11 @@ skip_without_a_browser()
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, admin_url, template_database):
-    extra = {"CANCEL_CHECK_SECONDS": "0.1", "STREAM_KEEPALIVE_SECONDS": "2"}
+    extra = {
+        "CANCEL_CHECK_SECONDS": "0.1",
+        "STREAM_KEEPALIVE_SECONDS": "2",
+        "JOB_HANDLERS": "paced=tests.handlers:paced",
+    }
     yield from stack_on_a_copy(
         admin_url, template_database, "jobqueue_browser", tmp_path_factory.mktemp("logs"), extra_env=extra
     )
@@ -101,7 +105,7 @@ def test_the_page_follows_a_job_through_a_reload_without_losing_or_repeating_lin
     expect(page.locator("#stepper li.done")).to_have_count(4)
     expect(page.locator("#progress")).to_have_attribute("value", "100")
     expect(page.locator("#connection-text")).to_contain_text("Finished")
-    expect(page.locator("#cancel")).to_be_disabled()
+    expect(page.locator("#cancel")).to_be_hidden()  # nothing left to cancel (issue 23)
     shot(page, "03-completed")
 
 
@@ -115,13 +119,21 @@ def test_cancel_from_the_page(stack, page):
     page.get_by_label("API token").fill("wrong-token")
     shot(page, "04-cancel-dialog")
     page.get_by_role("button", name="Cancel job").click()
-    expect(page.locator("#cancel-result")).to_contain_text("bearer token")
-    page.get_by_role("button", name="Cancel generation").click()
+    # Issue 23: the error stays in the dialog, beside the field (below the button it was off-screen).
+    dialog = page.get_by_role("dialog")
+    expect(dialog.locator("#cancel-error")).to_contain_text("That token was refused")
+    expect(page.get_by_label("API token")).to_be_focused()
+    assert dialog.locator("#cancel-error").bounding_box()["y"] < 900, "the error is on screen"
+    shot(page, "04b-cancel-dialog-error")
     page.get_by_label("API token").fill(DEV_TOKEN)
     page.keyboard.press("Enter")
-    expect(page.locator("#cancel-result")).to_contain_text("Cancel requested")
+    expect(dialog).to_be_hidden()
     expect(page.locator("#job-status")).to_have_text("cancelled", timeout=5_000)
     expect(page.locator("#stepper li.stopped")).to_have_count(1)
+    # The hint no longer says the job is stopping; the log says it stopped; no Cancel button.
+    expect(page.locator("#cancel-result")).to_have_text("Cancelled: the job stopped.")
+    expect(page.locator("#log li").last).to_contain_text("Cancelled: the job stopped.")
+    expect(page.get_by_role("button", name="Cancel generation")).to_be_hidden()
     worker.join(10)
     shot(page, "05-cancelled")
 
@@ -157,6 +169,8 @@ def test_the_page_has_labels_and_works_from_the_keyboard(stack, page):
     page.goto(f"{stack.url('status')}?id={job['id']}")
     expect(page.get_by_role("log", name="Job log")).to_be_visible()
     expect(page.get_by_label("Progress")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Generate a newsletter")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="All jobs and newsletters")).to_be_focused()
     page.keyboard.press("Tab")
@@ -221,6 +235,64 @@ def test_a_finished_job_whose_stream_ended_before_done_shows_its_final_state(sta
     expect(page.locator("#job-status")).to_have_text("completed")
     assert log_lines(page) == ["Step 1 of 2 done", "Step 2 of 2 done"]
     assert "event: done" in cuts[0]
+
+
+def steps_done(text: str) -> int:
+    """The step a paced job's message names ("7 of 40 steps done"), 0 for any other."""
+    found = re.match(r"(\d+) of \d+ steps done", text)
+    return int(found.group(1)) if found else 0
+
+
+def test_while_polling_the_message_and_the_preview_keep_up(stack, page):
+    # Issue 23: while the page polled, the progress bar and log moved, but the status message
+    # and the preview froze (53 % beside "1 of 5 sources read").
+    job = enqueue(stack, {"kind": "paced", "steps": 8, "stepSeconds": 0.4})
+    page.route(streams_of, lambda route: route.abort())
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "polling", timeout=15_000)
+    process_in_background(stack, job["id"])
+    expect(page.locator("#message")).to_have_text(re.compile(r"^[3-8] of 8 steps done$"), timeout=15_000)
+    expect(page.locator("#preview pre")).to_contain_text("Paragraph 3 of the draft.", timeout=10_000)
+    shot(page, "09-polling-keeps-up")
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
+    assert log_lines(page) == [f"Step {i} of 8 done" for i in range(1, 9)]
+
+
+def test_the_page_goes_back_to_live_by_itself_and_never_shows_stale_text(stack, page):
+    """Issue 23: the status function is killed mid-run and started again; the page says when
+    its checks fail, returns to the live stream while the job still runs, and its message
+    never goes back to an older step (nothing is replayed when the stream resumes)."""
+    steps = 60
+    job = enqueue(stack, {"kind": "paced", "steps": steps, "stepSeconds": 0.4})
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    worker = process_in_background(stack, job["id"])
+    seen = []
+
+    def watch_until(state: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while page.locator("#connection").get_attribute("data-state") != state:
+            assert time.monotonic() < deadline, f"the page was not {state!r} within {timeout} s (saw {seen[-1:]})"
+            seen.append(
+                (page.locator("#connection").get_attribute("data-state"), page.locator("#message").text_content())
+            )
+            time.sleep(0.05)
+
+    wait_for_lines(page, 3)
+    stack.stop_function("status")
+    watch_until("offline", 20)
+    expect(page.locator("#connection-text")).to_contain_text("Cannot reach the status function")
+    shot(page, "07b-offline")
+    stack.start_function("status")
+    watch_until("connected", 20)
+    expect(page.locator("#job-status")).to_have_text("running")  # back to live before the end
+    shot(page, "07c-live-again")
+    watch_until("finished", 60)
+    worker.join(10)
+    assert log_lines(page) == [f"Step {i} of {steps} done" for i in range(1, steps + 1)]
+    shown = [steps_done(message or "") for _, message in seen]
+    assert shown == sorted(shown), "the message went back to an older step"
+    assert {"offline", "connected"} <= {state for state, _ in seen}
 
 
 def test_the_page_polls_the_json_status_when_the_stream_keeps_failing(stack, page):
@@ -294,14 +366,15 @@ def test_a_crafted_path_never_makes_a_page_load_or_send_anything_elsewhere(stack
     own = {stack.url(name).rstrip("/") for name in ("status", "enqueue", "cancel")}
     requested = []
     page.on("request", lambda request: requested.append(request.url))
-    for path in crafted_paths(host):
+    for first, path in zip([True, False], crafted_paths(host), strict=True):
         page.goto(f"{stack.url('status')}{path}?id={job['id']}&view=page")
         expect(page.locator("#job-id")).to_have_text(job["id"], timeout=10_000)  # set once the client is imported
         assert reached == [], f"the status page at {path} loaded from another origin"
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
         page.goto(f"{stack.url('status')}{path}?view=archive")
-        page.get_by_label("API token").fill(DEV_TOKEN)
-        page.keyboard.press("Enter")
+        if first:  # then kept for the tab
+            page.get_by_label("API token").fill(DEV_TOKEN)
+            page.keyboard.press("Enter")
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
         assert reached == [], f"the archive at {path} loaded from another origin"
         page.goto(f"{stack.url('enqueue')}{path}")
@@ -392,3 +465,24 @@ def test_hostile_text_neither_reverses_nor_widens_the_archive_or_the_dashboard(s
     expect(label).to_have_count(1)
     assert not BIDI.search(label.inner_text())
     assert page_width(page) <= 420
+
+
+def test_the_status_page_links_back_asks_for_no_favicon_and_its_preview_follows_new_text(stack, page):
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    job = enqueue(stack, {"kind": "paced", "steps": 40, "stepSeconds": 0.1})
+    page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
+    expect(page.get_by_role("link", name="Generate a newsletter")).to_have_attribute("href", stack.url("enqueue"))
+    expect(page.get_by_role("link", name="All jobs and newsletters")).to_have_attribute("href", "?view=archive")
+    process_in_background(stack, job["id"])
+    preview = page.locator("#preview pre")
+    expect(preview).to_contain_text("Paragraph 30 of the draft.", timeout=20_000)
+    assert preview.evaluate("box => box.scrollHeight > box.clientHeight"), "the preview is taller than its box"
+    assert preview.evaluate("box => box.scrollHeight - box.scrollTop - box.clientHeight") < 40, (
+        "it shows the newest text"
+    )
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=20_000)
+    # Its icon is inline, so a browser that asks for one does not get a 404 (headless Chromium
+    # here asks for none, hence the check of the declaration too).
+    expect(page.locator('link[rel="icon"]')).to_have_attribute("href", "data:,")
+    assert not [url for url in requested if "favicon" in url]

@@ -11,6 +11,8 @@
 const TERMINAL = ["completed", "failed", "cancelled"];
 // Answers worth another try later; any other error status is final (400, 401, 404 ...).
 const RETRYABLE = [408, 425, 429, 500, 502, 503, 504];
+// The answers that say "the same request later": retried for requests safe to repeat.
+const RETRY_AFTER = [429, 503];
 
 /** An error answer of a function: `{"error": {"code", "message", "details"}}`, or a network failure (status 0). */
 export class JobQueueError extends Error {
@@ -46,18 +48,34 @@ export class JobQueueClient {
     this.maxRetryMs = options.maxRetryMs ?? 30000;
     this.pollAfterFailures = options.pollAfterFailures ?? 3; // failed reconnects in a row before polling
     this.pollIntervalMs = options.pollIntervalMs ?? 2000;
+    // A 429 or 503 to a request safe to repeat (status, cancel, an enqueue whose every job has
+    // an idempotencyKey) is sent again after its Retry-After, at most this many times.
+    this.maxRetries = options.maxRetries ?? 3;
   }
 
   // -- plain requests --------------------------------------------------------------------
 
   /** Queue a job: the body is the payload plus the queue options (kind, priority, runAt, maxAttempts, idempotencyKey, callbackUrl). */
   async enqueue(body, { signal } = {}) {
-    return this._json(need(this.enqueueUrl, "enqueueUrl"), {
-      method: "POST",
-      headers: this._headers({ "Content-Type": "application/json" }),
-      body: JSON.stringify(body),
-      signal,
-    });
+    return this._json(
+      need(this.enqueueUrl, "enqueueUrl"),
+      { method: "POST", headers: this._headers({ "Content-Type": "application/json" }), body: JSON.stringify(body), signal },
+      { safe: body?.idempotencyKey != null },
+    );
+  }
+
+  /**
+   * Queue up to 1,000 jobs in one request and one transaction. Resolves with an answer per
+   * job, in order: the job with `status` 202 (created) or 200 (its idempotencyKey named it
+   * already), or `{status, error}` for that job alone.
+   */
+  async enqueueMany(jobs, { signal } = {}) {
+    const answer = await this._json(
+      need(this.enqueueUrl, "enqueueUrl"),
+      { method: "POST", headers: this._headers({ "Content-Type": "application/json" }), body: JSON.stringify({ jobs }), signal },
+      { safe: jobs.every((job) => job?.idempotencyKey != null) },
+    );
+    return answer.jobs;
   }
 
   /** Queue a failed or cancelled job again: a new job with its kind and payload (`rerunOf` names the original). */
@@ -68,7 +86,7 @@ export class JobQueueClient {
   /** The job and its log lines. */
   async status(id, { signal } = {}) {
     const url = this._statusUrl({ id });
-    return this._json(url, { headers: { Accept: "application/json" }, signal, cache: "no-store" });
+    return this._json(url, { headers: { Accept: "application/json" }, signal, cache: "no-store" }, { safe: true });
   }
 
   /** Cancel a job: `outcome` is cancelled, cancel_requested or already_cancelled. */
@@ -78,7 +96,7 @@ export class JobQueueClient {
       headers: this._headers({ "Content-Type": "application/json" }),
       body: JSON.stringify({ generationId: id }),
       signal,
-    });
+    }, { safe: true }); // a second cancel is harmless
   }
 
   /** One page of the caller's jobs, newest first: `{jobs, nextCursor}`; pass nextCursor back for the next page. */
@@ -95,7 +113,8 @@ export class JobQueueClient {
    * the connection changes. Reconnects with Last-Event-ID, so nothing is lost or repeated;
    * on a 204 (a finished job with nothing more to send) it fetches the final state and
    * sends it as `done`. After `pollAfterFailures` failed reconnects in a row, or where fetch
-   * cannot stream, it polls the JSON status instead (state "polling"). Resolves with the
+   * cannot stream, it polls the JSON status instead (state "polling"), trying the stream again
+   * with backoff, and goes back to it ("connected") once it answers. Resolves with the
    * finished job, or null when `signal` aborts; rejects on a final error (404 ...).
    */
   async follow(id, { onEvent = () => {}, onState = () => {}, signal, lastEventId = 0 } = {}) {
@@ -118,16 +137,18 @@ export class JobQueueClient {
       emit({ type: "done", id: null, data: job });
       return job;
     };
-    const poll = () => this._poll(signal, onState, async () => {
+    const poll = async () => {
       const job = await this.status(id, { signal });
       emitLogs(job, emit);
+      // The stream resumes after what this check showed: nothing older is sent again.
+      if (Number(job.lastEventSeq) > cursor.last) cursor.last = Number(job.lastEventSeq);
       if (!TERMINAL.includes(job.jobStatus)) {
         emit({ type: "snapshot", id: null, data: job });
         return undefined;
       }
       emit({ type: "done", id: null, data: job });
       return job;
-    });
+    };
     return this._stream({ connect, onEvent: emit, onState, signal, poll, onNoContent: finish, doneType: "done" });
   }
 
@@ -144,11 +165,11 @@ export class JobQueueClient {
         signal,
         cache: "no-store",
       });
-    const poll = () => this._poll(signal, onState, async () => {
+    const poll = async () => {
       const page = await this.list(query, { signal });
       onEvent({ type: "snapshot", id: null, data: { jobs: page.jobs } });
       return undefined; // a list never finishes
-    });
+    };
     await this._stream({ connect, onEvent, onState, signal, poll, onNoContent: null, doneType: null });
     return null;
   }
@@ -158,9 +179,14 @@ export class JobQueueClient {
   async _stream({ connect, onEvent, onState, signal, poll, onNoContent, doneType }) {
     let failures = 0;
     let retryMs = this.retryMs;
-    if (!canStream()) return poll();
+    if (!canStream()) {
+      let result;
+      while (result === undefined) result = await this._poll(signal, onState, poll, Infinity);
+      return result;
+    }
     while (!signal?.aborted) {
-      onState({ state: failures ? "reconnecting" : "connecting", attempt: failures, delayMs: 0 });
+      const polling = failures >= this.pollAfterFailures; // a stream try between checks: still "polling"
+      if (!polling) onState({ state: failures ? "reconnecting" : "connecting", attempt: failures, delayMs: 0 });
       try {
         const response = await connect();
         if (response.status === 204 && onNoContent) {
@@ -189,7 +215,15 @@ export class JobQueueClient {
         const failure = error instanceof JobQueueError ? error : new JobQueueError(0, null, String(error?.message || error));
         if (!failure.retryable) throw failure;
         failures += 1;
-        if (failures >= this.pollAfterFailures) return poll();
+        if (failures >= this.pollAfterFailures) {
+          // Live updates keep failing: check the JSON instead until the stream is worth another
+          // try, after a pause that grows with each failed try (or at once, when a check succeeds
+          // after failing: the function is back).
+          const streamRetryMs = backoff(retryMs, failures - this.pollAfterFailures + 1, this.maxRetryMs);
+          const result = await this._poll(signal, onState, poll, streamRetryMs);
+          if (result !== undefined) return result;
+          continue;
+        }
         const delayMs = Math.max(failure.retryAfterMs ?? 0, backoff(retryMs, failures, this.maxRetryMs));
         onState({ state: "reconnecting", attempt: failures, delayMs, error: failure });
         await sleep(delayMs, signal);
@@ -198,9 +232,15 @@ export class JobQueueClient {
     return null;
   }
 
-  /** Call `once` every pollIntervalMs until it returns a value (or `signal` aborts). */
-  async _poll(signal, onState, once) {
-    onState({ state: "polling", attempt: 0, delayMs: this.pollIntervalMs });
+  /**
+   * Call `once` every pollIntervalMs until it returns a value (then that value), `forMs` has
+   * passed or a check succeeds after one failed (then undefined: time to try the stream
+   * again), or `signal` aborts (then null). A failed check is reported as state "polling"
+   * with its `error`.
+   */
+  async _poll(signal, onState, once, forMs) {
+    const until = Date.now() + forMs;
+    let failing = false;
     while (!signal?.aborted) {
       try {
         const value = await once();
@@ -209,12 +249,16 @@ export class JobQueueClient {
           return value;
         }
         onState({ state: "polling", attempt: 0, delayMs: this.pollIntervalMs });
+        if (failing) return undefined;
       } catch (error) {
         if (signal?.aborted) break;
         if (error instanceof JobQueueError && !error.retryable) throw error;
+        failing = true;
         onState({ state: "polling", attempt: 0, delayMs: this.pollIntervalMs, error });
       }
-      await sleep(this.pollIntervalMs, signal);
+      const left = until - Date.now();
+      if (left <= 0) return undefined;
+      await sleep(Math.min(this.pollIntervalMs, left), signal);
     }
     return null;
   }
@@ -229,16 +273,20 @@ export class JobQueueClient {
     return url.toString();
   }
 
-  async _json(url, init) {
-    let response;
-    try {
-      response = await this.fetch(url, init);
-    } catch (error) {
-      if (init.signal?.aborted) throw error;
-      throw new JobQueueError(0, null, `Could not reach ${url}: ${error?.message || error}`);
+  async _json(url, init, { safe = false } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      let response;
+      try {
+        response = await this.fetch(url, init);
+      } catch (error) {
+        if (init.signal?.aborted) throw error;
+        throw new JobQueueError(0, null, `Could not reach ${url}: ${error?.message || error}`);
+      }
+      if (response.ok) return response.status === 204 ? null : response.json();
+      const error = await errorOf(response);
+      if (!safe || !RETRY_AFTER.includes(error.status) || attempt >= this.maxRetries || init.signal?.aborted) throw error;
+      await sleep(Math.min(this.maxRetryMs, error.retryAfterMs ?? 1000), init.signal);
     }
-    if (!response.ok) throw await errorOf(response);
-    return response.status === 204 ? null : response.json();
   }
 }
 

@@ -117,7 +117,7 @@ class SettingsReader:
     def _choice(self, name: str, raw: str, choices: tuple[str, ...], default: str) -> str:
         by_lower = {choice.lower(): choice for choice in choices}
         if raw.lower() not in by_lower:
-            self.problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {raw!r}")
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
             return default
         return by_lower[raw.lower()]
 

@@ -54,6 +54,9 @@ class Kind:
     # types), plus any data of the kind's own (the newsletter's active sources). Read on the
     # dashboard's GET, with a pooled connection.
     form: Callable[[Any], dict] | None = None
+    # What the archive's cards of this kind need besides the job, `card_data(session)` (the
+    # newsletter: its sources' names by id, active or not). Read on the archive's GET.
+    card_data: Callable[[Any], dict] | None = None
 
 
 _registered: dict[str, Kind] = {}
@@ -103,6 +106,13 @@ def kind_forms(session, kinds: Iterable[str]) -> dict[str, dict]:
         name: registered[name].form(session)
         for name in sorted(kinds)
         if name in registered and registered[name].form is not None
+    }
+
+
+def kind_card_data(session) -> dict[str, dict]:
+    """Each kind's card data (Kind.card_data), by kind name."""
+    return {
+        name: kind.card_data(session) for name, kind in sorted(builtin_kinds().items()) if kind.card_data is not None
     }
 
 

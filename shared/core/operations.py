@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from shared.core import log, maintenance, metrics, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
-from shared.core.errors import DatabaseUnavailable
+from shared.core.errors import DatabaseUnavailable, JobQueueError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus, iso
 from shared.core.maintenance import SweepReport
@@ -51,6 +52,29 @@ def enqueue_and_dispatch(
     if dispatcher.tasks_enabled and job.job_status == JobStatus.QUEUED:
         dispatch = dispatcher.dispatch(job)
     return Enqueued(job, created, dispatch)
+
+
+def enqueue_many_and_dispatch(
+    pool: Pool,
+    registry: HandlerRegistry,
+    dispatcher: Dispatcher,
+    requests: list[tuple[dict, dict]],
+    tenant: str,
+    max_attempts_limit: int,
+) -> list[Enqueued | JobQueueError]:
+    """Queue many jobs in one transaction (queue.enqueue_many), then push their Cloud Tasks
+    concurrently, after the commit: the answer per job, in order, or that job's error."""
+    with tracing.span("jobqueue.enqueue_many", **{"jobqueue.jobs": len(requests)}), pool.session() as session:
+        answers = queue.enqueue_many(
+            session, registry, requests, tenant=tenant, traceparent=tracing.current_traceparent(),
+            check_callback=dispatcher.callback_url_problem, max_attempts_limit=max_attempts_limit,
+        )  # fmt: skip
+    queued = [answer[0] for answer in answers if isinstance(answer, tuple) and answer[0].job_status == JobStatus.QUEUED]
+    pushed = dispatcher.dispatch_many(queued) if dispatcher.tasks_enabled else {}
+    return [
+        answer if isinstance(answer, JobQueueError) else Enqueued(answer[0], answer[1], pushed.get(answer[0].id))
+        for answer in answers
+    ]
 
 
 def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str, tenant: str) -> tuple[CancelOutcome, Job]:
@@ -149,20 +173,23 @@ def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings)
 class JobWithLogLines:
     job: Job
     log_lines: list[dict]  # [{"seq", "level", "message", "at"}], oldest first
+    message: str | None  # the newest status message
+    preview: Any  # the newest preview event's data (its text so far and format), if any
 
 
 def read_job_with_log_lines(pool: Pool, job_id: str) -> JobWithLogLines:
-    """A job and its log lines, as status's JSON answer shows them (on one connection);
-    NotFound for an unknown job."""
+    """A job with its log lines, and what its stream shows beside them (the newest message and
+    preview), read on one connection; NotFound for an unknown job."""
     with pool.session() as session:
         job = queue.get_job(session, job_id)
         events = queue.list_events(session, job_id)
+        message, preview = queue.latest_message_and_preview(session, job_id)
     lines = [
         {"seq": e.seq, "level": e.data.get("level", "info"), "message": e.data.get("message"), "at": iso(e.created_at)}
         for e in events
         if e.kind == "log"
     ]
-    return JobWithLogLines(job, lines)
+    return JobWithLogLines(job, lines, message, preview)
 
 
 def read_metrics(pool: Pool, settings: Settings, tenant: str, window_seconds: float) -> dict:

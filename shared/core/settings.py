@@ -217,6 +217,15 @@ class Settings:
         doc="the enqueue function's URL, for the archive's Re-run buttons and its link to the dashboard",
     )
     max_body_bytes: int = setting("MAX_BODY_BYTES", 64 * 1024, minimum=1024, doc="larger request bodies get `413`")
+    # A bulk enqueue ({"jobs": [...]}, up to 1,000 jobs) has a body limit of its own; each job
+    # in it still obeys MAX_BODY_BYTES.
+    bulk_max_body_bytes: int = setting(
+        "BULK_MAX_BODY_BYTES",
+        4 * 1024 * 1024,
+        minimum=1024,
+        shown="4 MiB",
+        doc='a bulk enqueue\'s body limit (`{"jobs": [...]}`); each job in it still within `MAX_BODY_BYTES`',
+    )
     # -- status streams ------------------------------------------------------------------------
     stream_max_seconds: float = setting(
         "STREAM_MAX_SECONDS",
@@ -275,6 +284,14 @@ class Settings:
     )
     rate_limit_streams: int = setting(
         "RATE_LIMIT_STREAMS", 60, minimum=0, doc="stream opens per client address per window; 0: no limit"
+    )
+    # A quota of its own: a bulk request is one request for RATE_LIMIT_ENQUEUE and its jobs
+    # count here. The default lets a 1,000-job request through.
+    rate_limit_jobs: int = setting(
+        "RATE_LIMIT_JOBS",
+        5000,
+        minimum=0,
+        doc="jobs enqueued per tenant per window (a bulk request's jobs each count); past it, `429`; 0: no limit",
     )
     rate_limit_auth_failures: int = setting(
         "RATE_LIMIT_AUTH_FAILURES",

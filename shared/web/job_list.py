@@ -14,6 +14,7 @@ piled up), the stream sends a fresh snapshot instead. Connections are borrowed p
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -34,9 +35,19 @@ REMEMBERED_JOBS = 5000
 MIN_READ_INTERVAL_SECONDS = 0.2  # per stream: the last JSON sent for each job, to skip repeats
 
 
+# A listed job carries its payload when it is this small: the archive's cards show what was
+# asked for (a newsletter's range, sources and format); a large one stays out of every page
+# and of every change the live list sends.
+LISTED_PAYLOAD_MAX_CHARS = 2048
+
+
 def listed_job(job: Job, job_body: Callable[[Job], dict]) -> dict:
-    """A job as the list shows it: the job object, and whose it is."""
-    return {**job_body(job), "tenant": job.tenant}
+    """A job as the list shows it: the job object, whose it is, and its payload when small.
+    (The list is the tenant's own, behind its token; the public status answer has no payload.)"""
+    body = {**job_body(job), "tenant": job.tenant}
+    if len(json.dumps(job.payload)) <= LISTED_PAYLOAD_MAX_CHARS:
+        body["payload"] = job.payload
+    return body
 
 
 def list_body(page: Page, job_body: Callable[[Job], dict]) -> dict:

@@ -15,4 +15,4 @@ loading.then(() => setTimeout(() => {  // after the rest of the page's module ha
   document.removeEventListener("submit", hold);
   held.forEach((form) => form.requestSubmit());
 }));
-const [{ createClient }, { here, plain }] = await loading;
+const [{ createClient }, { here, plain, rememberedToken, rememberToken, forgetToken, handingToken }] = await loading;

@@ -22,3 +22,33 @@ export function plain(text, max = Infinity) {
   if (clean.length <= max) return clean;
   return Array.from(clean).slice(0, max - 1).join("") + "…";
 }
+
+// The API token, typed once per tab (issue 23): the dashboard (enqueue's origin) hands it to
+// the status page (status's origin) in the address's fragment, which no server sees and no
+// Referer carries; the page takes it out of the address bar at once and keeps it in
+// sessionStorage, which is this origin's, this tab's, and gone when the tab closes. The
+// archive (the status page's origin) finds it there. "Forget my token" removes it.
+const TOKEN_KEY = "jobqueue.token";
+
+/** The token this tab holds for this origin (taking one handed over in the fragment), or null. */
+export function rememberedToken() {
+  const handed = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (handed) {
+    sessionStorage.setItem(TOKEN_KEY, handed);
+    history.replaceState(history.state, "", location.href.split("#")[0]);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function rememberToken(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** `url` with the token in its fragment, for a page of another origin that should not ask again. */
+export function handingToken(url, token) {
+  return token ? `${url.split("#")[0]}#${new URLSearchParams({ token })}` : url;
+}

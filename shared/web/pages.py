@@ -146,12 +146,14 @@ def dashboard(settings: Settings, forms: dict[str, dict], default_kind: str | No
     return html_response("dashboard", config)
 
 
-def archive(settings: Settings) -> flask.Response:
+def archive(settings: Settings, source_names: dict[int, str]) -> flask.Response:
     """Finished newsletters, the jobs in progress and the failed or cancelled ones, served by
     status (it lists and streams from its own address; cancel goes to CANCEL_URL, a re-run to
-    ENQUEUE_URL, whose page, the dashboard, it links to)."""
+    ENQUEUE_URL, whose page, the dashboard, it links to). `source_names` name the sources a
+    card shows, by id, active or not (an older newsletter may name a retired one)."""
     config = {
         "cancelUrl": settings.cancel_url,
         "enqueueUrl": settings.enqueue_url,
+        "sourceNames": {str(source_id): name for source_id, name in source_names.items()},
     }
     return html_response("archive", config, [settings.cancel_url, settings.enqueue_url])

@@ -13,11 +13,12 @@ import re
 
 import flask
 
-from shared.core import listing, metrics, operations, queue
+from shared.core import handlers, listing, metrics, operations, queue
 from shared.core.errors import ValidationError
 from shared.core.notifier import JobEvents, notifier_for
 from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
+from shared.web.job_status import status_body
 from shared.web.limits import RateLimits
 from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
 from shared.web.service import Service
@@ -72,7 +73,11 @@ class StatusViews:
 
     def archive(self, request: flask.Request) -> flask.Response:
         pages.standalone(request, "view")
-        return pages.archive(self.service.settings)
+        self.limits.count(request, "status")  # a database read (the cards' data), like the dashboard's
+        with self.service.pool.session() as session:
+            cards = handlers.kind_card_data(session)
+        # The archive's cards are the default kind's (the newsletter's: its sources' names by id).
+        return pages.archive(self.service.settings, cards.get(handlers.default_kind() or "", {}))
 
     def job_list(self, request: flask.Request) -> flask.Response:
         """The caller's jobs: one page as JSON, or the live list."""
@@ -123,12 +128,12 @@ class StatusViews:
     def page(self, job_id: str) -> flask.Response:
         with self.service.pool.session() as session:
             queue.get_job(session, job_id)  # an unknown job is a 404, not a page that waits
-        html, headers = render_status_page(job_id, self.service.settings.cancel_url)
+        html, headers = render_status_page(job_id, self.service.settings.cancel_url, self.service.settings.enqueue_url)
         return flask.Response(html, mimetype="text/html", headers=headers)
 
     def job_json(self, job_id: str) -> flask.Response:
         read = operations.read_job_with_log_lines(self.service.pool, job_id)
-        return self.service.json(self.service.job_body(read.job, logs=read.log_lines))
+        return self.service.json(status_body(read, self.service.job_body))
 
     def stream(self, request: flask.Request, job_id: str) -> flask.Response:
         with self.service.pool.session() as session:

@@ -21,6 +21,12 @@ def dashboard_form(session) -> dict:
     return {"title": "Generate a newsletter", "sources": sources}
 
 
+def card_data(session) -> dict[int, str]:
+    """What the archive's cards show besides the job: every source's name by id, active or
+    not (an older newsletter may name a retired one)."""
+    return {source.id: source.name for source in list_sources(session)}
+
+
 register_kind(
     Kind(
         name="newsletter",
@@ -30,5 +36,6 @@ register_kind(
         settings=NewsletterSettings,
         default=True,  # the seed's requests name no kind: they are newsletter requests
         form=dashboard_form,
+        card_data=card_data,
     )
 )
