@@ -24,7 +24,8 @@ from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.job_status import status_body
 from shared.web.limits import RateLimits
-from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
+from shared.web.page import render_status_page
+from shared.web.result_page import document_response
 from shared.web.service import Service
 from shared.web.sse import JobStream, peer_connected
 
@@ -34,6 +35,7 @@ listener = JobEventListener(service.settings.direct_database, service.settings.d
 streams = JobStream(service.pool, listener, service.settings, service.job_body)
 limits = RateLimits.of(service)
 list_streams = JobListStream(service.pool, listener, service.settings, service.job_body)
+DOCUMENT_VIEWS = ("document", "preview", "download")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -55,9 +57,7 @@ def document(job, view: str):
     if view == "preview":
         with service.pool.session() as session:
             events = queue.list_events(session, job.id)
-    content, mimetype = framed_document(job, events, view)
-    headers = {"Content-Security-Policy": DOCUMENT_POLICY, "X-Content-Type-Options": "nosniff"}
-    return flask.Response(content, mimetype=mimetype, headers=headers)
+    return document_response(job, events, view, service.settings, flask.request)
 
 
 def wants_stream(request) -> bool:
@@ -65,7 +65,7 @@ def wants_stream(request) -> bool:
 
 
 def opens_stream(request) -> bool:
-    return request.args.get("view") not in ("document", "preview") and not wants_page(request) and wants_stream(request)
+    return request.args.get("view") not in DOCUMENT_VIEWS and not wants_page(request) and wants_stream(request)
 
 
 def resume_point(request) -> int:
@@ -123,7 +123,7 @@ def status(request):
     limits.count(request, "stream" if opens_stream(request) else "status")
     with service.pool.session() as session:
         job = queue.get_job(session, job_id)
-    if request.args.get("view") in ("document", "preview"):
+    if request.args.get("view") in DOCUMENT_VIEWS:
         return document(job, request.args["view"])
     if wants_page(request):
         return page(job_id)
