@@ -10,7 +10,7 @@ INFRA_DIR ?= infra
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -24,15 +24,26 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv: the project installed in editable mode, with everything it needs
 
-test: venv js-deps ## Lint, then run the test suite on a throwaway PostgreSQL (or DATABASE_URL)
+test: venv js-deps ## Lint, build the docs site (--strict), then the test suite on a throwaway PostgreSQL (or DATABASE_URL)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -m "not slow"
+	$(MKDOCS) build --strict --quiet
+	@# Each run's counts and times go to build/junit.xml, the one place they are written down.
+	$(PY) -m pytest -m "not slow" --junitxml=build/junit.xml
 
 migrate: venv ## Apply the migrations to DATABASE_URL
 	$(PY) -m shared.core.migrate
 
 .PHONY: help venv test migrate
+
+# The MkDocs 2.0 notice Material prints on every build is not about this site.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
+
+docs: venv ## Build the documentation site from docs/ into build/site (MkDocs, Material; --strict: a broken link fails)
+	$(MKDOCS) build --strict
+	@echo "The site: build/site/index.html (or .venv/bin/mkdocs serve: http://127.0.0.1:8000/)"
+
+.PHONY: docs
 
 js-deps: ## Node (apt-get when root and missing) and TypeScript, for the JavaScript client's tests
 	@command -v node >/dev/null 2>&1 || \
@@ -52,7 +63,7 @@ js-test: venv js-deps ## The JavaScript client: node --test against a local stac
 
 .PHONY: js-deps js-test
 
-dev: venv ## Serve the five functions locally on ports 8081-8085 with PostgreSQL (Ctrl-C stops)
+dev: venv ## Serve the five functions on ports 8081-8085 with PostgreSQL; prints the dashboard's URL (Ctrl-C stops)
 	$(PY) -m local.stack
 
 demo: venv ## Generate a newsletter end to end on a local stack and follow it live
@@ -91,7 +102,7 @@ browser-test: venv ## Test the pages (status, dashboard, archive) in headless Ch
 	    exit 1; \
 	  fi
 	$(PY) -m pip install --quiet -r requirements-browser.txt
-	$(PY) -m pytest -m browser tests/test_status_page.py tests/test_journey.py
+	$(PY) -m pytest -m browser tests/test_status_page.py tests/test_journey.py tests/test_writer_page.py
 
 .PHONY: browser-test
 

@@ -14,7 +14,8 @@ from shared.core.db import Session, open_session
 from shared.core.migrate import apply_migrations
 
 HANDLERS = (
-    "noop=bench.handlers:noop,progress_clock=bench.handlers:progress_clock,cancel_clock=bench.handlers:cancel_clock"
+    "noop=bench.handlers:noop,progress_clock=bench.handlers:progress_clock,cancel_clock=bench.handlers:cancel_clock,"
+    "start_clock=bench.handlers:start_clock"
 )
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 

@@ -1,4 +1,5 @@
-"""Enqueue over HTTP: latency on a warm server, one client; then the rate of 8 at once."""
+"""Enqueue over HTTP: latency on a warm server, one client; then the rate of 8 at once; then
+bulk enqueue, requests of BULK jobs from 2 clients (jobs per second)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from local.stack import Stack
 
 WARM_UP = 50
 CLIENTS = 8
+BULK = 1000
+BULK_CLIENTS = 2
 
 
 def measure(stack: Stack, samples: int) -> dict:
@@ -38,4 +41,22 @@ def measure(stack: Stack, samples: int) -> dict:
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         f"rate_{CLIENTS}_clients_per_s": round(rate),
+        "bulk_jobs_per_s": bulk_rate(stack, max(4, samples // 100)),
     }
+
+
+def bulk_rate(stack: Stack, requests: int) -> int:
+    """Jobs per second through bulk requests of BULK jobs each, BULK_CLIENTS at once."""
+    body = {"jobs": [{"kind": "noop", "n": number} for number in range(BULK)]}
+
+    def send(_):
+        answer = http_client().post(stack.url("enqueue"), json=body, headers=AUTH)
+        return answer.status_code, {job["status"] for job in answer.json()["jobs"]}
+
+    send(0)  # warm: the first bulk request's plan and pages
+    started = time.perf_counter()
+    with ThreadPoolExecutor(BULK_CLIENTS) as pool:
+        answers = list(pool.map(send, range(requests)))
+    elapsed = time.perf_counter() - started
+    assert all(code == 200 and statuses == {202} for code, statuses in answers), answers[:3]
+    return round(requests * BULK / elapsed)

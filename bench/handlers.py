@@ -14,6 +14,11 @@ def progress_clock(payload: dict, ctx) -> None:
         time.sleep(payload.get("interval", 0.03))
 
 
+def start_clock(payload: dict, ctx) -> None:
+    """Logs the wall-clock moment the handler started (the Tasks path's end point)."""
+    ctx.log(f"t={time.time()}")
+
+
 def cancel_clock(payload: dict, ctx) -> None:
     """Waits for a cancel and logs the wall-clock moment it saw it."""
     if ctx.cancelled.wait(payload.get("seconds", 30)):

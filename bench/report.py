@@ -6,12 +6,16 @@ from __future__ import annotations
 
 # The targets each figure is held to (the issue's, not measurements).
 TARGETS = {
-    "core_ratio": 0.80,
+    "core_ratio_1": 0.90,  # one worker, against the plain claim's ideal
+    "core_ratio": 0.80,  # more workers
     "enqueue_p99_ms": 10,
+    "bulk_jobs_per_s": 10_000,
     "propagation_p99_ms": 100,
     "cancel_p99_ms": 1000,
     "claim_ratio": 1.5,
     "first_answer_ms": 500,
+    "writer_first_preview_ms": 2000,
+    "writer_cancel_ms": 1000,
 }
 
 
@@ -30,21 +34,29 @@ def _header(results: dict) -> list[str]:
     ]
 
 
+def _core_target(row: dict) -> float:
+    return TARGETS["core_ratio_1"] if row["workers"] == 1 else TARGETS["core_ratio"]
+
+
 def _core(results: dict) -> list[str]:
     lines = [
         "",
         "## Core throughput",
         "",
-        "Claim, run a no-op handler, complete, draining jobs with N worker processes. The ideal is the simplest pg8000",
-        "loop running the same two statements (claim, complete) with nothing else.",
+        "Claim, run a no-op handler, complete, draining jobs with N worker processes. Two ideals, measured in the same",
+        "run: the simplest pg8000 loop of claim and complete with a plain claim (the first due job, no fairness), and",
+        "the same loop with the real, fair claim. The runner is judged against the plain one, so that the fair claim's",
+        'price shows; "fair / plain" is that price.',
         "",
-        f"| workers | ideal jobs/s | runner jobs/s | ratio | target ≥ {TARGETS['core_ratio']:.2f} |",
-        "| --- | --- | --- | --- | --- |",
+        "| workers | plain ideal jobs/s | fair ideal jobs/s | fair / plain | runner jobs/s | runner / plain"
+        f" | runner / fair | target: runner / plain ≥ {TARGETS['core_ratio_1']:.2f} (1), {TARGETS['core_ratio']:.2f} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in results["core_throughput"]:
         lines.append(
-            f"| {row['workers']} | {row['ideal_jobs_per_s']} | {row['core_jobs_per_s']} | {row['ratio']:.2f}"
-            f" | {verdict(row['ratio'] >= TARGETS['core_ratio'])} |"
+            f"| {row['workers']} | {row['plain_jobs_per_s']} | {row['fair_jobs_per_s']} | {row['fair_price']:.2f}"
+            f" | {row['core_jobs_per_s']} | {row['ratio']:.2f} | {row['fair_ratio']:.2f}"
+            f" | {verdict(row['ratio'] >= _core_target(row))} |"
         )
     return lines
 
@@ -72,6 +84,8 @@ def _http_and_scale(results: dict) -> list[str]:
         f"| enqueue latency p50 / p99, warm server | {enqueue['p50_ms']} / {enqueue['p99_ms']} ms"
         f" | p99 ≤ {TARGETS['enqueue_p99_ms']} ms: {verdict(enqueue['p99_ms'] <= TARGETS['enqueue_p99_ms'])} |",
         f"| enqueue rate, 8 concurrent clients | {enqueue['rate_8_clients_per_s']}/s | — |",
+        f"| bulk enqueue, requests of 1,000 jobs from 2 clients | {enqueue['bulk_jobs_per_s']:,} jobs/s"
+        f" | ≥ {TARGETS['bulk_jobs_per_s']:,}: {verdict(enqueue['bulk_jobs_per_s'] >= TARGETS['bulk_jobs_per_s'])} |",
         f"| status propagation, progress call to SSE client, p50 / p99 | {propagation['p50_ms']} / {propagation['p99_ms']} ms"
         f" | p99 ≤ {TARGETS['propagation_p99_ms']} ms:"
         f" {verdict(propagation['p99_ms'] <= TARGETS['propagation_p99_ms'])} (the seed polled every 2 s) |",
@@ -114,6 +128,7 @@ def _reading(results: dict) -> list[str]:
     core = results["core_throughput"]
     single = next(row["ratio"] for row in core if row["workers"] == 1)
     more = [row["ratio"] for row in core if row["workers"] > 1]
+    prices = [row["fair_price"] for row in core]
     settings, streams, cancel, scale = (
         results["settings"],
         results["stream_queries_per_s"],
@@ -132,8 +147,10 @@ def _reading(results: dict) -> list[str]:
         "",
         "- Throughput is bounded by PostgreSQL: two durable commits per job (claim, complete), each a round trip and",
         "  a WAL flush. The runner adds its lease watcher, the handler call, two JSON log lines and the job objects:",
-        f"  it ran at {single:.2f} of the ideal with one worker and at {_span(more)} with more. What moved these",
+        f"  it ran at {single:.2f} of the plain ideal with one worker and at {_span(more)} with more. What moved these",
         "  figures over time is told in [performance-notes.md](performance-notes.md).",
+        f"- The fair claim ran at {_span(prices)} of the plain claim's speed: while one tenant waits it is the plain",
+        "  claim plus one probe that finds no other tenant ([claim-design.md](claim-design.md)).",
         "- A status stream costs no polling: changes arrive by LISTEN/NOTIFY. With one stream open the database saw",
         f"  {streams['1_stream']} statements a second more, which is the instance's listening connection checking in",
         "  (shared by all its streams); each stream itself reads once per keep-alive interval"
@@ -150,6 +167,87 @@ def _reading(results: dict) -> list[str]:
     ]
 
 
+def _writer(results: dict) -> list[str]:
+    """The newsletter's Gemini writer against the emulator (bench/writer.py), when it ran."""
+    writer = results.get("writer")
+    if not writer:
+        return []
+    preview_ok = writer["first_preview_max_ms"] <= TARGETS["writer_first_preview_ms"]
+    cancel_ok = writer["cancel_max_ms"] <= TARGETS["writer_cancel_ms"]
+    return [
+        "",
+        "## Newsletter writer (Gemini emulator)",
+        "",
+        f"{writer['samples']} generations each, through the functions; the emulator sends a chunk every"
+        f" {writer['chunk_every_seconds']:g} s.",
+        "",
+        "| measure | figure | target |",
+        "| --- | --- | --- |",
+        f"| model's first chunk to its preview on a status stream, p50 / worst | {writer['first_preview_p50_ms']}"
+        f" / {writer['first_preview_max_ms']} ms | ≤ 2 s: {verdict(preview_ok)} |",
+        f"| cancel request to the writer's connection closed, chunk pending, p50 / worst | {writer['cancel_p50_ms']}"
+        f" / {writer['cancel_max_ms']} ms | ≤ 1 s: {verdict(cancel_ok)} |",
+    ]
+
+
+def _tasks_path(results: dict) -> list[str]:
+    """The Cloud Tasks path (bench/tasks_path.py) and the first enqueue with Tasks on."""
+    if "tasks_path" not in results:
+        return []
+    path = results["tasks_path"]
+    first = results.get("first_enqueue_with_tasks_ms")
+    lines = [
+        "",
+        "## The Cloud Tasks path",
+        "",
+        f"Enqueue to handler start through the local Cloud Tasks emulator, one job at a time, medians of {path['samples']}."
+        " The emulator's own share (from accepting the task to beginning its delivery) is reported apart: it is ours,",
+        "and speeding it up would prove nothing about Cloud Tasks.",
+        "",
+        "| part | p50 |",
+        "| --- | --- |",
+        f"| enqueue to handler start | {path['total']} ms |",
+        f"| of which the emulator's own | {path['emulator']} ms |",
+        f"| enqueue to handler start, less the emulator's own | {path['total_less_emulator']} ms |",
+        f"| push: the enqueue request, its commit and the push, to the emulator accepting the task | {path['push']} ms |",
+        f"| process: the delivery, the process request, the named claim, to the handler's start | {path['process']} ms |",
+    ]
+    if first is not None:
+        target = TARGETS["first_answer_ms"]
+        lines.append(
+            f"| first enqueue with Cloud Tasks on, from starting a fresh enqueue server to its answer | {first} ms"
+            f" (≤ {target} ms: {verdict(first <= target)}) |"
+        )
+    return lines
+
+
+def _pressure(results: dict) -> list[str]:
+    """The claim while vacuum is held back (bench/pressure.py), when the run measured it."""
+    if "pressure" not in results:
+        return []
+    pressure = results["pressure"]
+    points = [str(checkpoint) for checkpoint in pressure["checkpoints"]]
+    lines = [
+        "",
+        "## Pressure",
+        "",
+        "After the `idle_in_tx` and `active_readers` cells of hardbyte/postgresql-job-queue-benchmarking: jobs flow",
+        "one at a time (enqueue, claim, one progress write, complete) while another connection holds vacuum back, with",
+        "an idle transaction that took an XID, or an open REPEATABLE READ transaction. The claim's latency p50 / p99",
+        "in ms, and the pages one claim reads (EXPLAIN's shared buffers, which the machine's load cannot blur): clean,",
+        "after each number of jobs with the hold on, and after the hold is released and the table vacuumed once.",
+        "[claim-design.md](claim-design.md) reads these figures.",
+        "",
+        "| cell | clean | " + " | ".join(f"after {int(point):,}" for point in points) + " | released | p99 ratio |",
+        "| --- | --- | " + " | ".join("---" for _ in points) + " | --- | --- |",
+    ]
+    for name, cell in pressure["cells"].items():
+        figures = [cell["clean"], *(cell[point] for point in points), cell["released"]]
+        shown = [f"{f['p50_ms']:g} / {f['p99_ms']:g} ms, {f['pages']} pages" for f in figures]
+        lines.append(f"| {name} | " + " | ".join(shown) + f" | {cell['p99_ratio']:g} |")
+    return lines
+
+
 def markdown(results: dict) -> str:
-    sections = (_header, _core, _http_and_scale, _cold_start, _reading)
+    sections = (_header, _core, _http_and_scale, _writer, _tasks_path, _pressure, _cold_start, _reading)
     return "\n".join(line for section in sections for line in section(results)) + "\n"

@@ -6,7 +6,7 @@ headline figures are ratios against an ideal measured in the same run. Writes
 build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
-enqueue, propagation, streams, cancel, big_table.
+enqueue, propagation, streams, cancel, writer, tasks_path, big_table, pressure.
 
     python -m bench.run [--quick] [--only NAME,...]
 
@@ -25,7 +25,20 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import big_table, cancel, cold_start, enqueue, process_http, propagation, report, streams, throughput
+from bench import (
+    big_table,
+    cancel,
+    cold_start,
+    enqueue,
+    pressure,
+    process_http,
+    propagation,
+    report,
+    streams,
+    tasks_path,
+    throughput,
+    writer,
+)
 from bench.common import HANDLERS, fresh_database
 from bench.scale import replace_section
 from local import postgres
@@ -35,16 +48,27 @@ from shared.core.settings import Settings
 
 OUT = REPO / "build" / "bench.json"
 PAGE = REPO / "docs" / "benchmarks.md"
-WITHOUT_STACK = ("throughput", "cold_start", "big_table")
-ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel")
+WITHOUT_STACK = ("throughput", "cold_start", "tasks_path", "big_table", "pressure")
+ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel", "writer")
 STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
     "THREADS": "120",
     "MAX_OPEN_STREAMS": "110",
+    "MAX_STREAMS_PER_CALLER": "110",  # every stream comes from this one address
     "DB_POOL_SIZE": "10",
     "ENQUEUE_KINDS": "*",
     # One caller makes every request: measure the queue, not the rate limits.
-    **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
+    **dict.fromkeys(
+        (
+            "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
+            "RATE_LIMIT_CANCEL",
+            "RATE_LIMIT_STATUS",
+            "RATE_LIMIT_STREAMS",
+            "RATE_LIMIT_AUTH_FAILURES",
+        ),
+        "0",
+    ),
 }
 
 
@@ -52,9 +76,9 @@ def sizes(quick: bool) -> dict:
     """How much each scenario does: a full run, or a smoke run."""
     if quick:
         return {"jobs": 1000, "repeats": 1, "rows_large": 50_000, "cold_repeats": 1, "enqueues": 200,
-                "progress_events": 60, "cancels": 5}  # fmt: skip
+                "progress_events": 60, "cancels": 5, "writer_samples": 2, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30}  # fmt: skip
     return {"jobs": 5000, "repeats": 3, "rows_large": 1_000_000, "cold_repeats": 3, "enqueues": 1000,
-            "progress_events": 300, "cancels": 30}  # fmt: skip
+            "progress_events": 300, "cancels": 30, "writer_samples": 5, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200}  # fmt: skip
 
 
 def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
@@ -63,6 +87,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
         extra_env=STACK_ENV,
         scheduler=False,
         log_dir=Path(tempfile.mkdtemp(prefix="jobqueue-bench-")),
+        gemini_port=0 if "writer" in wanted else None,  # newsletters written through the emulator
     )
     settings = Settings.from_env(stack.env)  # what the functions run with, for the report's prose
     results["settings"] = {
@@ -85,6 +110,9 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
         if "cancel" in wanted:
             print("cancel latency", flush=True)
             results["cancel"] = cancel.measure(stack, size["cancels"])
+        if "writer" in wanted:
+            print("newsletter writer: first preview and cancel", flush=True)
+            results["writer"] = writer.measure(stack, size["writer_samples"])
 
 
 def run(url: str, size: dict, wanted: set[str]) -> dict:
@@ -96,11 +124,18 @@ def run(url: str, size: dict, wanted: set[str]) -> dict:
         print("cold start", flush=True)
         results["cold_start"] = cold_start.measure(url, size["cold_repeats"])
         results["framework_import_ms"] = cold_start.framework_import_ms(url, size["cold_repeats"])
+        results["first_enqueue_with_tasks_ms"] = cold_start.first_enqueue_with_tasks_ms(url, size["cold_repeats"])
+    if "tasks_path" in wanted:
+        print("the Cloud Tasks path, enqueue to handler start", flush=True)
+        results["tasks_path"] = tasks_path.measure(url, size["tasks_samples"])
     if wanted & set(ON_THE_STACK):
         run_on_stack(results, url, size, wanted)
     if "big_table" in wanted:
         print("claim and sweep on a big table", flush=True)
         results["scale"] = big_table.measure(url, size["rows_large"])
+    if "pressure" in wanted:
+        print("pressure: the claim while vacuum is held back", flush=True)
+        results["pressure"] = pressure.measure(url, size["pressure_checkpoints"])
     return results
 
 

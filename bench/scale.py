@@ -311,7 +311,9 @@ async def wait_phase(client, stack: Stack, instance: Instance, monitor: Monitor,
 async def cancel(client: httpx.AsyncClient, stack: Stack, job_id: str) -> None:
     headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
     with contextlib.suppress(httpx.HTTPError):
-        await client.post(stack.url("cancel"), json={"generationId": job_id}, headers=headers)
+        answer = await client.post(stack.url("cancel"), json={"generationId": job_id}, headers=headers)
+        # A refused cancel would leave its job running and the cancel figures wrong: stop.
+        assert answer.status_code != 429, f"cancel met its rate limit: {answer.text}"
 
 
 async def cancel_all(client, stack: Stack, ids: list[str]) -> None:
@@ -526,7 +528,29 @@ def replace_section(document: str, section: str) -> str:
     return document[:start] + section + document[end:]
 
 
-def main() -> int:
+def requests_sent(args: argparse.Namespace) -> dict[str, int]:
+    """The most requests of each rate-limited action a run sends: every job is one enqueue
+    (the wait phase's and the scale phase's), every wait job and chosen job one cancel."""
+    return {
+        "enqueue": args.wait_jobs + args.jobs,
+        "jobs": args.wait_jobs + args.jobs,
+        "cancel": args.wait_jobs + args.cancel,
+    }
+
+
+def rate_limits(args: argparse.Namespace) -> dict[str, str]:
+    """The limits this run needs, set explicitly (the defaults are a tenant's, not a load
+    test's): twice what it sends, so that no request of it meets a 429 however the windows
+    fall (tests/test_scale_limits.py checks it with the real limiter)."""
+    sent = requests_sent(args)
+    return {
+        "RATE_LIMIT_ENQUEUE": str(2 * sent["enqueue"]),
+        "RATE_LIMIT_JOBS": str(2 * sent["jobs"]),
+        "RATE_LIMIT_CANCEL": str(2 * sent["cancel"]),
+    }
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=1000)
@@ -540,7 +564,11 @@ def main() -> int:
         action="store_true",
         help="the functions reach PostgreSQL through PgBouncer in transaction mode (build/scale-pgbouncer.json only)",
     )
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = arguments()
     per_instance = -(-args.jobs // args.instances)
     threads = max(per_instance, args.wait_jobs) + 40  # room for the jobs sweep hands back
     settings = {"HEARTBEAT_SECONDS": 30.0, "CANCEL_CHECK_SECONDS": 0.5, "DB_POOL_SIZE": 2}
@@ -563,6 +591,7 @@ def main() -> int:
             "STALLED_AFTER_SECONDS": str(STALLED_AFTER_SECONDS),
             "THREADS": "64",
             "MAX_OPEN_STREAMS": "10",
+            **rate_limits(args),
             **through,
         },
     )

@@ -1,6 +1,9 @@
-"""Core throughput: the real runner draining no-op jobs with N worker processes, against the
-simplest pg8000 loop running the same two statements (claim, complete), interleaved so that
-the machine's noise hits both alike."""
+"""Core throughput: the real runner draining no-op jobs with N worker processes, against two
+ideals, the simplest pg8000 loop of claim and complete: with the plain claim (the first due
+job, no fairness: `plain_claim`) and with the real, fair claim. All three interleaved
+so that the machine's noise hits them alike. The runner is judged against the plain ideal, so
+that the fair claim's own price shows (an ideal running the fair claim once hid a 30 % drop);
+the fair ideal's own ratio to the plain one is that price."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 from bench.common import env_for, fill_queue, median, session_for
 from shared.core.db import STATEMENTS, Pool
@@ -17,14 +21,28 @@ from shared.core.runner import Runner
 from shared.core.settings import Settings
 
 WORKERS = (1, 2, 4, 8)
+NAMED = "WHERE id = CAST(:id AS uuid) AND job_status = 'queued' AND run_at <= now()\n"
+FIRST_DUE = (
+    "WHERE job_status = 'queued' AND run_at <= now()\n    ORDER BY tenant, priority DESC, run_at, id\n    LIMIT 1\n"
+)
 
 
-def _ideal_worker(url: str, done: multiprocessing.Value) -> None:
+def plain_claim() -> str:
+    """The plain claim: the first due job in the claim index's order that nobody holds, no
+    fairness (one index probe). The named claim's statement with its WHERE swapped, so that
+    the update, the lease and the event are the real claim's and the two ideals differ by
+    the choice of job alone."""
+    named = STATEMENTS["claim_named_job"]
+    assert NAMED in named, "claim_named_job.sql changed: update plain_claim"
+    return named.replace(NAMED, FIRST_DUE)
+
+
+def _ideal_worker(claim_sql: str, url: str, done: multiprocessing.Value) -> None:
     """The simplest loop doing the same two transactions: claim, then complete."""
     import pg8000.native  # noqa: PLC0415
 
     session = session_for(url)
-    claim = pg8000.native.PreparedStatement(session.conn, STATEMENTS["claim_next_job"])
+    claim = pg8000.native.PreparedStatement(session.conn, claim_sql)
     complete = pg8000.native.PreparedStatement(session.conn, STATEMENTS["complete_job"])
     count = 0
     while True:
@@ -70,17 +88,23 @@ def drain(url: str, worker: Callable, processes: int, jobs: int) -> float:
 
 def measure(url: str, jobs: int, repeats: int) -> list[dict]:
     rows = []
+    plain_worker = partial(_ideal_worker, plain_claim())
+    fair_worker = partial(_ideal_worker, STATEMENTS["claim_next_job"])
     for workers in WORKERS:
-        ideal, core = [], []
+        plain, fair, core = [], [], []
         for _ in range(repeats):
-            ideal.append(drain(url, _ideal_worker, workers, jobs))
+            plain.append(drain(url, plain_worker, workers, jobs))
+            fair.append(drain(url, fair_worker, workers, jobs))
             core.append(drain(url, _core_worker, workers, jobs))
         rows.append(
             {
                 "workers": workers,
-                "ideal_jobs_per_s": round(median(ideal)),
+                "plain_jobs_per_s": round(median(plain)),
+                "fair_jobs_per_s": round(median(fair)),
                 "core_jobs_per_s": round(median(core)),
-                "ratio": round(median(core) / median(ideal), 2),
+                "ratio": round(median(core) / median(plain), 2),
+                "fair_ratio": round(median(core) / median(fair), 2),
+                "fair_price": round(median(fair) / median(plain), 2),
             }
         )
         print(f"  core x{workers}: {rows[-1]}", flush=True)

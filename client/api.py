@@ -1,7 +1,13 @@
-"""JobQueueClient: enqueue, status, follow (a resumable SSE stream), cancel, list, rerun, stats.
+"""JobQueueClient: enqueue (one or many), status, follow (a resumable SSE stream), cancel, list,
+rerun, stats.
 
 Following uses httpx-sse, a maintained SSE parser, and reconnects by itself with the last
 event id it saw, so a dropped connection loses and repeats nothing.
+
+A 429 or 503 is retried after its Retry-After (at most `max_retries` times, each wait capped
+at `max_retry_wait` seconds) for the requests that are safe to repeat: status, cancel, and
+an enqueue whose job (every job, in bulk) carries an idempotencyKey. Any other request
+answers with the error: sent twice, it could queue its job twice.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import httpx
 from httpx_sse import connect_sse
 
 RETRYABLE = (429, 502, 503, 504)
+RETRY_AFTER = (429, 503)  # the answers that say "the same request later"
 
 
 class JobQueueHTTPError(Exception):
@@ -43,12 +50,24 @@ class JobQueueClient:
     process_url: str | None = None
     token: str | None = None
     timeout: float = 30.0
+    max_retries: int = 3
+    max_retry_wait: float = 60.0
 
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def _post(self, url: str, body: dict, timeout: float | None = None) -> dict:
-        response = httpx.post(url, json=body, headers=self._headers(), timeout=timeout or self.timeout)
+    def _send(self, method: str, url: str, safe: bool, **kwargs) -> httpx.Response:
+        """The response; a 429 or 503 to a request `safe` to repeat is sent again after its
+        Retry-After."""
+        for attempt in range(self.max_retries + 1):
+            response = httpx.request(method, url, **kwargs)
+            if not safe or response.status_code not in RETRY_AFTER or attempt == self.max_retries:
+                return response
+            time.sleep(min(self.max_retry_wait, _retry_after(response)))
+        return response
+
+    def _post(self, url: str, body: dict, timeout: float | None = None, safe: bool = False) -> dict:
+        response = self._send("POST", url, safe, json=body, headers=self._headers(), timeout=timeout or self.timeout)
         if response.status_code == 204:
             return {}
         if response.status_code >= 400:
@@ -56,10 +75,19 @@ class JobQueueClient:
         return response.json()
 
     def enqueue(self, payload: dict, **options) -> dict:
-        return self._post(self.enqueue_url, {**payload, **options})
+        body = {**payload, **options}
+        return self._post(self.enqueue_url, body, safe=body.get("idempotencyKey") is not None)
+
+    def enqueue_many(self, jobs: list[dict]) -> list[dict]:
+        """Queue up to 1,000 jobs (each a job body: payload and options) in one request and one
+        transaction. An answer per job, in order: the job with "status" 202 (created) or 200
+        (its idempotencyKey named it already), or {"status": 4xx, "error": ...} for that job
+        alone. Retried after a 429 or 503 only when every job carries an idempotencyKey."""
+        safe = all(job.get("idempotencyKey") is not None for job in jobs)
+        return self._post(self.enqueue_url, {"jobs": jobs}, safe=safe)["jobs"]
 
     def status(self, job_id: str) -> dict:
-        response = httpx.get(self.status_url, params={"id": job_id}, timeout=self.timeout)
+        response = self._send("GET", self.status_url, True, params={"id": job_id}, timeout=self.timeout)
         if response.status_code >= 400:
             raise JobQueueHTTPError(response)
         return response.json()
@@ -73,7 +101,7 @@ class JobQueueClient:
         return response.json()
 
     def cancel(self, job_id: str) -> dict:
-        return self._post(self.cancel_url, {"generationId": job_id})
+        return self._post(self.cancel_url, {"generationId": job_id}, safe=True)  # a second cancel is harmless
 
     def rerun(self, job_id: str, **options) -> dict:
         """Queue a new job with a failed or cancelled job's payload."""
@@ -133,3 +161,11 @@ class JobQueueClient:
             if reconnects > max_reconnects:
                 raise ConnectionError(f"gave up following job {job_id} after {max_reconnects} reconnects")
             time.sleep(min(retry_seconds * reconnects, 10))
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Retry-After in seconds (this API sends whole seconds); 1 when absent or unreadable."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0

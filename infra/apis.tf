@@ -9,7 +9,8 @@ locals {
     "cloudresourcemanager.googleapis.com",
     "serviceusage.googleapis.com",
   ])
-  apis = toset([
+  # Vertex AI only for the newsletter's gemini writer (var.newsletter_writer).
+  apis = toset(concat([
     "iam.googleapis.com",
     "cloudfunctions.googleapis.com",
     "run.googleapis.com",
@@ -22,7 +23,7 @@ locals {
     "secretmanager.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
-  ])
+  ], var.newsletter_writer == "gemini" ? ["aiplatform.googleapis.com"] : []))
 }
 
 resource "google_project_service" "foundation" {

@@ -87,8 +87,8 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   # A revision starts serving as soon as it is created: everything it reaches at its first
-  # request must exist by then (its secrets' access, its database user, and with tracing on the
-  # Telemetry API and its right to write spans).
+  # request must exist by then (its secrets' access, its database user, with tracing on the
+  # Telemetry API and its right to write spans, with the gemini writer its Vertex AI role).
   depends_on = [
     google_project_service.api,
     google_secret_manager_secret_iam_member.reads,
@@ -97,5 +97,6 @@ resource "google_cloudfunctions2_function" "fn" {
     google_sql_user.fn,
     google_project_service.telemetry,
     google_project_iam_member.traces_writer,
+    google_project_iam_member.writer,
   ]
 }

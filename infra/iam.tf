@@ -47,6 +47,16 @@ resource "google_project_iam_member" "runtime" {
   member  = "serviceAccount:${google_service_account.fn[each.value.function].email}"
 }
 
+# The newsletter's gemini writer calls Vertex AI as the process function's account, with no
+# key; no other function may (only process runs jobs).
+resource "google_project_iam_member" "writer" {
+  count = var.newsletter_writer == "gemini" ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/aiplatform.user"
+  member  = "serviceAccount:${google_service_account.fn["process"].email}"
+}
+
 # The functions that push tasks (all but status) may push to this queue only...
 resource "google_cloud_tasks_queue_iam_member" "enqueues" {
   for_each = toset(local.task_pushers)

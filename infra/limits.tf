@@ -47,13 +47,18 @@ locals {
     for name, size in local.function_sizes : name => merge(size, {
       max_instances = var.max_instances[name]
       pool          = var.db_pool_size[name]
-      connections   = var.max_instances[name] * (var.db_pool_size[name] + size.listeners)
+      connections   = var.max_instances[name] * (var.db_pool_size[name] + size.listeners + local.migration_connections)
     })
   }
 
   # Cloud Scheduler calls process every minute (the safety net behind Cloud Tasks) and sweep
   # every five minutes. An HTTP target's attempt deadline is from 15 s to 30 min:
   # https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs#Job.FIELDS.attempt_deadline
+  # MIGRATE_ON_START: a starting instance applies migrations on a connection of its own
+  # (shared/web/service.py) while its pooled connections wait for them (shared/core/db.py), so
+  # at a cold start, as after every deploy, each instance holds one connection more.
+  migration_connections = 1
+
   schedules = {
     process = { cron = "* * * * *", attempt_deadline = min(var.job_timeout_seconds, 1800) }
     sweep   = { cron = "*/5 * * * *", attempt_deadline = 300 }
@@ -91,7 +96,7 @@ locals {
   usable_connections             = local.max_connections - local.superuser_reserved_connections
   function_connections           = sum([for size in values(local.sizes) : size.connections])
   needed_connections             = local.function_connections + var.db_reserved_connections
-  budget_breakdown               = join(" + ", [for name, size in local.sizes : "${name} ${size.max_instances} x (${size.pool} + ${size.listeners})"])
+  budget_breakdown               = join(" + ", [for name, size in local.sizes : "${name} ${size.max_instances} x (${size.pool} + ${size.listeners} + ${local.migration_connections})"])
 
   # Cloud Run's CPU values: 0.08 to below 1 in steps of 0.01, or 1, 2, 4, 6, 8:
   # https://cloud.google.com/run/docs/configuring/services/cpu

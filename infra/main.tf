@@ -31,11 +31,20 @@ locals {
     JOB_TIMEOUT_SECONDS   = tostring(local.task_dispatch_deadline)
   }
 
+  # The newsletter's writer: Vertex AI in this project, as the process function's account.
+  writer_env = var.newsletter_writer == "gemini" ? {
+    NEWSLETTER_WRITER      = "gemini"
+    WRITER_MODEL           = var.writer_model
+    WRITER_LOCATION        = var.writer_location
+    WRITER_PROJECT         = var.project_id
+    WRITER_TIMEOUT_SECONDS = tostring(var.writer_timeout_seconds)
+  } : {}
+
   # One entry per folder in functions/: its size (infra/limits.tf), its environment and the
   # secrets it needs (and no other).
   function_env = {
     enqueue = merge(local.database_env, local.tasks_env, { STATUS_URL = local.url["status"] })
-    process = merge(local.database_env, local.tasks_env)
+    process = merge(local.database_env, local.tasks_env, local.writer_env)
     # Streams close before the function's timeout; clients reconnect with Last-Event-ID.
     status = merge(local.database_env, {
       STREAM_MAX_SECONDS = "3300"

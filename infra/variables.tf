@@ -7,6 +7,13 @@ variable "region" {
   description = "Region for the functions, Cloud SQL, Cloud Tasks and Cloud Scheduler."
   type        = string
   default     = "europe-west1"
+
+  # Google's region names (europe-west1, us-central1, northamerica-northeast2): a zone
+  # (europe-west1-b) or another cloud's name (eu-west-1) would fail only half-way through an apply.
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]{1,2}$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1 or us-central1 (not a zone, not another cloud's region name)."
+  }
 }
 
 variable "name_prefix" {
@@ -135,7 +142,9 @@ variable "max_instances" {
 variable "db_pool_size" {
   description = "Database connections one instance of each function may open (its DB_POOL_SIZE)."
   type        = map(number)
-  default     = { enqueue = 2, process = 2, status = 2, cancel = 2, sweep = 1 }
+  # enqueue and cancel run one short statement per request: one connection each keeps the
+  # defaults, migration connections included, within db-f1-micro's 22 usable connections.
+  default = { enqueue = 1, process = 2, status = 2, cancel = 1, sweep = 1 }
 
   validation {
     condition     = toset(keys(var.db_pool_size)) == toset(["enqueue", "process", "status", "cancel", "sweep"]) && alltrue([for n in values(var.db_pool_size) : n >= 1])
@@ -191,4 +200,42 @@ variable "deletion_protection" {
   description = "Protect the Cloud SQL instance from `terraform destroy` (turn off only to tear down on purpose)."
   type        = bool
   default     = true
+}
+
+# -- the newsletter's writer (docs/newsletter.md) --------------------------------------------
+
+variable "newsletter_writer" {
+  description = "Who writes each newsletter: digest (the feeds' own summaries laid out, no model: the default) or gemini (a Gemini model on Vertex AI summarises them, as the process function's service account; this turns on the Vertex AI API and grants roles/aiplatform.user to that account only)."
+  type        = string
+  default     = "digest"
+
+  validation {
+    condition     = contains(["digest", "gemini"], var.newsletter_writer)
+    error_message = "newsletter_writer must be digest or gemini."
+  }
+}
+
+variable "writer_model" {
+  description = "The Gemini model the gemini writer uses (WRITER_MODEL)."
+  type        = string
+  default     = "gemini-2.5-flash"
+}
+
+variable "writer_location" {
+  description = "The Vertex AI location the gemini writer calls (WRITER_LOCATION): a region that serves writer_model, or global."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "writer_timeout_seconds" {
+  description = "The longest one generation may take before the newsletter falls back to the digest (WRITER_TIMEOUT_SECONDS). With the gemini writer it must leave a job's run-time limit (JOB_MAX_RUN_SECONDS: the timeout less min(60 s, a tenth)) 60 s for reading the feeds."
+  type        = number
+  default     = 120
+
+  validation {
+    condition = var.writer_timeout_seconds >= 1 && (var.newsletter_writer != "gemini" || (
+      var.writer_timeout_seconds + 60 <= min(var.job_timeout_seconds, 1800) - min(60, min(var.job_timeout_seconds, 1800) / 10)
+    ))
+    error_message = "writer_timeout_seconds plus 60 s for the feeds must fit within a job's run-time limit (job_timeout_seconds, at most 1800, less min(60 s, a tenth)): raise job_timeout_seconds or lower writer_timeout_seconds."
+  }
 }

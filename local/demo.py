@@ -1,11 +1,13 @@
 """make demo: bring the local stack up, enqueue a newsletter for the demo feeds, follow it
 live, print the newsletter, and
-shut everything down. Uses its own throwaway database and free ports, so it can run beside
+shut everything down. With NEWSLETTER_WRITER=gemini (and no WRITER_BASE_URL), the newsletter
+is written through the local Gemini emulator. Uses its own throwaway database and free ports, so it can run beside
 `make dev`."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +29,9 @@ def newsletter_request(source_ids: list[int]) -> dict:
 def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="jobqueue-demo-"))
     print("Starting PostgreSQL and the five functions...", flush=True)
-    stack = Stack.on_free_ports(persistent=False, tasks_port=0, log_dir=logs)
+    # NEWSLETTER_WRITER=gemini with no endpoint of its own: the model is the local emulator.
+    emulated = os.environ.get("NEWSLETTER_WRITER") == "gemini" and not os.environ.get("WRITER_BASE_URL")
+    stack = Stack.on_free_ports(persistent=False, tasks_port=0, log_dir=logs, gemini_port=0 if emulated else None)
     with stack:
         client = JobQueueClient(
             enqueue_url=stack.url("enqueue"),

@@ -28,20 +28,61 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from local import reaper
 from local.functions import REPO, function_source
 
 HOST = "127.0.0.1"
 LISTEN_FD = 3  # where socket activation expects the first socket (SD_LISTEN_FDS_START)
+# How long a client may take to send a request's line and headers (REQUEST_READ_TIMEOUT_SECONDS;
+# the same bound then applies to each read of its body and each write of the answer).
+REQUEST_READ_TIMEOUT_SECONDS = 10.0
 
 # Run in the server's own interpreter, so it works with any Python that has
 # functions-framework (the repository's venv, or a bundle's fresh one).
+#
+# gunicorn's threaded worker gives a connection a thread as soon as its first byte arrives,
+# then reads the request line and headers with no deadline: a client that sends half a line
+# and waits holds that thread for ever, and THREADS such clients stall the instance. Deployed,
+# Google's front end stands between clients and the instance (docs/security.md); locally, a
+# watchdog shuts a connection whose request head is not in by the deadline.
 BOOTSTRAP = f"""
-import os, runpy, sys
+import os, runpy, sys, threading
 fd = int(os.environ.pop("JOBQUEUE_LISTEN_FD"))
 if fd != {LISTEN_FD}:
     os.dup2(fd, {LISTEN_FD})
     os.close(fd)
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+
+READ_TIMEOUT = float(os.environ.get("REQUEST_READ_TIMEOUT_SECONDS") or {REQUEST_READ_TIMEOUT_SECONDS})
+from gunicorn.workers import gthread
+
+def _cut_off(conn):
+    if not getattr(conn, "jobqueue_head_read", False):
+        try:
+            conn.sock.shutdown(2)  # the blocked read returns: the worker closes the connection
+        except OSError:
+            pass
+
+_handle, _handle_request = gthread.ThreadWorker.handle, gthread.ThreadWorker.handle_request
+
+def handle(self, conn):
+    conn.jobqueue_head_read = False
+    watchdog = threading.Timer(READ_TIMEOUT, _cut_off, (conn,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return _handle(self, conn)
+    finally:
+        watchdog.cancel()
+
+def handle_request(self, req, conn):
+    conn.jobqueue_head_read = True
+    conn.sock.settimeout(READ_TIMEOUT)
+    return _handle_request(self, req, conn)
+
+gthread.ThreadWorker.handle = handle
+gthread.ThreadWorker.handle_request = handle_request
+
 sys.argv[0] = "functions-framework"
 runpy.run_module("functions_framework", run_name="__main__", alter_sys=True)
 """
@@ -103,12 +144,25 @@ class FunctionServer:
             os.killpg(self.process.pid, sig)
 
     def wait_stopped(self, timeout: float = 10.0) -> None:
-        """Wait for it to exit; SIGKILL if a graceful stop outlasts `timeout` (open streams)."""
+        """Wait for it to exit; SIGKILL if a graceful stop outlasts `timeout` (open streams).
+        It returns once its workers are gone too: each holds a copy of the listening socket,
+        and a worker outliving its master would keep the port from a restart."""
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.send(signal.SIGKILL)
             self.process.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while self.leftovers():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{self.name}: processes {self.leftovers()} outlived SIGKILL")
+            self.send(signal.SIGKILL)
+            time.sleep(0.05)
+        reaper.forget_group(self.process.pid)
+
+    def leftovers(self) -> list[int]:
+        """Its processes still alive (the server, its workers): none once it has stopped."""
+        return reaper.group_members(self.process.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         self.send(sig)
@@ -131,7 +185,8 @@ def start_function(
     It serves functions/<name>/main.py from the repository, or, given `bundle` (an unpacked
     deploy bundle), main.py from that folder, the way Cloud Build runs it. `env` is the
     server's whole environment. The server gets a process group of its own, so
-    that its gunicorn workers stop with it, as an instance's would.
+    that its gunicorn workers stop with it, as an instance's would; the reaper
+    (local/reaper.py) ends that group if this process ends without stopping it.
     """
     sock = sock if sock is not None else bind_port(port)
     bound_port = sock.getsockname()[1]
@@ -150,4 +205,5 @@ def start_function(
         )
     finally:
         sock.close()  # the server holds it now; when it exits, the port is free again
+    reaper.watch_group(process.pid)  # ended with this process, however this process ends
     return FunctionServer(name, bound_port, process)

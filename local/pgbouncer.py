@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local import reaper
 from local.postgres import SUPERUSER, free_port
 
 INSTALL_HINT = "install it (Debian: sudo apt-get install pgbouncer) or set PGBOUNCER to its path"
@@ -118,6 +119,7 @@ class PgBouncer:
             start_new_session=True,
             **options,
         )
+        reaper.watch_group(self.process.pid, signal.SIGINT)  # ended with this process (local/reaper.py)
         self.wait_ready(timeout)
         return self
 
@@ -146,6 +148,7 @@ class PgBouncer:
             self.process.wait(10)
         if self.process.stderr:
             self.process.stderr.close()
+        reaper.forget_group(self.process.pid)
         self.process = None
 
     def restart(self, down_seconds: float = 0.0, sig: int = signal.SIGINT) -> None:

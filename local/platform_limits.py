@@ -51,6 +51,9 @@ EDITION_TIERS = {
 # https://cloud.google.com/sql/docs/postgres/quotas#maximum_concurrent_connections
 TIER_MAX_CONNECTIONS = {"db-f1-micro": 25, "db-g1-small": 50}
 MEMORY_MAX_CONNECTIONS = ((120, 1000), (60, 800), (30, 600), (15, 500), (7.5, 400), (6, 200), (3.75, 100))
+# MIGRATE_ON_START: each starting instance opens one connection more, for the migrations.
+MIGRATION_CONNECTIONS = 1
+
 # PostgreSQL keeps superuser_reserved_connections (default 3) for superusers only:
 # https://www.postgresql.org/docs/current/runtime-config-connection.html#GUC-SUPERUSER-RESERVED-CONNECTIONS
 SUPERUSER_RESERVED_CONNECTIONS = 3
@@ -130,13 +133,17 @@ def max_connections(tier: str, flag: int | None = None) -> int | None:
 
 
 def budget_problems(functions: dict[str, dict], reserved: int, tier: str, flag: int | None = None) -> list[str]:
-    """The sum over functions of max instances x (pool + listeners), plus the reserve for an
-    operator and migrations, against the connections a non-superuser may open."""
+    """The sum over functions of max instances x (pool + listeners + the migration connection of
+    a starting instance), plus the reserve for an operator and migrations, against the
+    connections a non-superuser may open."""
     limit = max_connections(tier, flag)
     if limit is None:
         return [f"no max_connections is known for tier {tier}: set the max_connections flag"]
     usable = limit - SUPERUSER_RESERVED_CONNECTIONS
-    parts = {name: fn["max_instances"] * (fn["pool"] + fn["listeners"]) for name, fn in functions.items()}
+    parts = {
+        name: fn["max_instances"] * (fn["pool"] + fn["listeners"] + MIGRATION_CONNECTIONS)
+        for name, fn in functions.items()
+    }
     needed = sum(parts.values()) + reserved
     if needed > usable:
         detail = " + ".join(f"{name} {count}" for name, count in parts.items())

@@ -16,13 +16,16 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from local import reaper
 
 SUPERUSER = "postgres"
 
@@ -125,6 +128,7 @@ class PostgresServer:
     port: int
     bindir: Path
     user: str | None  # the OS user that owns the server, when we are root
+    _pid: int | None = field(default=None, repr=False)  # the postmaster's, once started
 
     @property
     def url(self) -> str:
@@ -171,7 +175,7 @@ class PostgresServer:
         self._ensure_datadir()
         if self.running():  # left over from an earlier run that did not stop it: reuse it
             self.wait_ready()
-            return self
+            return self._watched()
         # Tests and the dev stack trade durability for speed; benchmarks keep fsync on.
         fast = "" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         options = (
@@ -197,10 +201,27 @@ class PostgresServer:
         if done.returncode != 0:
             log = logfile.read_text() if logfile.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start:\n{done.stdout}\n{done.stderr}\n{log}")
+        return self._watched()
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _watched(self) -> PostgresServer:
+        """pg_ctl detaches the server: the reaper shuts it down (SIGQUIT: immediate) if this
+        process ends without stopping it (local/reaper.py)."""
+        self._pid = self._postmaster_pid()
+        if self._pid is not None:
+            reaper.watch_pid(self._pid, signal.SIGQUIT)
         return self
 
     def stop(self, mode: str = "fast") -> None:
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"])
+        if self._pid is not None:
+            reaper.forget_pid(self._pid)
+            self._pid = None
 
     def kill(self) -> None:
         """Stop abruptly, as a crash would (immediate shutdown)."""

@@ -73,6 +73,7 @@ class Dispatch:
     headers: dict
     at: float
     refused: str | None = None  # the guard's reason, when nothing was sent
+    sent_at: float = 0.0  # when the delivery began (bench/tasks_path.py: the emulator's own share ends here)
 
 
 @dataclass(order=True)
@@ -255,13 +256,14 @@ class TasksEmulator:
         method = spec.get("httpMethod", "POST")
         method = _METHODS.get(method, "POST") if isinstance(method, int) else method
         status, refused = None, None
+        sent_at = time.time()
         try:
             status = netguard.request_status(method, spec["url"], body, headers, self.policy, task.deadline)
         except netguard.Refused as exc:
             refused = str(exc)  # never sent: retrying would not change the answer
         except OSError:
             status = None
-        task.dispatches.append(Dispatch(status, headers, time.time(), refused))
+        task.dispatches.append(Dispatch(status, headers, time.time(), refused, sent_at))
         return status
 
 

@@ -43,7 +43,17 @@ FUZZ_ENV = {
     # A live list the steering opens with a good filter closes after a second, not twenty.
     "STREAM_MAX_SECONDS": "1",
     # One caller sends every request here; the limits have tests of their own.
-    **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
+    **dict.fromkeys(
+        (
+            "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
+            "RATE_LIMIT_CANCEL",
+            "RATE_LIMIT_STATUS",
+            "RATE_LIMIT_STREAMS",
+            "RATE_LIMIT_AUTH_FAILURES",
+        ),
+        "0",
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from shared.core import listing, queue
 from shared.core.db import Pool
 from shared.core.settings import Settings
 from shared.core.storable import MAX_JSON_DEPTH
+from tests.support import API_TOKEN
 
 TOKENS = {"API_TOKEN": None, "API_TOKENS": "acme=acme-token-0123456789,globex=globex-token-0123456789"}
 ACME = {"Authorization": "Bearer acme-token-0123456789"}
@@ -490,3 +491,65 @@ def test_thousands_of_unknown_fields_are_named_twenty_at_most(client, source_id)
     stuffed = newsletter(source_id, **{f"f{n}": n for n in range(3000)})
     response = post(client("enqueue"), stuffed)
     assert response.status_code == 400 and len(fields(response)) == 20
+
+
+# -- slow request lines do not hold the threads (item 8) --------------------------------------
+
+
+@pytest.fixture
+def launched(function_env, tmp_path):
+    """launched(name) -> a function under the local launcher: two threads, a one-second read timeout."""
+    import os  # noqa: PLC0415
+
+    from local.launcher import start_function  # noqa: PLC0415
+
+    servers = []
+
+    def launch(name: str):
+        env = {**os.environ, **function_env, "THREADS": "2", "REQUEST_READ_TIMEOUT_SECONDS": "1"}
+        with open(tmp_path / f"{name}.log", "wb") as output:
+            servers.append(start_function(name, env, output=output))
+        return servers[-1].wait_until_serving()
+
+    yield launch
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def slow_status_server(launched):
+    return launched("status")
+
+
+def test_half_sent_request_lines_do_not_hold_the_threads(slow_status_server):
+    import socket  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    slow = []
+    for _ in range(6):  # three times the threads
+        sock = socket.create_connection(("127.0.0.1", slow_status_server.port), timeout=20)
+        sock.sendall(b"GET /?id=00000000-0000-4000-8000-0000")  # and nothing more
+        slow.append(sock)
+    answer = httpx.get(slow_status_server.url, params={"id": "00000000-0000-4000-8000-000000000000"}, timeout=15)
+    assert answer.status_code == 404  # served, though every thread was offered a half-sent line
+    deadline = time.monotonic() + 15
+    for sock in slow:  # each is cut off, and told nothing
+        assert sock.recv(1024) == b"" and time.monotonic() < deadline
+        sock.close()
+
+
+def test_a_body_that_stops_arriving_is_a_408(launched):
+    import socket  # noqa: PLC0415
+
+    cancel = launched("cancel")
+    with socket.create_connection(("127.0.0.1", cancel.port), timeout=20) as sock:
+        head = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+        sock.sendall(f'{head}Authorization: Bearer {API_TOKEN}\r\n\r\n{{"generationId": '.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer

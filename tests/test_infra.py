@@ -311,13 +311,17 @@ def test_terraform_plan_passes_with_the_defaults_and_the_example(tmp_path):
     [
         (
             ["-var", "max_instances={enqueue=10,process=10,status=10,cancel=10,sweep=10}"],
-            "enqueue 10 x (2 + 0)",
+            "enqueue 10 x (1 + 0 + 1)",
         ),
         (["-var", "db_pool_size={enqueue=5,process=5,status=5,cancel=5,sweep=5}"], "connections, but db-f1-micro"),
+        # 18 of 22 without the migration connection each starting instance opens; 25 with it.
+        (["-var", "db_pool_size={enqueue=2,process=2,status=2,cancel=2,sweep=1}"], "= 25 connections, but db-f1-micro"),
         (["-var", "db_edition=ENTERPRISE_PLUS"], "is not offered with ENTERPRISE_PLUS"),
         (["-var", "db_tier=db-n1-standard-1"], "is not offered with ENTERPRISE"),
         (["-var", "database_version=POSTGRES_11", "-var", "db_edition=ENTERPRISE_PLUS"], "Enterprise Plus"),
         (["-var", "max_concurrent_jobs=200"], "max_concurrent_jobs (200)"),
+        (["-var", "region=eu-west-1"], "region must be a Google Cloud region"),
+        (["-var", "region=europe-west1-b"], "region must be a Google Cloud region"),
     ],
 )
 def test_terraform_plan_stops_on_a_configuration_google_would_refuse(tmp_path, variables, expected):

@@ -76,6 +76,10 @@ def test_real_answers_match_the_spec(make_client):
     check("/enqueue", "post", post(enqueue, {"kind": "nope"}))
     check("/enqueue", "post", post(enqueue, {}, headers={}))
     check("/enqueue", "post", enqueue.post("/", data="x", content_type="text/plain", headers=AUTH))
+    bulk = [{"kind": "noop", "idempotencyKey": "spec-bulk"}, {"kind": "noop", "priority": "x"}, "x"]
+    check("/enqueue", "post", post(enqueue, {"jobs": bulk}))  # 200: an answer per job
+    check("/enqueue", "post", post(enqueue, {"jobs": bulk[:1]}))  # 200: the key named it already
+    check("/enqueue", "post", post(enqueue, {"jobs": []}))  # 400 for the whole request
     check("/enqueue", "get", enqueue.get("/"))  # the dashboard
     check("/enqueue", "get", enqueue.get("/?asset=client.js"))
     check("/enqueue", "get", enqueue.get("/?asset=nope.js"))

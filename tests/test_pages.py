@@ -187,3 +187,18 @@ def test_an_html_result_gets_the_links_at_the_top_of_its_body(make_client, sessi
     html = make_client("status").get(f"/?id={job.id}&view=document").get_data(as_text=True)
     assert html.startswith("<!doctype html><html><head><title>N</title></head><body class='x'>\n<nav")
     assert html.endswith("</nav>\n<h1>N</h1></body></html>") and "Download the HTML" in html
+
+
+def test_the_json_status_puts_a_previews_appends_back_together(make_client, session, registry):
+    # The writer stores a whole text, then only what is new (shared/core/preview.py): a poller
+    # must see the same text as a follower, not the newest fragment nor nothing.
+    job, _ = queue.enqueue(session, registry, kind="noop", payload={})
+    lease = queue.Lease.of(queue.claim_named(session, job.id))
+    queue.append_event(session, lease, "preview", {"format": "markdown", "content": "# Old draft"})
+    queue.append_event(session, lease, "preview", {"format": "markdown", "content": "# News"})
+    queue.append_event(session, lease, "preview", {"format": "markdown", "append": "\n\n- one"})
+    queue.record_progress(session, lease, 60, None, "Writing")
+    queue.append_event(session, lease, "preview", {"format": "markdown", "append": "\n- two"})
+    body = make_client("status").get(f"/?id={job.id}").get_json()
+    assert (body["preview"], body["previewFormat"]) == ("# News\n\n- one\n- two", "markdown")
+    assert body["message"] == "Writing"

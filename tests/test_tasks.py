@@ -287,3 +287,29 @@ def test_without_tasks_queue_google_cloud_tasks_is_never_imported(function_env):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_a_bulk_enqueue_pushes_one_task_per_queued_job_and_each_job_runs(stack, emulator):
+    body = {"jobs": [{"kind": "noop", "idempotencyKey": f"bulk-{number}"} for number in range(12)] + [{"kind": "x"}]}
+    response = httpx.post(stack.url("enqueue"), json=body, headers=AUTH, timeout=60)
+    answers = response.json()["jobs"]
+    assert [answer["status"] for answer in answers] == [202] * 12 + [400]
+    assert {answer["dispatch"] for answer in answers[:12]} == {"sent"}
+    for answer in answers[:12]:
+        assert len(tasks_of(emulator, answer["id"])) == 1
+        wait_for_status(stack, answer["id"], "completed")
+    again = httpx.post(stack.url("enqueue"), json=body, headers=AUTH, timeout=60).json()["jobs"]
+    assert [answer["status"] for answer in again[:12]] == [200] * 12  # a retry: the same jobs, no new task
+    assert all(len(tasks_of(emulator, answer["id"])) == 1 for answer in again[:12])
+
+
+def test_with_cloud_tasks_on_the_client_is_built_while_the_instance_starts(emulator):
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://unused@127.0.0.1:1/x", **tasks_env(emulator.endpoint, "http://127.0.0.1:1/")}
+    )
+    dispatcher = Dispatcher(settings)
+    warming = dispatcher.warm_up()
+    warming.join(timeout=60)
+    assert not warming.is_alive() and dispatcher._client is not None  # no dispatch asked for it
+    assert dispatcher.warm_up_after_fork()
+    assert not Dispatcher(Settings.from_env({"DATABASE_URL": "postgresql://unused@127.0.0.1:1/x"})).warm_up_after_fork()

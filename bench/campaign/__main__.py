@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,7 +34,7 @@ from bench import ledger
 from bench.campaign import checks, workload
 from bench.campaign.faults import Faults, ProcessInstances, admin_session
 from bench.campaign.observe import Answers, ConnectionSampler, StreamFollower
-from local import postgres
+from local import postgres, reaper
 from local.pgbouncer import start_pgbouncer
 from local.stack import DEV_TOKEN, REPO, Stack
 from shared.core.migrate import apply_migrations
@@ -203,9 +202,20 @@ CAMPAIGN_ENV = {
     "DB_POOL_SIZE": str(POOL_SIZE),
     "THREADS": "64",
     "MAX_OPEN_STREAMS": "40",
+    "MAX_STREAMS_PER_CALLER": "40",  # every stream comes from this one address
     "STREAM_MAX_SECONDS": "30",
     # One caller makes all the campaign's requests: the rate limits would only get in the way.
-    **dict.fromkeys(("RATE_LIMIT_ENQUEUE", "RATE_LIMIT_CANCEL", "RATE_LIMIT_STATUS", "RATE_LIMIT_STREAMS"), "0"),
+    **dict.fromkeys(
+        (
+            "RATE_LIMIT_ENQUEUE",
+            "RATE_LIMIT_JOBS",
+            "RATE_LIMIT_CANCEL",
+            "RATE_LIMIT_STATUS",
+            "RATE_LIMIT_STREAMS",
+            "RATE_LIMIT_AUTH_FAILURES",
+        ),
+        "0",
+    ),
 }
 
 
@@ -319,13 +329,26 @@ class Campaign:
         return drained_after, bound
 
     def stop(self) -> None:
-        for extra in self.instances.servers[1:] if self.instances else ():
-            extra.stop(signal.SIGKILL)
-        self.stack.stop()
+        stop_functions(getattr(self, "stack", None), self.instances)
         if self.bouncer is not None:
             self.bouncer.remove()
         self.server.stop(mode="immediate")
         postgres.remove(self.server)
+
+    def left_behind(self) -> checks.Check:
+        """After stop: no function server (nor worker) this run started may still be alive."""
+        servers = list(self.instances.started if self.instances else ())
+        pids = [pid for server in servers for pid in server.leftovers()]
+        return checks.Check("no process left behind", not pids, len(servers), [f"pid {pid}" for pid in pids])
+
+
+def stop_functions(stack: Stack | None, instances: ProcessInstances | None) -> None:
+    """Every process instance first: a fault may have replaced the stack's own (instances[0]),
+    which the stack no longer knows. Then the stack's functions."""
+    if instances is not None:
+        instances.stop()
+    if stack is not None:
+        stack.stop()
 
 
 def run_campaign(seed: int, count: int, fault_seconds: float, only: tuple[str, ...] = (), pooler: bool = True) -> dict:
@@ -334,9 +357,13 @@ def run_campaign(seed: int, count: int, fault_seconds: float, only: tuple[str, .
         campaign.start()
         campaign.drive()
         drained_after, bound = campaign.drain()
-        return _judge(campaign, drained_after, bound)
+        report = _judge(campaign, drained_after, bound)
     finally:
         campaign.stop()
+    left_behind = campaign.left_behind()
+    report["checks"][left_behind.name] = left_behind.to_json()
+    report["passed"] = report["passed"] and left_behind.ok
+    return report
 
 
 def _inject(faults: Faults, rng: random.Random, until: float) -> None:
@@ -476,19 +503,27 @@ def planted_run(plant: str, argv: list[str]) -> int:
         target.write_text(text.replace(fenced, unfenced))
         os.chmod(copy, 0o755)
         print(f"planted {plant} in a copy of the tree: {path}", flush=True)
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.campaign", *argv, "--report", str(REPORT.with_name(f"chaos-{plant}.json"))],
-            cwd=copy,
-            env={**os.environ, "PYTHONPATH": str(copy)},
-        )
-    if done.returncode == CHECKS_FAILED:
+        command = [sys.executable, "-m", "bench.campaign", *argv]
+        command += ["--report", str(REPORT.with_name(f"chaos-{plant}.json"))]
+        returncode = reaper.run_tied(command, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)})
+    if returncode == CHECKS_FAILED:
         print(f"the planted bug ({plant}) was caught: the campaign can fail")
         return 0
-    print(f"the planted bug ({plant}) was NOT caught (exit {done.returncode})", file=sys.stderr)
+    print(f"the planted bug ({plant}) was NOT caught (exit {returncode})", file=sys.stderr)
     return 1
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the campaign through its cleanup (Python's default would skip it)."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str]) -> int:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(prog="python -m bench.campaign", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or random.randrange(1, 10**6)))
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2000")))

@@ -29,6 +29,8 @@ class ProcessInstances:
 
     def __init__(self, first: FunctionServer, env: dict[str, str], count: int, log_dir):
         self.env, self.log_dir = env, log_dir
+        self.started = [first]  # every instance ever started, replaced ones too: stop() ends them all
+        self.outputs: list = []  # their log files
         self.servers = [first] + [self._start(0) for _ in range(count - 1)]
         for server in self.servers:
             server.wait_until_serving(60)
@@ -37,7 +39,10 @@ class ProcessInstances:
 
     def _start(self, port: int) -> FunctionServer:
         output = open(self.log_dir / f"process-{port or 'new'}-{time.monotonic_ns()}.log", "ab")
-        return start_function("process", self.env, sock=bind_port(port, patience=10), output=output)
+        self.outputs.append(output)
+        server = start_function("process", self.env, sock=bind_port(port, patience=10), output=output)
+        self.started.append(server)
+        return server
 
     def url(self) -> str:
         """The next instance's URL, in turn (Cloud Run's load balancing, simplified)."""
@@ -47,6 +52,18 @@ class ProcessInstances:
 
     def pick(self, rng: random.Random) -> int:
         return rng.randrange(len(self.servers))
+
+    def stop(self) -> None:
+        """Stop every instance, the first (the stack's) included, and any a fault replaced."""
+        for server in self.started:
+            server.send(signal.SIGKILL)
+        for server in self.started:
+            server.wait_stopped()
+        for output in self.outputs:
+            output.close()
+
+    def leftovers(self) -> list[int]:
+        return [pid for server in self.started for pid in server.leftovers()]
 
     def replace(self, index: int) -> None:
         """A new instance on the same port, after the old one died."""

@@ -132,7 +132,22 @@ export interface ClientOptions {
   maxRetryMs?: number;
   pollAfterFailures?: number;
   pollIntervalMs?: number;
+  /** Retries of a 429 or 503 after Retry-After, for requests safe to repeat (default 3). */
+  maxRetries?: number;
 }
+
+/** A bulk enqueue's answer for a job that was queued (202) or that its idempotencyKey named (200). */
+export interface BulkEnqueued extends EnqueuedJob {
+  status: 200 | 202;
+}
+
+/** A bulk enqueue's answer for a job refused alone (the others were queued). */
+export interface BulkRefused {
+  status: 400 | 409 | 413;
+  error: { code: string; message: string; details?: { field: string; message: string }[] };
+}
+
+export type BulkAnswer = BulkEnqueued | BulkRefused;
 
 export interface RequestOptions {
   signal?: AbortSignal;
@@ -155,6 +170,8 @@ export declare class JobQueueClient {
   cancelUrl: string | null;
   token: string | null;
   enqueue(body: EnqueueBody, options?: RequestOptions): Promise<EnqueuedJob>;
+  /** Up to 1,000 jobs in one request and one transaction: an answer per job, in order. */
+  enqueueMany(jobs: EnqueueBody[], options?: RequestOptions): Promise<BulkAnswer[]>;
   /** Queue a failed or cancelled job again; `options` are queue options (priority, maxAttempts ...). */
   rerun(id: string, options?: EnqueueBody, request?: RequestOptions): Promise<EnqueuedJob>;
   status(id: string, options?: RequestOptions): Promise<JobWithLogs>;

@@ -11,6 +11,8 @@
 const TERMINAL = ["completed", "failed", "cancelled"];
 // Answers worth another try later; any other error status is final (400, 401, 404 ...).
 const RETRYABLE = [408, 425, 429, 500, 502, 503, 504];
+// The answers that say "the same request later": retried for requests safe to repeat.
+const RETRY_AFTER = [429, 503];
 
 /** An error answer of a function: `{"error": {"code", "message", "details"}}`, or a network failure (status 0). */
 export class JobQueueError extends Error {
@@ -46,18 +48,34 @@ export class JobQueueClient {
     this.maxRetryMs = options.maxRetryMs ?? 30000;
     this.pollAfterFailures = options.pollAfterFailures ?? 3; // failed reconnects in a row before polling
     this.pollIntervalMs = options.pollIntervalMs ?? 2000;
+    // A 429 or 503 to a request safe to repeat (status, cancel, an enqueue whose every job has
+    // an idempotencyKey) is sent again after its Retry-After, at most this many times.
+    this.maxRetries = options.maxRetries ?? 3;
   }
 
   // -- plain requests --------------------------------------------------------------------
 
   /** Queue a job: the body is the payload plus the queue options (kind, priority, runAt, maxAttempts, idempotencyKey, callbackUrl). */
   async enqueue(body, { signal } = {}) {
-    return this._json(need(this.enqueueUrl, "enqueueUrl"), {
-      method: "POST",
-      headers: this._headers({ "Content-Type": "application/json" }),
-      body: JSON.stringify(body),
-      signal,
-    });
+    return this._json(
+      need(this.enqueueUrl, "enqueueUrl"),
+      { method: "POST", headers: this._headers({ "Content-Type": "application/json" }), body: JSON.stringify(body), signal },
+      { safe: body?.idempotencyKey != null },
+    );
+  }
+
+  /**
+   * Queue up to 1,000 jobs in one request and one transaction. Resolves with an answer per
+   * job, in order: the job with `status` 202 (created) or 200 (its idempotencyKey named it
+   * already), or `{status, error}` for that job alone.
+   */
+  async enqueueMany(jobs, { signal } = {}) {
+    const answer = await this._json(
+      need(this.enqueueUrl, "enqueueUrl"),
+      { method: "POST", headers: this._headers({ "Content-Type": "application/json" }), body: JSON.stringify({ jobs }), signal },
+      { safe: jobs.every((job) => job?.idempotencyKey != null) },
+    );
+    return answer.jobs;
   }
 
   /** Queue a failed or cancelled job again: a new job with its kind and payload (`rerunOf` names the original). */
@@ -68,7 +86,7 @@ export class JobQueueClient {
   /** The job and its log lines. */
   async status(id, { signal } = {}) {
     const url = this._statusUrl({ id });
-    return this._json(url, { headers: { Accept: "application/json" }, signal, cache: "no-store" });
+    return this._json(url, { headers: { Accept: "application/json" }, signal, cache: "no-store" }, { safe: true });
   }
 
   /** Cancel a job: `outcome` is cancelled, cancel_requested or already_cancelled. */
@@ -78,7 +96,7 @@ export class JobQueueClient {
       headers: this._headers({ "Content-Type": "application/json" }),
       body: JSON.stringify({ generationId: id }),
       signal,
-    });
+    }, { safe: true }); // a second cancel is harmless
   }
 
   /** One page of the caller's jobs, newest first: `{jobs, nextCursor}`; pass nextCursor back for the next page. */
@@ -255,16 +273,20 @@ export class JobQueueClient {
     return url.toString();
   }
 
-  async _json(url, init) {
-    let response;
-    try {
-      response = await this.fetch(url, init);
-    } catch (error) {
-      if (init.signal?.aborted) throw error;
-      throw new JobQueueError(0, null, `Could not reach ${url}: ${error?.message || error}`);
+  async _json(url, init, { safe = false } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      let response;
+      try {
+        response = await this.fetch(url, init);
+      } catch (error) {
+        if (init.signal?.aborted) throw error;
+        throw new JobQueueError(0, null, `Could not reach ${url}: ${error?.message || error}`);
+      }
+      if (response.ok) return response.status === 204 ? null : response.json();
+      const error = await errorOf(response);
+      if (!safe || !RETRY_AFTER.includes(error.status) || attempt >= this.maxRetries || init.signal?.aborted) throw error;
+      await sleep(Math.min(this.maxRetryMs, error.retryAfterMs ?? 1000), init.signal);
     }
-    if (!response.ok) throw await errorOf(response);
-    return response.status === 204 ? null : response.json();
   }
 }
 

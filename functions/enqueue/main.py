@@ -4,6 +4,14 @@
 With Cloud Tasks configured, the job's task is pushed before answering, and `dispatch`
 says "sent", or "pending" when the push failed (the Scheduler path then runs the job).
 
+Bulk: a body whose only key is `jobs`, a list of up to 1,000 job bodies (each as above), is
+queued in one transaction (BULK_MAX_BODY_BYTES; each job within MAX_BODY_BYTES). It is one
+request for RATE_LIMIT_ENQUEUE; its jobs count against RATE_LIMIT_JOBS (a single enqueue's
+one job too), and past that quota the whole request is a 429 that queues nothing. 200 with
+{"jobs": [...]}, an answer per job in order: the job with "status" 202 or 200 as above, or
+{"status": 4xx, "error": ...} for that job alone. A request that is not such a list at all
+is a 400 and queues nothing. (With other keys beside it, `jobs` is payload, as always.)
+
 Closed by default: with no API_TOKEN/API_TOKENS, every request is refused unless
 ALLOW_ANONYMOUS_ENQUEUE=1 (which the log says at start). Only the kinds in ENQUEUE_KINDS
 may be enqueued; by default newsletter and the kinds JOB_HANDLERS adds, so `demo` (and any
@@ -14,13 +22,17 @@ database, embedded), which posts here and goes to the job's status page; ?asset=
 is the JavaScript module it loads.
 """
 
+import json
+
 import functions_framework
 
 from shared.core import log, operations
+from shared.core.errors import JobQueueError, ValidationError
+from shared.core.queue import MAX_BULK_JOBS
 from shared.kinds.newsletter.sources import list_sources
 from shared.web import pages
 from shared.web.limits import RateLimits
-from shared.web.service import Service
+from shared.web.service import PayloadTooLarge, Service
 
 # The contract's top-level option fields, by the core's argument names; a null option is
 # left out, so it takes the core's default.
@@ -75,11 +87,72 @@ def enqueue(request):
     if request.method == "GET":
         return dashboard(request)
     tenant = limits.authenticate(request, required=not anonymous)
-    limits.count(request, "enqueue", None if anonymous else tenant)
-    options, payload = split_body(service.read_json(request))
+    caller = None if anonymous else tenant
+    limits.count(request, "enqueue", caller)  # a request, however many jobs it holds
+    body = read_body(request)
+    if list(body) == ["jobs"]:
+        return enqueue_bulk(request, body["jobs"], tenant, caller)
+    limits.count(request, "jobs", caller)
+    options, payload = split_body(body)
     enqueued = operations.enqueue_and_dispatch(
         service.pool, accepted_kinds, service.dispatcher, payload,
         tenant=tenant, max_attempts_limit=service.settings.max_attempts_limit, **options,
     )  # fmt: skip
     extra = {"dispatch": enqueued.dispatch} if enqueued.dispatch else {}
     return service.json(service.job_body(enqueued.job, **extra), 202 if enqueued.created else 200)
+
+
+def read_body(request) -> dict:
+    """The body as a JSON object: a bulk one within BULK_MAX_BODY_BYTES, any other within
+    MAX_BODY_BYTES (a 413, as before bulk existed, also when the large body is not JSON)."""
+    raw = service.read_body(request, max(settings.max_body_bytes, settings.bulk_max_body_bytes))
+    single = len(raw) <= settings.max_body_bytes
+    try:
+        body = service.parse_json(request, raw)
+    except JobQueueError:
+        if single:
+            raise
+        body = None
+    if not single and (body is None or list(body) != ["jobs"]):
+        raise PayloadTooLarge(f"The body is over the limit of {settings.max_body_bytes} bytes")
+    return body
+
+
+def bulk_requests(jobs) -> list[tuple[dict, dict] | JobQueueError]:
+    """(options, payload) per job body, or that job's own error; a 400 for the whole request
+    when `jobs` is not a list of 1 to MAX_BULK_JOBS."""
+    if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BULK_JOBS:
+        raise ValidationError.of([("jobs", f"must be a list of 1 to {MAX_BULK_JOBS} job objects")])
+    requests: list[tuple[dict, dict] | JobQueueError] = []
+    for item in jobs:
+        if not isinstance(item, dict):
+            requests.append(ValidationError.of([("body", "each job must be a JSON object")]))
+        elif item.get("rerunOf") is not None:
+            requests.append(
+                ValidationError.of([("rerunOf", "a re-run cannot be part of a bulk request: post it alone")])
+            )
+        elif len(json.dumps(item)) > settings.max_body_bytes:
+            requests.append(PayloadTooLarge(f"The job is over the limit of {settings.max_body_bytes} bytes"))
+        else:
+            requests.append(split_body(item))
+    return requests
+
+
+def enqueue_bulk(request, jobs, tenant: str, caller: str | None):
+    requests = bulk_requests(jobs)
+    valid = [(payload, options) for options, payload in (r for r in requests if not isinstance(r, JobQueueError))]
+    if valid:  # the jobs quota (RATE_LIMIT_JOBS): past it, a 429 for the whole request, nothing queued
+        limits.count(request, "jobs", caller, weight=len(valid))
+    answers = iter(
+        operations.enqueue_many_and_dispatch(
+            service.pool, accepted_kinds, service.dispatcher, valid, tenant, service.settings.max_attempts_limit
+        )
+    )
+    return service.json({"jobs": [bulk_answer(r if isinstance(r, JobQueueError) else next(answers)) for r in requests]})
+
+
+def bulk_answer(answer) -> dict:
+    if isinstance(answer, JobQueueError):
+        return {"status": answer.status, **answer.to_json()}
+    extra = {"dispatch": answer.dispatch} if answer.dispatch else {}
+    return {"status": 202 if answer.created else 200, **service.job_body(answer.job, **extra)}

@@ -11,12 +11,14 @@ a block and its type (simple, list, set, map, struct) and storage class. A neste
 packages do not carry (Sensitive, ForceNew, real MaxItems) comes from the provider's Go source
 into facts.json beside the schemas.
 
-    python -m local.tfstandin.generate --packages DIR   # DIR: unpacked wheels, see --help
+    python -m local.tfstandin.generate [--work DIR]   # the schemas (DIR keeps the downloads)
+    python -m local.tfstandin.generate --protocol     # tfplugin6.desc, from the `tf` 1.2.0 wheel
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import subprocess
@@ -221,11 +223,33 @@ def generate(out: Path = SCHEMAS, infra: Path = INFRA, work: Path | None = None)
             print(f"{provider} {provider_version}: {len(schema['resources'])} resources, {len(schema['data'])} data")
 
 
+def extract_protocol(work: Path) -> None:
+    """tfplugin6.desc: the serialized descriptor of Terraform's plugin protocol v6, as the PyPI
+    package `tf` 1.2.0 generated it (its tf/gen/tfplugin_pb2.py holds it as one bytes literal).
+    Not imported: that module pins protobuf < 6, the project has 7."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(work), "tf==1.2.0"], check=True
+    )
+    with zipfile.ZipFile(next(work.glob("tf-1.2.0-*.whl"))) as wheel:
+        tree = ast.parse(wheel.read("tf/gen/tfplugin_pb2.py"))
+    literal = max(
+        (node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, bytes)),
+        key=len,
+    )
+    (HERE / "tfplugin6.desc").write_bytes(literal)
+    print(f"tfplugin6.desc: {len(literal)} bytes")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, help="a folder to keep the downloaded packages in (reused when present)")
     parser.add_argument("--infra", type=Path, default=INFRA)
+    parser.add_argument("--protocol", action="store_true", help="extract tfplugin6.desc instead")
     args = parser.parse_args(argv)
+    if args.protocol:
+        with tempfile.TemporaryDirectory() as tmp:
+            extract_protocol(args.work or Path(tmp))
+        return
     generate(infra=args.infra, work=args.work)
 
 

@@ -9,13 +9,15 @@ What it does, for any resource type in schemas/<name>.json: plan leaves computed
 the configuration does not set unknown (inside nested blocks too) and asks for replacement when a
 ForceNew attribute changes (facts.json); apply fills every unknown with a deterministic value of
 its type (a few types get the value Google would give, e.g. a service account's email); read
-returns the state. Where Google refuses what Terraform allows, it refuses too (see REFUSALS).
+returns the state. Where Google refuses what Terraform allows, it refuses too (see refusals()).
 
 The simulated cloud (STANDIN_WORLD, default .standin-world.json in Terraform's working folder)
-holds a clock, advanced only by time_sleep, and when each log-based metric was created: Google
+holds a clock, advanced only by time_sleep (at its end: it sleeps 1/200 of its duration for
+real meanwhile, STANDIN_TIME_SCALE), and when each log-based metric was created: Google
 refuses an alert policy on a user metric younger than about ten minutes (hashicorp/terraform-
-provider-google issue 11102), and so does the stand-in. STANDIN_FAIL_CREATE=type[,type...] makes
-every create of those resource types fail, to show that a second apply finishes the first.
+provider-google issue 11102), and so does the stand-in. STANDIN_FAIL_CREATE=type[=name][,...]
+makes the creates of those types (or the one of that name) fail, to show that a second apply
+finishes the first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import re
 import secrets
 import string
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -37,6 +40,8 @@ from local.tfstandin.protocol import PB, UNKNOWN, dynamic, error, serve, value_o
 
 HERE = Path(__file__).resolve().parent
 METRIC_DELAY_SECONDS = 600  # "it could take up to 10 minutes" (Cloud Monitoring's own message)
+# A time_sleep of 10 minutes lasts 3 s of real time (STANDIN_TIME_SCALE), then advances the clock.
+TIME_SCALE = float(os.environ.get("STANDIN_TIME_SCALE") or 0.005)
 
 
 def load_schema(name: str) -> dict:
@@ -336,14 +341,30 @@ class RefusedError(Exception):
 # A project made in the console has Service Usage on; the rest waits for Cloud Resource Manager.
 ON_BY_DEFAULT = ("serviceusage.googleapis.com",)
 FOUNDATION = ("serviceusage.googleapis.com", "cloudresourcemanager.googleapis.com")
+SERVICE_ACCOUNT_ID = re.compile(r"[a-z](?:[-a-z0-9]{4,28}[a-z0-9])")
 USER_METRIC = re.compile(r'metric\.type="logging\.googleapis\.com/user/([^"]+)"')
+
+
+def planted_failure(kind: str, state: dict) -> bool:
+    """STANDIN_FAIL_CREATE=TYPE[=NAME][,...]: every create of TYPE fails, or only the one whose
+    name (name, account_id or secret_id) is NAME."""
+    for entry in filter(None, (e.strip() for e in os.environ.get("STANDIN_FAIL_CREATE", "").split(","))):
+        wanted, _, name = entry.partition("=")
+        names = {state.get(key) for key in ("name", "account_id", "secret_id")}
+        if wanted == kind and (not name or name in names):
+            return True
+    return False
 
 
 def refusals(kind: str, state: dict, cloud: dict) -> None:
     """Refuse a create the way Google does, and record what later refusals depend on."""
-    failing = {t.strip() for t in os.environ.get("STANDIN_FAIL_CREATE", "").split(",") if t.strip()}
-    if kind in failing:
+    if planted_failure(kind, state):
         raise RefusedError(f"Error creating {kind}: STANDIN_FAIL_CREATE asked this create to fail (a planted failure)")
+    if kind == "google_service_account" and not SERVICE_ACCOUNT_ID.fullmatch(state["account_id"]):
+        # The provider's own check (resource_google_service_account.go: ValidateRFC1035Name(6, 30)).
+        raise RefusedError(
+            f'"account_id" ("{state["account_id"]}") doesn\'t match regexp "^[a-z](?:[-a-z0-9]{{4,28}}[a-z0-9])$"'
+        )
     services = cloud.setdefault("services", list(ON_BY_DEFAULT))
     if kind == "google_project_service":
         if state["service"] not in FOUNDATION and "cloudresourcemanager.googleapis.com" not in services:
@@ -447,6 +468,10 @@ class Provider:
         state = fill(block, planned, hook)
         if kind == "time_sleep":
             state["id"] = state.get("id") or "2026-01-01T00:00:00Z"
+            if prior is None:
+                # The wait takes (scaled) real time, so that what does not depend on it runs
+                # meanwhile, before the simulated clock moves on: as a real sleep would.
+                time.sleep(duration_seconds(state.get("create_duration") or "") * TIME_SCALE)
         try:
             with world() as cloud:
                 if prior is None:

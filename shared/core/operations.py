@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from shared.core import log, metrics, outbox, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
-from shared.core.errors import DatabaseUnavailable
+from shared.core.errors import DatabaseUnavailable, JobQueueError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.outbox import Drained
@@ -49,6 +49,29 @@ def enqueue_and_dispatch(
     if dispatcher.tasks_enabled and job.job_status == JobStatus.QUEUED:
         dispatch = dispatcher.dispatch(job)
     return Enqueued(job, created, dispatch)
+
+
+def enqueue_many_and_dispatch(
+    pool: Pool,
+    registry: HandlerRegistry,
+    dispatcher: Dispatcher,
+    requests: list[tuple[dict, dict]],
+    tenant: str,
+    max_attempts_limit: int,
+) -> list[Enqueued | JobQueueError]:
+    """Queue many jobs in one transaction (queue.enqueue_many), then push their Cloud Tasks
+    concurrently, after the commit: the answer per job, in order, or that job's error."""
+    with tracing.span("jobqueue.enqueue_many", **{"jobqueue.jobs": len(requests)}), pool.session() as session:
+        answers = queue.enqueue_many(
+            session, registry, requests, tenant=tenant, traceparent=tracing.current_traceparent(),
+            check_callback=dispatcher.callback_url_problem, max_attempts_limit=max_attempts_limit,
+        )  # fmt: skip
+    queued = [answer[0] for answer in answers if isinstance(answer, tuple) and answer[0].job_status == JobStatus.QUEUED]
+    pushed = dispatcher.dispatch_many(queued) if dispatcher.tasks_enabled else {}
+    return [
+        answer if isinstance(answer, JobQueueError) else Enqueued(answer[0], answer[1], pushed.get(answer[0].id))
+        for answer in answers
+    ]
 
 
 def cancel_and_notify(pool: Pool, dispatcher: Dispatcher, job_id: str, tenant: str) -> tuple[CancelOutcome, Job]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.core import netguard
 from shared.core.db import Session
-from shared.core.errors import Conflict, IdempotencyConflict, LeaseLost, NotFound, ValidationError
+from shared.core.errors import Conflict, IdempotencyConflict, JobQueueError, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT
@@ -112,7 +112,9 @@ def _unstorable(**strings: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _enqueue_problems(
+def _checked(
+    session: Session,
+    registry: HandlerRegistry,
     kind: Any,
     payload: Any,
     priority: Any,
@@ -122,7 +124,9 @@ def _enqueue_problems(
     callback_url: Any,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
     max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
-) -> tuple[list[tuple[str, str]], datetime | None]:
+) -> datetime | None:
+    """The job's run_at, once every field and the kind's own checks pass; else a
+    ValidationError naming every problem at once."""
     problems: list[tuple[str, str]] = []
     if callback_url is not None and (problem := check_callback(callback_url)):
         problems.append(("callbackUrl", problem))
@@ -149,7 +153,14 @@ def _enqueue_problems(
             problems.append(("runAt", "must be an ISO-8601 time such as 2025-01-07T09:00:00Z"))
         except OverflowError:
             problems.append(("runAt", "must be a time between the years 1 and 9999 in UTC"))
-    return problems, when
+    if not problems:
+        try:
+            registry.validate(kind, payload, session)
+        except ValidationError as exc:
+            problems.extend((d["field"], d["message"]) for d in exc.details)
+    if problems:
+        raise ValidationError.of(problems)
+    return when
 
 
 def enqueue(
@@ -173,24 +184,10 @@ def enqueue(
     Everything is checked before anything is written, and every problem is named at once.
     `max_attempts_limit` is the deployment's bound on maxAttempts (MAX_ATTEMPTS_LIMIT).
     """
-    problems, when = _enqueue_problems(
-        kind,
-        payload,
-        priority,
-        run_at,
-        max_attempts,
-        idempotency_key,
-        callback_url,
-        check_callback,
-        max_attempts_limit,
-    )
-    if not problems:
-        try:
-            registry.validate(kind, payload, session)
-        except ValidationError as exc:
-            problems.extend((d["field"], d["message"]) for d in exc.details)
-    if problems:
-        raise ValidationError.of(problems)
+    when = _checked(
+        session, registry, kind, payload, priority, run_at, max_attempts, idempotency_key, callback_url,
+        check_callback, max_attempts_limit,
+    )  # fmt: skip
     row = session.row(
         "enqueue_job",
         tenant=tenant,
@@ -220,6 +217,118 @@ def enqueue(
             [{"field": field, "message": message} for field, message in differences],
         )
     return job, False
+
+
+MAX_BULK_JOBS = 1000
+BULK_DEFAULTS = {
+    "kind": None,
+    "priority": 0,
+    "run_at": None,
+    "max_attempts": 3,
+    "idempotency_key": None,
+    "callback_url": None,
+}
+BULK_OPTIONS = frozenset(BULK_DEFAULTS)
+
+
+def enqueue_many(
+    session: Session,
+    registry: HandlerRegistry,
+    requests: list[tuple[dict, dict]],
+    *,
+    tenant: str = DEFAULT_TENANT,
+    traceparent: str | None = None,
+    check_callback: Callable[[Any], str | None] = callback_url_problem,
+    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
+) -> list[tuple[Job, bool] | JobQueueError]:
+    """Queue many jobs in one transaction: `requests` holds (payload, options) per job, options
+    named as `enqueue`'s. The answer, in the same order, is per job (job, created) or the
+    error for that job alone (a ValidationError, an IdempotencyConflict): a bad job costs
+    only its own place, and every job either has its row or its error.
+
+    Keys work as in `enqueue`, also between jobs of the same list (the second of two jobs
+    with one key answers with the first's job, or a conflict if they differ), so a retried
+    request whose jobs carry keys creates nothing twice."""
+    answers: list[tuple[Job, bool] | JobQueueError | None] = [None] * len(requests)
+    rows: list[dict] = []
+    for position, (payload, options) in enumerate(requests):
+        try:
+            rows.append(_bulk_row(session, registry, position, payload, options, check_callback, max_attempts_limit))
+        except JobQueueError as exc:
+            answers[position] = exc
+    if not rows:
+        return answers
+    with session.transaction():
+        for _ in range(3):  # a keyed job archived between insert and read is inserted again
+            rows = _insert_bulk(session, rows, answers, tenant, traceparent)
+            if not rows:
+                break
+    for row in rows:  # not reached in practice: three rounds of archiving races
+        answers[row["position"]] = Conflict("The job with this idempotencyKey changed while queueing; send it again")
+    return answers
+
+
+def _bulk_row(
+    session: Session,
+    registry: HandlerRegistry,
+    position: int,
+    payload: dict,
+    options: dict,
+    check_callback: Callable[[Any], str | None],
+    max_attempts_limit: int,
+) -> dict:
+    """One job of a bulk request as the insert's JSON row, once it passes enqueue's checks."""
+    if unknown := sorted(set(options) - BULK_OPTIONS):
+        raise ValidationError.of([(name, "cannot be used in a bulk request") for name in unknown])
+    fields = {**BULK_DEFAULTS, **options}
+    when = _checked(
+        session, registry, fields["kind"], payload, fields["priority"], fields["run_at"], fields["max_attempts"],
+        fields["idempotency_key"], fields["callback_url"], check_callback, max_attempts_limit,
+    )  # fmt: skip
+    return {
+        **fields,
+        "position": position,
+        "id": str(uuid.uuid4()),  # random: the id is the status page's capability
+        "payload": payload,
+        "run_at": when.isoformat() if when else None,
+    }
+
+
+def _insert_bulk(session: Session, rows: list[dict], answers: list, tenant: str, traceparent: str | None) -> list[dict]:
+    """Insert the rows, answer each inserted one and each whose key names a job already; return
+    those neither inserted nor found (their keyed job was archived in between)."""
+    inserted = {
+        str(row["id"]): Job.from_row(row)
+        for row in session.rows("enqueue_jobs", jobs=json.dumps(rows), tenant=tenant, traceparent=traceparent)
+    }
+    keys = sorted({row["idempotency_key"] for row in rows if row["id"] not in inserted})
+    existing = {
+        row["idempotency_key"]: Job.from_row(row)
+        for row in (session.rows("find_jobs_by_idempotency_keys", tenant=tenant, idempotency_keys=keys) if keys else [])
+    }
+    again = []
+    for row in rows:
+        if row["id"] in inserted:
+            answers[row["position"]] = (inserted[row["id"]], True)
+        elif (job := existing.get(row["idempotency_key"])) is None:
+            again.append(row)
+        else:
+            answers[row["position"]] = _repeated(job, row)
+    return again
+
+
+def _repeated(job: Job, row: dict) -> tuple[Job, bool] | IdempotencyConflict:
+    when = parse_time(row["run_at"]) if row["run_at"] else None
+    differences = _differences(
+        job, row["kind"], row["payload"], row["priority"], when, row["max_attempts"], row["callback_url"]
+    )
+    if not differences:
+        return job, False
+    return IdempotencyConflict(
+        f"idempotencyKey {row['idempotency_key'][:60]!r} names a job with a different "
+        + ", ".join(field for field, _ in differences),
+        [{"field": field, "message": message} for field, message in differences],
+    )
 
 
 def _differences(
@@ -395,7 +504,8 @@ def list_events(session: Session, job_id: str, after_seq: int = 0, limit: int = 
 
 
 def latest_message_and_preview(session: Session, job_id: str) -> tuple[str | None, dict | None]:
-    """The newest progress message and the newest preview event's data ({"format", "content"})."""
+    """The newest progress message and the newest preview ({"format", "content"}: its whole text,
+    appends included)."""
     row = session.row("read_latest_message_and_preview", id=job_id) or {}
     return row.get("message"), row.get("preview")
 

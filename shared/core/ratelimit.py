@@ -27,21 +27,25 @@ class RateLimiter:
         self._forgot_at = -math.inf
         self._lock = threading.Lock()
 
-    def count(self, action: str, caller: str, limit: int) -> None:
-        """Count one request of `caller` for `action`; RateLimited past `limit` (0: no limit)."""
+    def count(self, action: str, caller: str, limit: int, weight: int = 1) -> None:
+        """Count one request of `caller` for `action` (`weight` of them: the jobs of a bulk
+        enqueue); RateLimited past `limit` (0: no limit). A refused request counts too."""
         if limit <= 0:
             return
-        hits, seconds_left = self.hit(action, caller)
+        hits, seconds_left = self.hit(action, caller, weight)
         if hits > limit:
+            what = "requests" if weight == 1 and action != "jobs" else "of them"
             raise RateLimited(
-                f"Too many {action} requests: at most {limit} per {self.window_seconds} s; retry later",
+                f"Too many {action} {what}: at most {limit} per {self.window_seconds} s; retry later",
                 retry_after_seconds=seconds_left,
             )
 
-    def hit(self, action: str, caller: str) -> tuple[int, int]:
-        """Count one hit of `caller` for `action`: (hits in this window, whole seconds left in it)."""
+    def hit(self, action: str, caller: str, weight: int = 1) -> tuple[int, int]:
+        """Count `weight` hits of `caller` for `action`: (hits in this window, whole seconds left in it)."""
         with self.pool.session() as session:
-            row = session.row("count_request", bucket=f"{action}:{caller}"[:300], window_seconds=self.window_seconds)
+            row = session.row(
+                "count_request", bucket=f"{action}:{caller}"[:300], window_seconds=self.window_seconds, weight=weight
+            )
             if self._time_to_forget():
                 session.rows("forget_rate_limits", window_seconds=self.window_seconds)
         return row["hits"], max(1, math.ceil(float(row["seconds_left"])))

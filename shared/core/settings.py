@@ -73,6 +73,9 @@ class Settings:
     cancel_url: str | None = None
     enqueue_url: str | None = None
     max_body_bytes: int = 64 * 1024
+    # A bulk enqueue ({"jobs": [...]}, up to 1,000 jobs) has a body limit of its own; each job
+    # in it still obeys max_body_bytes.
+    bulk_max_body_bytes: int = 4 * 1024 * 1024
     stream_max_seconds: float = 300.0
     stream_keepalive_seconds: float = 15.0
     stream_poll_seconds: float = 2.0
@@ -110,6 +113,9 @@ class Settings:
     rate_limit_cancel: int = 60
     rate_limit_status: int = 300
     rate_limit_streams: int = 60
+    # Jobs enqueued per tenant per window, a quota of its own: a bulk request is one request
+    # for RATE_LIMIT_ENQUEUE and its jobs count here. The default lets a 1,000-job request through.
+    rate_limit_jobs: int = 5000
     rate_limit_auth_failures: int = 20  # wrong tokens per client address per window
     rate_limit_ipv6_prefix: int = 48  # IPv6 callers are told apart by this network
     # Proxies in front that append the address they saw to X-Forwarded-For (Cloud Run's
@@ -441,6 +447,7 @@ class SettingsReader:
             cancel_url=self._raw("CANCEL_URL"),
             enqueue_url=self._raw("ENQUEUE_URL"),
             max_body_bytes=self.number("MAX_BODY_BYTES", 64 * 1024, 1024, integer=True),
+            bulk_max_body_bytes=self.number("BULK_MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, integer=True),
             stream_max_seconds=self.number("STREAM_MAX_SECONDS", 300.0, 1.0),
             stream_keepalive_seconds=self.number("STREAM_KEEPALIVE_SECONDS", 15.0, 0.1),
             stream_poll_seconds=self.number("STREAM_POLL_SECONDS", 2.0, 0.05),
@@ -462,6 +469,7 @@ class SettingsReader:
             rate_limit_cancel=self.number("RATE_LIMIT_CANCEL", 60, 0, integer=True),
             rate_limit_status=self.number("RATE_LIMIT_STATUS", 300, 0, integer=True),
             rate_limit_streams=self.number("RATE_LIMIT_STREAMS", 60, 0, integer=True),
+            rate_limit_jobs=self.number("RATE_LIMIT_JOBS", 5000, 0, integer=True),
             rate_limit_auth_failures=self.number("RATE_LIMIT_AUTH_FAILURES", 20, 0, integer=True),
             rate_limit_ipv6_prefix=self.ipv6_prefix(),
             forwarded_hops=self.number("FORWARDED_HOPS", 1, 0, integer=True),

@@ -44,6 +44,7 @@ class RateLimits:
             "cancel": settings.rate_limit_cancel,
             "status": settings.rate_limit_status,
             "stream": settings.rate_limit_streams,
+            "jobs": settings.rate_limit_jobs,  # not requests: the jobs enqueued (count with a weight)
         }
         self._blocked: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -53,11 +54,12 @@ class RateLimits:
         limiter = RateLimiter(service.pool, service.settings.rate_limit_window_seconds)
         return cls(service.settings, limiter, service.authenticate)
 
-    def count(self, request: flask.Request, action: str, tenant: str | None = None) -> None:
-        """Count this request; RateLimited (429 with Retry-After) past the caller's limit.
-        `tenant`: the authenticated caller's, or None for an anonymous one (by address)."""
+    def count(self, request: flask.Request, action: str, tenant: str | None = None, weight: int = 1) -> None:
+        """Count this request (`weight` for "jobs": how many it enqueues); RateLimited (429 with
+        Retry-After) past the caller's limit. `tenant`: the authenticated caller's, or None for
+        an anonymous one (by address)."""
         caller = f"tenant:{tenant}" if tenant is not None else f"ip:{self.client_address(request)}"
-        self.limiter.count(action, caller, self.limits[action])
+        self.limiter.count(action, caller, self.limits[action], weight)
 
     def authenticate(self, request: flask.Request, required: bool) -> str:
         """The caller's tenant (Service.authenticate), with wrong tokens counted per address:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shared.core.errors import NotFound
 from shared.core.jobs import Job, JobStatus
+from shared.core.preview import latest_preview
 from shared.core.queue import Event
 from shared.web.pages import fill, origin
 
@@ -65,8 +66,7 @@ def framed_document(job: Job, events: list[Event], view: str) -> tuple[str, str]
     """(content, mimetype) of the finished newsletter (view "document") or of the latest
     preview (view "preview"); NotFound when there is none yet."""
     if view == "preview":
-        previews = [event.data for event in events if event.kind == "preview"]
-        shown = previews[-1] if previews else {}
+        shown = latest_preview(events) or {}  # the newest text, put back together from its events
     else:
         result = job.result if isinstance(job.result, dict) and job.job_status == JobStatus.COMPLETED else {}
         shown = {"content": result.get("document"), "format": result.get("format")}

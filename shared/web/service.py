@@ -45,6 +45,7 @@ class Service:
         migrate = self._migrate_directly if self.settings.migrate_on_start else None
         self.pool = Pool(self.settings, application_name=f"jobqueue-{name}", on_first_connection=migrate)
         self.dispatcher = Dispatcher(self.settings)
+        self.dispatcher.warm_up_after_fork()  # the Tasks client's import runs beside the worker's start
         tracing.configure(self.settings.tracing)  # the mode only: the SDK loads on the first request
 
     def _migrate_directly(self, _pooled_session) -> None:
@@ -135,12 +136,25 @@ class Service:
 
     def read_json(self, request: flask.Request, allow_empty: bool = False) -> dict:
         """The body as a JSON object, or the 4xx that names what is wrong with it."""
-        limit = self.settings.max_body_bytes
+        return self.parse_json(request, self.read_body(request, self.settings.max_body_bytes), allow_empty)
+
+    def read_body(self, request: flask.Request, limit: int) -> bytes:
+        """The raw body, or a 413 past `limit` bytes (read no further than that)."""
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
-        raw = request.stream.read(limit + 1)
+        try:
+            raw = request.stream.read(limit + 1)
+        except OSError:  # the body did not arrive within the server's read timeout
+            # functions-framework drains the body after the view (request.get_data()): with
+            # the body taken as read, that second read does not turn this 408 into a 500.
+            request._cached_data = b""
+            raise RequestTimeout("The request body did not arrive in time; send it again") from None
         if len(raw) > limit:
             raise PayloadTooLarge(f"The body is over the limit of {limit} bytes")
+        return raw
+
+    def parse_json(self, request: flask.Request, raw: bytes, allow_empty: bool = False) -> dict:
+        """`raw` as a JSON object, or the 4xx that names what is wrong with it."""
         if not raw.strip():
             if allow_empty:
                 return {}
@@ -194,6 +208,11 @@ class PayloadTooLarge(JobQueueError):
 class UnsupportedMediaType(JobQueueError):
     status = 415
     code = "unsupported_media_type"
+
+
+class RequestTimeout(JobQueueError):
+    status = 408
+    code = "request_timeout"
 
 
 class InvalidJson(JobQueueError):

@@ -138,10 +138,6 @@ class StreamSlots:
 
         return release
 
-    def held(self) -> int:
-        with self._lock:
-            return sum(self._held.values())
-
 
 class JobStream:
     def __init__(

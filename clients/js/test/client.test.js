@@ -277,3 +277,40 @@ test("watchList polls the list when its stream keeps failing", { skip: stack, ti
   assert.ok(snapshots.every((ids) => ids.includes(job.id)));
   await client.cancel(job.id);
 });
+
+test("enqueueMany: an answer per job in order, and a retry with keys creates nothing twice", { skip: stack, timeout: TIMEOUT }, async () => {
+  const key = `bulk-${Date.now()}`;
+  const jobs = [{ kind: "demo", steps: 1, idempotencyKey: `${key}-a` }, { kind: "demo", steps: "many" }, { kind: "demo", steps: 2, idempotencyKey: `${key}-b` }];
+  const first = await client.enqueueMany(jobs);
+  assert.deepEqual(first.map((answer) => answer.status), [202, 400, 202]);
+  assert.equal(first[1].error.details[0].field, "steps");
+  const again = await client.enqueueMany([jobs[0], jobs[2]]);
+  assert.deepEqual(again.map((answer) => answer.status), [200, 200]);
+  assert.deepEqual(again.map((answer) => answer.id), [first[0].id, first[2].id]);
+});
+
+/** The real fetch, but the first request to the enqueue URL is answered 429 (Retry-After: 1) without being sent. */
+function refusingOnce() {
+  const calls = [];
+  const fetcher = async (url, init) => {
+    calls.push(String(url));
+    if (calls.length === 1) return new Response('{"error": {"code": "rate_limited", "message": "later"}}', { status: 429, headers: { "Retry-After": "1" } });
+    return fetch(url, init);
+  };
+  return { calls, fetcher };
+}
+
+test("a 429 is retried after Retry-After only for a request safe to repeat", { skip: stack, timeout: TIMEOUT }, async () => {
+  const keyed = refusingOnce();
+  const job = await createClient({ ...options, fetch: keyed.fetcher }).enqueue({ kind: "demo", steps: 1, idempotencyKey: `retry-${Date.now()}` });
+  assert.equal(job.jobStatus, "queued");
+  assert.equal(keyed.calls.length, 2);
+  const keyless = refusingOnce();
+  const refused = await createClient({ ...options, fetch: keyless.fetcher }).enqueue({ kind: "demo", steps: 1 }).catch((e) => e);
+  assert.equal(refused.status, 429);
+  assert.equal(refused.retryAfterMs, 1000);
+  assert.equal(keyless.calls.length, 1); // sent twice, it could have queued the job twice
+  const status = refusingOnce();
+  assert.equal((await createClient({ ...options, fetch: status.fetcher }).status(job.id)).id, job.id);
+  assert.equal(status.calls.length, 2);
+});

@@ -5,6 +5,8 @@ const client = createClient({ enqueueUrl: "/enqueue", statusUrl: "/status", canc
 
 async function journey(): Promise<void> {
   const job = await client.enqueue({ kind: "demo", steps: 3, idempotencyKey: "k" });
+  const answers = await client.enqueueMany([{ kind: "demo", idempotencyKey: "k1" }, { kind: "demo" }]);
+  answers.forEach((answer) => console.log("id" in answer ? answer.id : answer.error.code));
   const id: string = job.id;
   const dispatch: "sent" | "pending" | undefined = job.dispatch;
   const controller = new AbortController();

@@ -1,44 +1,70 @@
 -- claim: the next due job, fairly across tenants, so that one tenant's backlog never starves
 -- another's. Among the tenants with a due job, the one with the fewest jobs running goes
 -- first, then the one served longest ago (never served: first); within a tenant, highest
--- priority, then oldest. The tenants are found by a loose index scan (one index probe per
--- tenant, however many jobs each has queued), and each tenant's next job, running count
--- and last claim are index probes too: the cost grows with the number of tenants waiting,
--- not with the number of queued jobs.
+-- priority, then oldest.
+--
+-- At the price of a plain claim while one tenant waits: `first` is exactly the plain claim
+-- (the first due job in jobs_tenant_claim_idx's order that nobody holds), and the rest looks
+-- only at the tenants after its own (a loose index scan: one index probe per tenant, however
+-- many jobs each has queued). The tenants before it have every due job held by another claim,
+-- so none of theirs could be taken now. When no other tenant waits (a single-tenant
+-- deployment, one tenant draining a backlog), that costs one probe that finds nothing, and
+-- the fairness probes (each tenant's running count and last claim) are skipped: CASE
+-- evaluates its subqueries only when there is a choice to make. No per-tenant state row is
+-- written at claim or finish (docs/claim-design.md says why).
+--
+-- Each probe orders by the whole of jobs_tenant_claim_idx's key, so that no statistics can
+-- steer it to another index on tenant: (tenant, idempotency_key) holds the finished jobs
+-- too, and a probe over it walks every one of them.
 --
 -- SKIP LOCKED lets concurrent invocations each take a different job; the CTEs fence the
 -- LIMIT so that exactly one row is updated. The same statement bumps attempts and hands
 -- out a fresh lease token.
-WITH RECURSIVE waiting_tenants AS (
-    (SELECT tenant FROM jobs
-     WHERE job_status = 'queued' AND run_at <= now()
-     ORDER BY tenant
-     LIMIT 1)
+WITH RECURSIVE first AS (
+    SELECT id, tenant, priority, run_at FROM jobs
+    WHERE job_status = 'queued' AND run_at <= now()
+    ORDER BY tenant, priority DESC, run_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), later_tenants AS (
+    SELECT (SELECT jobs.tenant FROM jobs
+            WHERE jobs.job_status = 'queued' AND jobs.run_at <= now() AND jobs.tenant > first.tenant
+            ORDER BY jobs.tenant, jobs.priority DESC, jobs.run_at, jobs.id
+            LIMIT 1)
+    FROM first
     UNION ALL
     SELECT (SELECT jobs.tenant FROM jobs
-            WHERE jobs.job_status = 'queued' AND jobs.run_at <= now() AND jobs.tenant > waiting_tenants.tenant
-            ORDER BY jobs.tenant
+            WHERE jobs.job_status = 'queued' AND jobs.run_at <= now() AND jobs.tenant > later_tenants.tenant
+            ORDER BY jobs.tenant, jobs.priority DESC, jobs.run_at, jobs.id
             LIMIT 1)
-    FROM waiting_tenants
-    WHERE waiting_tenants.tenant IS NOT NULL
+    FROM later_tenants
+    WHERE later_tenants.tenant IS NOT NULL
 ), heads AS (
-    SELECT head.id, head.priority, head.run_at,
-           (SELECT count(*) FROM jobs
-            WHERE jobs.tenant = waiting_tenants.tenant AND jobs.job_status = 'running') AS running,
-           (SELECT max(jobs.processed_at) FROM jobs
-            WHERE jobs.tenant = waiting_tenants.tenant AND jobs.processed_at IS NOT NULL) AS last_served
-    FROM waiting_tenants
+    SELECT id, tenant, priority, run_at FROM first
+    UNION ALL
+    SELECT head.id, later_tenants.tenant, head.priority, head.run_at
+    FROM later_tenants
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM jobs
-        WHERE jobs.tenant = waiting_tenants.tenant AND jobs.job_status = 'queued' AND jobs.run_at <= now()
+        WHERE jobs.tenant = later_tenants.tenant AND jobs.job_status = 'queued' AND jobs.run_at <= now()
         ORDER BY priority DESC, run_at, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) AS head
-    WHERE waiting_tenants.tenant IS NOT NULL
+    WHERE later_tenants.tenant IS NOT NULL
+), contested AS (
+    SELECT count(*) > 1 AS choice FROM heads
 ), next AS (
-    SELECT id FROM heads
-    ORDER BY running, last_served NULLS FIRST, priority DESC, run_at, id
+    SELECT heads.id FROM heads CROSS JOIN contested
+    ORDER BY
+        CASE WHEN contested.choice THEN
+            (SELECT count(*) FROM jobs WHERE jobs.tenant = heads.tenant AND jobs.job_status = 'running')
+        END,
+        CASE WHEN contested.choice THEN
+            (SELECT max(jobs.processed_at) FROM jobs
+             WHERE jobs.tenant = heads.tenant AND jobs.processed_at IS NOT NULL)
+        END NULLS FIRST,
+        heads.priority DESC, heads.run_at, heads.id
     LIMIT 1
 ), claimed AS (
     UPDATE jobs SET

@@ -1,6 +1,7 @@
 """The `newsletter` handler: fetch each selected feed, keep the entries in the date range,
 and render the newsletter, reporting the seed's steps (Processing, Formatting, Complete),
-a log line and a progress step per source, and a preview as it grows.
+a log line and a progress step per source, and a preview as it grows; then the writer
+(writer.py: the digest as it is, or a Gemini model's summaries) and the rendering.
 
 A source that times out, answers an error or serves a broken feed is logged and skipped;
 the newsletter says which. When every source fails, the job fails.
@@ -16,6 +17,7 @@ from shared.kinds.newsletter.render import render, title_for
 from shared.kinds.newsletter.request import REQUEST_FIELDS, parse_request, validate_newsletter
 from shared.kinds.newsletter.settings import NewsletterSettings
 from shared.kinds.newsletter.sources import find_sources
+from shared.kinds.newsletter.writer import write
 
 PREVIEW_MAX_CHARS = 20_000
 FETCH_SHARE = 85  # percent of the progress bar spent fetching
@@ -77,6 +79,7 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
     if not sections:
         reasons = "; ".join(f"{f['name']}: {f['error']}" for f in failed)
         raise AllSourcesFailed(f"Every source failed ({reasons})")
+    sections, writer = write(request, sections, limits, ctx)
     ctx.progress(90, step="Formatting", message=f"Rendering {request.output_format}")
     document = render(request.output_format, request.start, request.end, sections, failed)
     return {
@@ -87,6 +90,7 @@ def generate_newsletter(payload: dict, ctx) -> dict | None:
         "entryCount": sum(counts.values()),
         "countsBySource": counts,
         "failedSources": failed,
+        **writer,
     }
 
 
