@@ -20,13 +20,14 @@ from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.job_status import status_body
 from shared.web.limits import RateLimits
-from shared.web.page import DOCUMENT_POLICY, framed_document, render_status_page
+from shared.web.page import render_status_page
+from shared.web.result_page import document_response
 from shared.web.service import Service
 from shared.web.sse import JobStream, peer_connected
 
 MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-DOCUMENT_VIEWS = ("document", "preview")
+DOCUMENT_VIEWS = ("document", "preview", "download")
 
 
 def wants_stream(request: flask.Request) -> bool:
@@ -121,9 +122,7 @@ class StatusViews:
         with self.service.pool.session() as session:
             job = queue.get_job(session, job_id)
             events = queue.list_events(session, job.id) if view == "preview" else []
-        content, mimetype = framed_document(job, events, view)
-        headers = {"Content-Security-Policy": DOCUMENT_POLICY, "X-Content-Type-Options": "nosniff"}
-        return flask.Response(content, mimetype=mimetype, headers=headers)
+        return document_response(job, events, view, self.service.settings, flask.request)
 
     def page(self, job_id: str) -> flask.Response:
         with self.service.pool.session() as session:
