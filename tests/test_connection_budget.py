@@ -157,7 +157,7 @@ def test_one_process_instance_holds_two_pooled_connections_and_one_listening_und
         # its ends at once; the pool replaces what it needs, the listener reconnects.
         session.run_sql(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name IN ('jobqueue-process', 'jobqueue-cancel-listener')"
+            " WHERE datname = current_database() AND application_name IN ('jobqueue-process', 'jobqueue-notifier')"
         )
         for call in calls:
             call.join(120)
@@ -170,9 +170,9 @@ def test_one_process_instance_holds_two_pooled_connections_and_one_listening_und
     assert sampler.samples > 20, "too few samples to judge"
     print(f"peak per name {dict(sampler.peak)}, total {sampler.peak_total}, {sampler.samples} samples, {left} left")
     assert sampler.peak["jobqueue-process"] <= POOL_SIZE, sampler.peak
-    assert sampler.peak["jobqueue-cancel-listener"] <= 1, sampler.peak
+    assert sampler.peak["jobqueue-notifier"] <= 1, sampler.peak
     assert sampler.peak_total <= POOL_SIZE + 1, sampler.peak
-    assert set(sampler.peak) <= {"jobqueue-process", "jobqueue-cancel-listener"}, sampler.peak
+    assert set(sampler.peak) <= {"jobqueue-process", "jobqueue-notifier"}, sampler.peak
 
 
 @pytest.fixture
@@ -220,11 +220,11 @@ def test_a_watcher_started_after_an_idle_one_stopped_never_adds_a_second_listeni
     without a job; the next job starts a new one. The old listener used to close its
     connection only at the end of its current poll (up to a second), while the new one had
     already opened its own: two listening connections."""
-    from shared.core import runner as runner_module  # noqa: PLC0415
+    from shared.core import watcher as watcher_module  # noqa: PLC0415
     from shared.core.db import Pool  # noqa: PLC0415
     from shared.core.runner import Runner  # noqa: PLC0415
 
-    monkeypatch.setattr(runner_module, "WATCHER_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(watcher_module, "WATCHER_IDLE_SECONDS", 0.2)
     registry = HandlerRegistry({**builtin_handlers(), **handlers.ALL})
     pool = Pool(settings, application_name="jobqueue-budget")
     runner = Runner(pool, registry, settings)
@@ -232,7 +232,7 @@ def test_a_watcher_started_after_an_idle_one_stopped_never_adds_a_second_listeni
     def listeners() -> int:
         return session.run_sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'jobqueue-cancel-listener'"
+            " AND application_name = 'jobqueue-notifier'"
         )[0][0]
 
     peak = 0
