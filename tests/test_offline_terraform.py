@@ -23,6 +23,7 @@ import pytest
 
 from local.stack import DEV_TOKEN, Stack
 from local.tfstandin import generate, offline
+from local.tfstandin.attach import attached
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
@@ -65,6 +66,11 @@ def working_copy(tmp_path: Path, infra: Path = INFRA) -> tuple[offline.Run, Path
 
 def test_the_example_plans_applies_and_replans_clean_then_each_setting_in_turn(tmp_path):
     run, bundles = working_copy(tmp_path)
+    with run.attached():  # the stand-ins start once, not twice per Terraform command
+        example_then_each_setting_in_turn(run, bundles)
+
+
+def example_then_each_setting_in_turn(run: offline.Run, bundles: Path) -> None:
     started = time.monotonic()
     offline.plan_apply_replan(run, offline.variables(EXAMPLE, [], bundles))
     print(f"example from nothing (init, validate, plan, apply, plan): {time.monotonic() - started:.1f} s")
@@ -236,20 +242,15 @@ def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first
         command += ["--scheduler-api", scheduler.api, "--state-stand-in", str(tmp_path / "buckets")]
         command += ["--smoke-seconds", "60"]
         try:
-            first = subprocess.run(
-                command,
-                cwd=REPO,
-                env={**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"},
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
+            with attached({**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"}) as failing:
+                first = subprocess.run(command, cwd=REPO, env=failing, capture_output=True, text=True, timeout=900)
             assert first.returncode == 1, first.stdout + first.stderr
             assert "STANDIN_FAIL_CREATE" in first.stderr and "`terraform apply` failed" in first.stderr
             made = json.loads((copy / "terraform.tfstate").read_text())["resources"]
             jobs = [i["index_key"] for r in made if r["type"] == "google_cloud_scheduler_job" for i in r["instances"]]
             assert jobs == ["process"], jobs  # the rest of the apply went on; only sweep's job is missing
-            second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+            with attached(env) as working:
+                second = subprocess.run(command, cwd=REPO, env=working, capture_output=True, text=True, timeout=900)
         finally:
             scheduler.shutdown()
             scheduler.server_close()
