@@ -93,6 +93,18 @@ def example_then_each_setting_in_turn(run: offline.Run, bundles: Path) -> None:
     assert "google_project_iam_member.writer[0]" in state
 
 
+def test_attached_stand_ins_serve_every_command_without_the_mirror(tmp_path):
+    """The saving the tests count on: with the stand-ins attached, Terraform starts none itself.
+    With the mirror's providers gone, init and validate pass only by reattaching."""
+    run, _ = working_copy(tmp_path)
+    shutil.rmtree(tmp_path / "terraform" / "mirror")
+    with pytest.raises(offline.StepFailed, match="init"):
+        run("init", "-input=false", "-no-color")
+    with run.attached():
+        run("init", "-input=false", "-no-color")
+        run("validate", "-no-color")
+
+
 def run_command(infra: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`make plan-offline INFRA_DIR=infra`'s command, as a user runs it."""
     command = [sys.executable, "-m", "local.tfstandin.offline", "--infra", str(infra), "--quiet", *extra]
@@ -264,5 +276,6 @@ def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first
     }
     replan = offline.Run(copy, tmp_path, echo=False)
     replan.env.update(env)
-    done = replan("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={tfvars}", ok_codes=(0, 2))
+    with replan.attached():
+        done = replan("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={tfvars}", ok_codes=(0, 2))
     assert done.returncode == 0, done.stdout
