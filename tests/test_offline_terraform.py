@@ -254,14 +254,14 @@ def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first
         command += ["--scheduler-api", scheduler.api, "--state-stand-in", str(tmp_path / "buckets")]
         command += ["--smoke-seconds", "60"]
         try:
-            with attached({**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"}) as failing:
+            with attached({**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"}, copy) as failing:
                 first = subprocess.run(command, cwd=REPO, env=failing, capture_output=True, text=True, timeout=900)
             assert first.returncode == 1, first.stdout + first.stderr
             assert "STANDIN_FAIL_CREATE" in first.stderr and "`terraform apply` failed" in first.stderr
             made = json.loads((copy / "terraform.tfstate").read_text())["resources"]
             jobs = [i["index_key"] for r in made if r["type"] == "google_cloud_scheduler_job" for i in r["instances"]]
             assert jobs == ["process"], jobs  # the rest of the apply went on; only sweep's job is missing
-            with attached(env) as working:
+            with attached(env, copy) as working:
                 second = subprocess.run(command, cwd=REPO, env=working, capture_output=True, text=True, timeout=900)
         finally:
             scheduler.shutdown()

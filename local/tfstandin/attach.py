@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from local.tfstandin.mirror import HERE, REPO
 from local.tfstandin.protocol import REATTACH
@@ -41,8 +42,10 @@ def reattach_entry(pid: int, handshake: str) -> dict:
 
 
 @contextlib.contextmanager
-def attached(env: Mapping[str, str]) -> Iterator[dict[str, str]]:
-    """`env` plus TF_REATTACH_PROVIDERS, with the four stand-ins running under `env` meanwhile."""
+def attached(env: Mapping[str, str], folder: Path) -> Iterator[dict[str, str]]:
+    """`env` plus TF_REATTACH_PROVIDERS, with the four stand-ins running under `env` meanwhile, in
+    `folder`: the one Terraform runs in (-chdir), where a provider it starts would run, so that
+    relative paths (archive_file's source_dir) mean the same."""
     started: list[subprocess.Popen] = []
     pythonpath = str(REPO) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
     provider_env = {**env, REATTACH: "1", "PYTHONPATH": pythonpath}
@@ -52,6 +55,7 @@ def attached(env: Mapping[str, str]) -> Iterator[dict[str, str]]:
                 subprocess.Popen(
                     [sys.executable, "-m", "local.tfstandin.provider", name],
                     env=provider_env,
+                    cwd=folder,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,

@@ -59,7 +59,7 @@ class Run:
     def attached(self) -> Iterator[Run]:
         """Meanwhile, every command reattaches to stand-ins started once (attach.py), not its own."""
         plain = self.env
-        with attached(plain) as reattaching:
+        with attached(plain, self.folder) as reattaching:
             self.env = reattaching
             try:
                 yield self
