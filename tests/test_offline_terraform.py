@@ -23,6 +23,7 @@ import pytest
 
 from local.stack import DEV_TOKEN, Stack
 from local.tfstandin import generate, offline
+from local.tfstandin.attach import attached
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
@@ -65,6 +66,11 @@ def working_copy(tmp_path: Path, infra: Path = INFRA) -> tuple[offline.Run, Path
 
 def test_the_example_plans_applies_and_replans_clean_then_each_setting_in_turn(tmp_path):
     run, bundles = working_copy(tmp_path)
+    with run.attached():  # the stand-ins start once, not twice per Terraform command
+        example_then_each_setting_in_turn(run, bundles)
+
+
+def example_then_each_setting_in_turn(run: offline.Run, bundles: Path) -> None:
     started = time.monotonic()
     offline.plan_apply_replan(run, offline.variables(EXAMPLE, [], bundles))
     print(f"example from nothing (init, validate, plan, apply, plan): {time.monotonic() - started:.1f} s")
@@ -73,7 +79,8 @@ def test_the_example_plans_applies_and_replans_clean_then_each_setting_in_turn(t
         settings += values
         started = time.monotonic()
         var_args = offline.variables(EXAMPLE, settings, bundles)
-        run("plan", "-input=false", "-no-color", "-out=.tfplan", *var_args)
+        # No refresh: the previous step's second plan just refreshed this very state.
+        run("plan", "-input=false", "-no-color", "-refresh=false", "-out=.tfplan", *var_args)
         run("apply", "-input=false", "-no-color", ".tfplan")
         second = run("plan", "-input=false", "-no-color", "-detailed-exitcode", *var_args, ok_codes=(0, 2))
         assert second.returncode == 0, f"after turning on {name}, a second plan still changes:\n{second.stdout}"
@@ -85,6 +92,18 @@ def test_the_example_plans_applies_and_replans_clean_then_each_setting_in_turn(t
     assert "google_project_service.telemetry[0]" in state
     assert "google_storage_bucket.state[0]" in state
     assert "google_project_iam_member.writer[0]" in state
+
+
+def test_attached_stand_ins_serve_every_command_without_the_mirror(tmp_path):
+    """The saving the tests count on: with the stand-ins attached, Terraform starts none itself.
+    With the mirror's providers gone, init and validate pass only by reattaching."""
+    run, _ = working_copy(tmp_path)
+    shutil.rmtree(tmp_path / "terraform" / "mirror")
+    with pytest.raises(offline.StepFailed, match="init"):
+        run("init", "-input=false", "-no-color")
+    with run.attached():
+        run("init", "-input=false", "-no-color")
+        run("validate", "-no-color")
 
 
 def run_command(infra: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -236,20 +255,15 @@ def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first
         command += ["--scheduler-api", scheduler.api, "--state-stand-in", str(tmp_path / "buckets")]
         command += ["--smoke-seconds", "60"]
         try:
-            first = subprocess.run(
-                command,
-                cwd=REPO,
-                env={**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"},
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
+            with attached({**env, "STANDIN_FAIL_CREATE": "google_cloud_scheduler_job=jobqueue-sweep"}, copy) as failing:
+                first = subprocess.run(command, cwd=REPO, env=failing, capture_output=True, text=True, timeout=900)
             assert first.returncode == 1, first.stdout + first.stderr
             assert "STANDIN_FAIL_CREATE" in first.stderr and "`terraform apply` failed" in first.stderr
             made = json.loads((copy / "terraform.tfstate").read_text())["resources"]
             jobs = [i["index_key"] for r in made if r["type"] == "google_cloud_scheduler_job" for i in r["instances"]]
             assert jobs == ["process"], jobs  # the rest of the apply went on; only sweep's job is missing
-            second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+            with attached(env, copy) as working:
+                second = subprocess.run(command, cwd=REPO, env=working, capture_output=True, text=True, timeout=900)
         finally:
             scheduler.shutdown()
             scheduler.server_close()
@@ -263,5 +277,6 @@ def test_make_deploys_script_end_to_end_and_a_second_run_finishes_a_failed_first
     }
     replan = offline.Run(copy, tmp_path, echo=False)
     replan.env.update(env)
-    done = replan("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={tfvars}", ok_codes=(0, 2))
+    with replan.attached():
+        done = replan("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-var-file={tfvars}", ok_codes=(0, 2))
     assert done.returncode == 0, done.stdout

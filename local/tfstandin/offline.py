@@ -13,13 +13,16 @@ bundles archive_file zips are small stand-in folders, one per folder in function
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from local.tfstandin.attach import attached
 from local.tfstandin.mirror import REPO, environment
 
 IGNORED = (".terraform", "*.tfstate*", ".terraform.lock.hcl", "backend.tf", ".tfplan", ".bundles", "*.tfvars")
@@ -51,6 +54,17 @@ class Run:
         self.folder = folder
         self.env = environment(scratch / "terraform", scratch / "world.json")
         self.echo = echo
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[Run]:
+        """Meanwhile, every command reattaches to stand-ins started once (attach.py), not its own."""
+        plain = self.env
+        with attached(plain, self.folder) as reattaching:
+            self.env = reattaching
+            try:
+                yield self
+            finally:
+                self.env = plain
 
     def __call__(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
         command = ["terraform", f"-chdir={self.folder}", *args]
@@ -95,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = copy_infra(args.infra, scratch)
         run = Run(folder, scratch, echo=not args.quiet)
         try:
-            plan_apply_replan(run, variables(args.var_file, args.var, stand_in_bundles(scratch)))
+            with run.attached():
+                plan_apply_replan(run, variables(args.var_file, args.var, stand_in_bundles(scratch)))
         except StepFailed as failed:
             print(f"plan-offline: {args.infra}: {failed}", file=sys.stderr)
             return 1

@@ -25,6 +25,8 @@ import msgpack
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 HERE = Path(__file__).resolve().parent
+# Set to 1 by attach.py: serve until stdin closes, for Terraform commands to reattach to (TF_REATTACH_PROVIDERS).
+REATTACH = "STANDIN_REATTACH"
 MAGIC_COOKIE = ("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
 
 
@@ -159,7 +161,8 @@ def certificate() -> tuple[bytes, bytes, bytes]:
 
 def serve(provider) -> None:
     """Serve `provider` (an object with one method per tfplugin6 RPC) until Terraform stops it."""
-    if os.environ.get(MAGIC_COOKIE[0]) != MAGIC_COOKIE[1]:
+    attached = os.environ.get(REATTACH) == "1"
+    if not attached and os.environ.get(MAGIC_COOKIE[0]) != MAGIC_COOKIE[1]:
         sys.exit("This is a Terraform provider plugin (a stand-in for tests): Terraform starts it, not you.")
     stopped = threading.Event()
     handlers = {}
@@ -179,7 +182,8 @@ def serve(provider) -> None:
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tfplugin6.Provider", handlers)])
 
     def shutdown(request, context):
-        stopped.set()
+        if not attached:  # an attached stand-in outlives each Terraform command; its starter ends it
+            stopped.set()
         return b""
 
     raw = {"request_deserializer": None, "response_serializer": None}
@@ -193,18 +197,30 @@ def serve(provider) -> None:
             ),
         ]
     )
+    with tempfile.TemporaryDirectory(prefix="tfstandin-") as tmp:
+        socket_path = f"{tmp}/plugin.sock"
+        if attached:
+            # Terraform's reattach config carries no certificate: a reattached provider serves plain gRPC.
+            server.add_insecure_port(f"unix://{socket_path}")
+            server.start()
+            print(f"1|6|unix|{socket_path}|grpc|", flush=True)
+            sys.stdin.read()  # until its starter closes our stdin (or ends): then stop
+        else:
+            _serve_to_terraform(server, socket_path, stopped)
+        server.stop(grace=0.2)
+
+
+def _serve_to_terraform(server, socket_path: str, stopped: threading.Event) -> None:
+    """go-plugin's handshake with TLS: Terraform started this process and stops it (Shutdown)."""
     tls = os.environ.get("STANDIN_TLS")
     if tls:
         key_pem, cert_pem, cert_der = (Path(tls, name).read_bytes() for name in ("key.pem", "cert.pem", "cert.der"))
     else:
         key_pem, cert_pem, cert_der = certificate()
-    with tempfile.TemporaryDirectory(prefix="tfstandin-") as tmp:
-        socket_path = f"{tmp}/plugin.sock"
-        credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], require_client_auth=False)
-        server.add_secure_port(f"unix://{socket_path}", credentials)
-        server.start()
-        encoded = base64.b64encode(cert_der).decode().rstrip("=")
-        print(f"1|6|unix|{socket_path}|grpc|{encoded}", flush=True)
-        while not stopped.wait(0.05):
-            pass
-        server.stop(grace=0.2)
+    credentials = grpc.ssl_server_credentials([(key_pem, cert_pem)], require_client_auth=False)
+    server.add_secure_port(f"unix://{socket_path}", credentials)
+    server.start()
+    encoded = base64.b64encode(cert_der).decode().rstrip("=")
+    print(f"1|6|unix|{socket_path}|grpc|{encoded}", flush=True)
+    while not stopped.wait(0.05):
+        pass
