@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from bench.common import median, session_for
-from shared.core import queue
+from shared.core import maintenance, queue
 
 SMALL = 10_000
 QUEUED = 100
@@ -40,7 +40,7 @@ def sweep_duration(url: str, repeats: int = 5) -> float:
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
-        queue.sweep(session, stalled_after_seconds=900, retention_days=30)
+        maintenance.sweep(session, stalled_after_seconds=900, retention_days=30)
         timings.append((time.perf_counter() - started) * 1000)
     session.close()
     return median(timings)

@@ -43,7 +43,8 @@ locals {
   # One entry per folder in functions/: its size (infra/limits.tf), its environment and the
   # secrets it needs (and no other).
   function_env = {
-    enqueue = merge(local.database_env, local.tasks_env, { STATUS_URL = local.url["status"] })
+    # ENQUEUE_KINDS empty: the setting's default (the default kind and the JOB_HANDLERS kinds).
+    enqueue = merge(local.database_env, local.tasks_env, { STATUS_URL = local.url["status"], ENQUEUE_KINDS = join(",", var.enqueue_kinds) })
     process = merge(local.database_env, local.tasks_env, local.writer_env)
     # Streams close before the function's timeout; clients reconnect with Last-Event-ID.
     status = merge(local.database_env, {

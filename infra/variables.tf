@@ -202,6 +202,17 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "enqueue_kinds" {
+  description = "The job kinds callers may enqueue (the enqueue function's ENQUEUE_KINDS). Empty: the default kind (newsletter) and the JOB_HANDLERS kinds; [\"*\"]: every registered kind."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = !contains(var.enqueue_kinds, "*") || length(var.enqueue_kinds) == 1
+    error_message = "enqueue_kinds is a list of kinds, or [\"*\"] alone."
+  }
+}
+
 # -- the newsletter's writer (docs/newsletter.md) --------------------------------------------
 
 variable "newsletter_writer" {

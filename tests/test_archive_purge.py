@@ -3,8 +3,9 @@ batches): an archived job finished longer ago than that is deleted with its even
 
 import pytest
 
-from shared.core import queue
 from shared.core.errors import SettingsError
+from shared.core.maintenance import SWEEP_BATCH
+from shared.core.maintenance.purger import purge_archive
 from shared.core.settings import Settings
 
 
@@ -29,21 +30,21 @@ def counts(session) -> tuple[int, int]:
 def test_archived_jobs_older_than_the_archive_retention_are_purged_with_their_events(session):
     archive(session, 1200, days_ago=400)  # more than two batches
     archive(session, 3, days_ago=100)
-    assert queue.purge_archive(session, archive_retention_days=365) == 1200
+    assert purge_archive(session, archive_retention_days=365) == 1200
     assert counts(session) == (3, 6)
-    assert queue.purge_archive(session, archive_retention_days=365) == 0
+    assert purge_archive(session, archive_retention_days=365) == 0
 
 
 def test_zero_keeps_the_archive_for_ever(session):
     archive(session, 2, days_ago=4000)
-    assert queue.purge_archive(session, archive_retention_days=0) == 0
+    assert purge_archive(session, archive_retention_days=0) == 0
     assert counts(session) == (2, 4)
 
 
 def test_a_purge_is_bounded_by_its_batches(session):
     archive(session, 1200, days_ago=400)
-    assert queue.purge_archive(session, archive_retention_days=365, max_batches=1) == queue.SWEEP_BATCH
-    assert counts(session)[0] == 1200 - queue.SWEEP_BATCH
+    assert purge_archive(session, archive_retention_days=365, max_batches=1) == SWEEP_BATCH
+    assert counts(session)[0] == 1200 - SWEEP_BATCH
 
 
 def test_sweep_purges_and_answers_how_many(make_client, session):

@@ -57,7 +57,12 @@ def fresh_venv(tmp_path_factory, unpacked) -> Path:
 def test_bundles_hold_only_what_runs(unpacked):
     for name, folder in unpacked.items():
         names = {path.relative_to(folder).as_posix() for path in folder.rglob("*")}
-        assert {"main.py", "requirements.txt", "shared/core/db.py", "shared/core/sql/claim_next_job.sql"} <= names, name
+        assert {
+            "main.py",
+            "requirements.txt",
+            "shared/core/db/session.py",
+            "shared/core/sql/claim_next_job.sql",
+        } <= names, name
         assert not any(
             part in ("tests", "__pycache__", ".venv", "local", "client") for n in names for part in n.split("/")
         )

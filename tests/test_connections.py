@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from google.cloud.sql.connector import pg8000 as connector_pg8000
 
-from shared.core import db
-from shared.core.db import Pool, Session, StatementTimeout, connect
+from shared.core.db import Pool, Session, StatementTimeout, connect, connection
 from shared.core.errors import DatabaseUnavailable, SettingsError
 from shared.core.settings import DatabaseTarget, Settings
 
@@ -46,7 +45,7 @@ def connector_target(url: str) -> DatabaseTarget:
 
 def test_the_cloud_sql_connector_path_applies_the_connect_read_and_statement_timeouts(monkeypatch, database_url):
     connector = LocalConnector(database_url)
-    monkeypatch.setattr(db, "_cloud_sql_connector", lambda: connector)
+    monkeypatch.setattr(connection, "_cloud_sql_connector", lambda: connector)
     conn = connect(connector_target(database_url), timeout=7.0, statement_timeout=2.5)
     try:
         assert connector.calls[0]["timeout"] == 7  # the connect deadline
@@ -58,7 +57,7 @@ def test_the_cloud_sql_connector_path_applies_the_connect_read_and_statement_tim
 
 def test_a_pool_over_the_connector_sets_db_timeout_seconds_as_the_read_timeout(monkeypatch, database_url):
     connector = LocalConnector(database_url)
-    monkeypatch.setattr(db, "_cloud_sql_connector", lambda: connector)
+    monkeypatch.setattr(connection, "_cloud_sql_connector", lambda: connector)
     settings = Settings.from_env(
         {"INSTANCE_CONNECTION_NAME": "p:r:i", "DB_USER": "postgres", "DB_NAME": "x", "DB_TIMEOUT_SECONDS": "4"}
     )

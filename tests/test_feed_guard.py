@@ -12,9 +12,8 @@ import urllib.error
 import pytest
 
 from shared.core import netguard, queue
-from shared.core.handlers import HandlerRegistry
+from shared.core.handlers import HandlerRegistry, read_settings
 from shared.core.runner import Runner
-from shared.core.settings import Settings
 from shared.kinds.newsletter.fetch import FeedError, fetch_feed, public_reason
 from shared.kinds.newsletter.sources import add_source
 from tests import netspy
@@ -101,7 +100,7 @@ def test_redirects_are_still_followed_where_they_are_allowed(servers, monkeypatc
 
 def test_the_job_log_names_no_host_or_address_and_the_server_log_does(session, pool, env, monkeypatch, capsys):
     # FEED_ALLOW_PRIVATE so that the refused port on loopback is tried
-    settings = Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "2", "FEED_ALLOW_PRIVATE": "1"})
+    settings = read_settings({**env, "FEED_TIMEOUT_SECONDS": "2", "FEED_ALLOW_PRIVATE": "1"})
     registry = HandlerRegistry.from_settings(settings)
     dead_port = free_port()
     ids = [

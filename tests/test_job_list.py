@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.core import queue
+from shared.core import maintenance, queue
 from shared.core.listing import encode_cursor
 
 TENANT_TOKENS = {"acme": "acme-token-0123456789", "globex": "globex-token-0123456789"}
@@ -116,7 +116,7 @@ def test_an_archived_job_stays_listed(status, session, registry):
     claimed = queue.claim_next(session)
     queue.complete(session, queue.Lease.of(claimed), {"ok": True})
     session.run_sql("UPDATE jobs SET finished_at = now() - interval '40 days' WHERE id = CAST(:id AS uuid)", id=job.id)
-    assert queue.sweep(session, stalled_after_seconds=60, retention_days=30).archived == 1
+    assert maintenance.sweep(session, stalled_after_seconds=60, retention_days=30).archived == 1
     assert session.run_sql("SELECT count(*) FROM jobs")[0][0] == 0
     (found,) = listed(status)["jobs"]
     assert found["id"] == job.id and found["jobStatus"] == "completed"

@@ -6,14 +6,14 @@ import json
 import threading
 
 from shared.core import queue
-from shared.core.listener import FEED_CAPACITY, JobEventListener
 from shared.core.listing import JobFilter
+from shared.core.notifier import FEED_CAPACITY, JobEvents, Notifier
 from shared.core.settings import DatabaseTarget, Settings
 from shared.web.job_list import JobListStream
 
 
-def healthy_listener() -> JobEventListener:
-    listener = JobEventListener(DatabaseTarget(host="127.0.0.1", port=1))
+def healthy_listener() -> JobEvents:
+    listener = JobEvents(Notifier(DatabaseTarget(host="127.0.0.1", port=1)))
     listener._healthy.set()  # as if its LISTEN connection were up; it is fed by hand below
     return listener
 
@@ -54,7 +54,7 @@ def snapshots(chunks) -> list[dict]:
 
 def test_with_the_listener_down_the_stream_polls_and_sends_a_fresh_snapshot_on_change(env, pool, registry):
     settings = Settings.from_env({**env, "STREAM_POLL_SECONDS": "0.05", "STREAM_MAX_SECONDS": "30"})
-    down = JobEventListener(DatabaseTarget(host="127.0.0.1", port=1), timeout=0.5)  # nothing listens there
+    down = JobEvents(Notifier(DatabaseTarget(host="127.0.0.1", port=1), timeout=0.5))  # nothing listens there
     stream = JobListStream(pool, down, settings, lambda job: job.to_json())
     chunks = stream.events(JobFilter("acme"), release=lambda: None)
     try:

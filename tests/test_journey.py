@@ -145,6 +145,11 @@ def test_a_person_starts_a_newsletter_watches_it_finds_it_in_the_archive_and_can
     # inside one it was navigated to, so a picture of it, and its content over HTTP.
     page.screenshot(path=str(SHOTS / "13-result.png"))
     assert "<h1>Newsletter for January 1–7, 2025</h1>" in httpx.get(document_url).text
+    # Its way back (issue 23), at the top of its body (Playwright stalls inside a top-level
+    # sandboxed document, hence over HTTP): the dashboard and the archive.
+    result_page = httpx.get(document_url).text
+    assert f'<a href="{stack.url("enqueue")}">Generate a newsletter</a>' in result_page
+    assert '<a href="?view=archive">All newsletters</a>' in result_page
 
     # The archive lists it, opening its result page.
     archive = new_page()

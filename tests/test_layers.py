@@ -1,5 +1,6 @@
 """The layers, held by their imports: the core imports no edge, no Flask and no kind; a kind
-imports no edge; no function imports another; and there is one list of the functions."""
+imports no edge; a function imports no kind and no other function; no module imports itself
+in a circle; and there is one list of the functions."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ FORBIDDEN = {
     "shared.core": ("flask", "functions_framework", "werkzeug", "shared.web", "shared.kinds"),
     "shared.kinds": ("flask", "functions_framework", "werkzeug", "shared.web"),
     "shared.web": ("shared.kinds",),
+    # A function picks a view and calls the core; a kind reaches it through the registry.
+    "functions": ("shared.kinds",),
 }
 
 
-def imported_modules(source: str) -> set[str]:
-    """Every module a source imports statically (relative imports are not used here)."""
+def imported_modules(source: str, at_run_time: bool = False) -> set[str]:
+    """Every module a source imports statically (relative imports are not used here);
+    `at_run_time`: not those under `if TYPE_CHECKING:`, which only a type checker runs."""
+    tree = ast.parse(source)
+    if at_run_time:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                node.body = []
     found = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -67,6 +76,14 @@ def test_the_import_check_catches_a_core_module_that_imports_the_edge_flask_or_a
     ]
 
 
+def test_the_import_check_catches_a_function_that_imports_a_kind():
+    planted = "from shared.kinds.newsletter.sources import list_sources\nfrom shared.web import pages\n"
+    assert violations("functions", planted) == [
+        "shared.kinds.newsletter.sources",
+        "shared.kinds.newsletter.sources.list_sources",
+    ]
+
+
 def test_no_function_imports_another_and_the_function_list_matches_the_folders():
     folders = sorted(path.name for path in (REPO / "functions").iterdir() if (path / "main.py").exists())
     assert sorted(FUNCTIONS) == folders
@@ -86,3 +103,62 @@ def test_the_core_finds_the_built_in_kinds_through_their_registration():
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("shared.kinds.")
     }
     assert named == {}, "the core names a kind's module"
+
+
+def import_graph(packages: tuple[str, ...] = ("shared",)) -> dict[str, set[str]]:
+    """Module -> the modules of the tree it imports, anywhere in its source (an import inside
+    a function closes a circle as surely as one at the top)."""
+    sources = {}
+    for package in packages:
+        for path, source in modules_of(package).items():
+            module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            sources[module] = source
+    return {
+        module: imported_modules(source, at_run_time=True) & (set(sources) - {module})
+        for module, source in sources.items()
+    }
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every circle of imports (a strongly connected group of more than one module), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_no_module_imports_itself_in_a_circle():
+    assert import_cycles(import_graph()) == []
+
+
+def test_the_circle_check_catches_the_settings_circle_the_tree_once_had():
+    graph = import_graph()
+    graph["shared.core.settings"] = graph["shared.core.settings"] | {"shared.core.handlers"}  # the old kind_settings
+    assert ["shared.core.db", "shared.core.handlers", "shared.core.settings"] in [
+        [module for module in cycle if module in ("shared.core.db", "shared.core.handlers", "shared.core.settings")]
+        for cycle in import_cycles(graph)
+    ]

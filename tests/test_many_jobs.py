@@ -111,7 +111,7 @@ def test_forty_jobs_on_one_instance_hold_two_pooled_connections_and_one_listenin
         wait_until(lambda: runner.watcher.listening, what="the listening connection")
         time.sleep(1.2)  # a few heartbeats and ticks while all 40 wait
         held = connections(session, database_url)
-        assert held.get("jobqueue", 0) <= 2 and held.get("jobqueue-cancel-listener") == 1, held
+        assert held.get("jobqueue", 0) <= 2 and held.get("jobqueue-notifier") == 1, held
         running = session.run_sql("SELECT count(*) FROM jobs WHERE job_status = 'running'")[0][0]
         assert running == 40
     finally:
@@ -210,7 +210,7 @@ def test_a_dropped_listening_connection_reconnects_and_carries_cancels_again(env
     worker = start_job(runner, outcomes)
     assert STARTED.setdefault(gate, threading.Event()).wait(10)
     wait_until(lambda: runner.watcher.listening, what="the listening connection")
-    runner.watcher.listener.drop_connection()
+    runner.watcher.notifier.drop_connection()
     wait_until(lambda: not runner.watcher.listening, what="the listener to notice")
     wait_until(lambda: runner.watcher.listening, what="the listener to reconnect")
     queue.cancel(session, job.id)

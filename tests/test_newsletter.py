@@ -8,9 +8,8 @@ import pytest
 
 from shared.core import queue
 from shared.core.errors import ValidationError
-from shared.core.handlers import HandlerRegistry
+from shared.core.handlers import HandlerRegistry, read_settings
 from shared.core.runner import Runner
-from shared.core.settings import Settings
 from shared.kinds.newsletter.cli import main as sources_cli
 from shared.kinds.newsletter.sources import add_source, disable_source
 
@@ -98,7 +97,7 @@ def builtin(settings):
 def settings(env):
     """Quick feed limits, through the settings like a deployment's: a stuck download gives up
     after 1.5 s, and a feed over 1 MiB is refused. These feeds are served on loopback."""
-    return Settings.from_env(
+    return read_settings(
         {**env, "FEED_TIMEOUT_SECONDS": "1.5", "FEED_MAX_BYTES": str(1024 * 1024), "FEED_ALLOW_PRIVATE": "1"}
     )
 
@@ -226,7 +225,7 @@ def test_when_every_source_fails_the_job_fails_clearly(session, pool, builtin, s
 
 def test_a_cancel_stops_it_in_the_middle_of_a_slow_download(session, pool, builtin, env, feeds):
     # Only the cancel can stop it in time; the feed is served on loopback.
-    settings = Settings.from_env({**env, "FEED_TIMEOUT_SECONDS": "30", "FEED_ALLOW_PRIVATE": "1"})
+    settings = read_settings({**env, "FEED_TIMEOUT_SECONDS": "30", "FEED_ALLOW_PRIVATE": "1"})
     ident = source(session, feeds, "/slow.xml")
     job, _ = queue.enqueue(session, builtin, kind="newsletter", payload=request([ident]))
     outcomes = []

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pytest
 from pg8000.exceptions import DatabaseError
 
-from shared.core import queue
+from shared.core import maintenance, queue
 from shared.core.db import Session, connect
 from shared.core.migrate import apply_migrations, quote_identifier
 from shared.core.settings import Settings
@@ -91,7 +91,7 @@ def use_every_table(session: Session, registry) -> None:
     queue.complete(session, queue.Lease.of(claimed), {"ok": True})
     assert [event.kind for event in queue.list_events(session, job.id)][-1] == "status"
     session.run_sql("UPDATE jobs SET finished_at = now() - interval '2 days' WHERE id = :id", id=job.id)
-    assert queue.sweep(session, stalled_after_seconds=900, retention_days=1).archived == 1
+    assert maintenance.sweep(session, stalled_after_seconds=900, retention_days=1).archived == 1
     add_source(session, f"Source of {session.run_sql('SELECT current_user')[0][0]}", "https://example.com/feed.xml")
     assert list_sources(session)
 

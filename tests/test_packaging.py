@@ -31,4 +31,4 @@ def test_the_installed_project_imports_from_this_checkout_from_any_folder(tmp_pa
     assert metadata.distribution("jobqueue").version == "0.1.0"
     script = "import shared.core.db, local.stack, client.api, bench.run; print(shared.core.db.__file__)"
     found = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert Path(found.stdout.strip()) == REPO / "shared" / "core" / "db.py"
+    assert Path(found.stdout.strip()) == REPO / "shared" / "core" / "db" / "__init__.py"

@@ -119,11 +119,15 @@ def test_a_result_document_loads_no_remote_image_and_shows_no_bidi_controls(make
     # and a feed's title may carry U+202E, which reverses the document's own words beside it.
     document = '<h1>Invoice \u202egnp.exe\u202c ok</h1><img src="https://tracker.example/p.png">'
     job = completed_with(session, registry, {"document": document, "format": "html"})
-    response = make_client("status").get(f"/?id={job.id}&view=document")
+    status = make_client("status")
+    response = status.get(f"/?id={job.id}&view=document", headers={"Sec-Fetch-Dest": "iframe"})
     assert response.status_code == 200 and response.mimetype == "text/html"
     policy = response.headers["Content-Security-Policy"]
     assert "img-src data:;" in policy and "https:" not in policy
     assert response.get_data(as_text=True) == '<h1>Invoice gnp.exe ok</h1><img src="https://tracker.example/p.png">'
+    own_tab = status.get(f"/?id={job.id}&view=document")  # the result's page: the same rules
+    assert "img-src data:;" in own_tab.headers["Content-Security-Policy"]
+    assert "\u202e" not in own_tab.get_data(as_text=True)
 
 
 def test_the_pages_helpers_are_served_as_a_module(make_client):
@@ -149,6 +153,40 @@ def test_the_json_status_tells_a_poller_the_message_and_preview_the_stream_shows
     assert body["message"] == "2 of 5 sources read"
     assert (body["preview"], body["previewFormat"]) == ("# Draft two", "markdown")
     assert body["lastEventSeq"] == last and body["progress"] == 53
+
+
+def test_a_markdown_result_is_a_page_with_a_way_back_and_its_raw_text_to_download(make_client, session, registry):
+    # Issue 23: a Markdown result was shown as raw text, with no way back.
+    markdown = "# Weekly\n\n- [One](https://example.com/1)\n\n<script>alert(1)</script>\n"
+    job = completed_with(session, registry, {"document": markdown, "format": "markdown", "title": "Weekly"})
+    status = make_client("status", ENQUEUE_URL="https://enqueue.example/e")
+    page = status.get(f"/?id={job.id}&view=document")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "<h1>Weekly</h1>" in html and '<a href="https://example.com/1">One</a>' in html
+    assert "<script>" not in html, "raw HTML in Markdown stays text"
+    for link in (
+        "https://enqueue.example/e",
+        "?view=archive",
+        f"?id={job.id}&amp;stay=1",
+        f"?id={job.id}&amp;view=download",
+    ):
+        assert f'href="{link}"' in html
+    assert page.headers["Content-Security-Policy"].startswith("sandbox allow-downloads;")
+    assert "script-src" not in page.headers["Content-Security-Policy"]
+    framed = status.get(f"/?id={job.id}&view=document", headers={"Sec-Fetch-Dest": "iframe"})
+    assert framed.mimetype == "text/plain" and framed.get_data(as_text=True) == markdown
+    raw = status.get(f"/?id={job.id}&view=download")
+    assert raw.get_data(as_text=True) == markdown and raw.mimetype == "text/markdown"
+    assert raw.headers["Content-Disposition"] == f'attachment; filename="noop-{job.id}.md"'
+
+
+def test_an_html_result_gets_the_links_at_the_top_of_its_body(make_client, session, registry):
+    document = "<!doctype html><html><head><title>N</title></head><body class='x'><h1>N</h1></body></html>"
+    job = completed_with(session, registry, {"document": document, "format": "html"})
+    html = make_client("status").get(f"/?id={job.id}&view=document").get_data(as_text=True)
+    assert html.startswith("<!doctype html><html><head><title>N</title></head><body class='x'>\n<nav")
+    assert html.endswith("</nav>\n<h1>N</h1></body></html>") and "Download the HTML" in html
 
 
 def test_the_json_status_puts_a_previews_appends_back_together(make_client, session, registry):

@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.core import queue
+from shared.core import maintenance, queue
+from shared.core.backoff import backoff_seconds
 from shared.core.errors import LeaseLost, NotFound, ValidationError
 from shared.core.queue import CancelOutcome, Lease
 
@@ -163,11 +164,11 @@ def test_a_non_retryable_failure_fails_at_once(session, registry):
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
-    delays = [queue.retry_delay_seconds(attempt, base=10, cap=3600) for attempt in (1, 2, 3, 4)]
+    delays = [backoff_seconds(attempt, base=10, cap=3600) for attempt in (1, 2, 3, 4)]
     for attempt, delay in enumerate(delays, start=1):
         ceiling = 10 * 2 ** (attempt - 1)
         assert ceiling / 2 <= delay <= ceiling
-    assert queue.retry_delay_seconds(30, base=10, cap=60) <= 60
+    assert backoff_seconds(30, base=10, cap=60) <= 60
 
 
 def test_cancel_a_queued_job_at_once(session, registry):
@@ -212,7 +213,7 @@ def test_sweep_requeues_a_stalled_job_then_fails_it_when_attempts_run_out(sessio
     job = enqueue(session, registry, max_attempts=2)
     queue.claim_next(session)
     age_heartbeat(session, job.id, 120)
-    report = queue.sweep(session, stalled_after_seconds=60, retention_days=30)
+    report = maintenance.sweep(session, stalled_after_seconds=60, retention_days=30)
     assert (report.requeued, report.failed, report.cancelled) == (1, 0, 0)
     assert [swept.id for swept in report.requeued_jobs] == [job.id]
     requeued = queue.get_job(session, job.id)
@@ -220,7 +221,7 @@ def test_sweep_requeues_a_stalled_job_then_fails_it_when_attempts_run_out(sessio
 
     queue.claim_next(session)
     age_heartbeat(session, job.id, 120)
-    report = queue.sweep(session, stalled_after_seconds=60, retention_days=30)
+    report = maintenance.sweep(session, stalled_after_seconds=60, retention_days=30)
     assert (report.requeued, report.failed) == (0, 1)
     failed = queue.get_job(session, job.id)
     assert failed.job_status == "failed" and failed.error == "Job processor stopped responding"
@@ -230,7 +231,7 @@ def test_sweep_leaves_a_fresh_heartbeat_alone(session, registry):
     enqueue(session, registry)
     job = queue.claim_next(session)
     age_heartbeat(session, job.id, 30)
-    assert queue.sweep(session, stalled_after_seconds=60, retention_days=30).to_json() == {
+    assert maintenance.sweep(session, stalled_after_seconds=60, retention_days=30).to_json() == {
         "requeued": 0,
         "failed": 0,
         "cancelled": 0,
@@ -244,7 +245,7 @@ def test_sweep_never_requeues_a_job_whose_cancel_was_requested(session, registry
     queue.claim_next(session)
     queue.cancel(session, job.id)
     age_heartbeat(session, job.id, 120)
-    report = queue.sweep(session, stalled_after_seconds=60, retention_days=30)
+    report = maintenance.sweep(session, stalled_after_seconds=60, retention_days=30)
     assert (report.requeued, report.cancelled) == (0, 1)
     assert queue.get_job(session, job.id).job_status == "cancelled"
 
@@ -255,7 +256,7 @@ def test_sweep_archives_old_finished_jobs_with_their_events(session, registry):
     for _ in range(2):
         queue.complete(session, Lease.of(queue.claim_next(session)), {"done": True})
     session.run_sql("UPDATE jobs SET finished_at = now() - interval '31 days' WHERE id = CAST(:id AS uuid)", id=old.id)
-    report = queue.sweep(session, stalled_after_seconds=60, retention_days=30)
+    report = maintenance.sweep(session, stalled_after_seconds=60, retention_days=30)
     assert report.archived == 1
     live = {str(row[0]) for row in session.run_sql("SELECT id FROM jobs")}
     assert live == {recent.id}
@@ -268,7 +269,7 @@ def test_a_stale_lease_cannot_touch_a_job_that_was_swept_and_claimed_again(sessi
     job = enqueue(session, registry, max_attempts=3)
     stale = Lease.of(queue.claim_next(session))
     age_heartbeat(session, job.id, 120)
-    queue.sweep(session, stalled_after_seconds=60, retention_days=30)
+    maintenance.sweep(session, stalled_after_seconds=60, retention_days=30)
     fresh = Lease.of(queue.claim_next(session))
     assert fresh.token != stale.token
     for write in (

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shared.core import queue
+from shared.core import maintenance, queue
 
 TOKENS = {"acme": "acme-token-0123456789", "globex": "globex-token-0123456789"}
 ADMIN = "admin-token-0123456789"
@@ -84,7 +84,7 @@ def test_another_tenants_job_is_a_404_and_the_admin_reruns_it_in_its_tenant(enqu
 def test_an_archived_failed_job_can_be_rerun(enqueue, session):
     original = failed_job(enqueue, session)
     session.run_sql("UPDATE jobs SET finished_at = now() - interval '40 days'")
-    assert queue.sweep(session, stalled_after_seconds=60, retention_days=30).archived == 1
+    assert maintenance.sweep(session, stalled_after_seconds=60, retention_days=30).archived == 1
     assert post(enqueue, {"rerunOf": original["id"]}).status_code == 202
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.core import queue
+from shared.core import maintenance, queue
 from shared.core.errors import SettingsError
 from shared.core.handlers import HandlerRegistry
 from shared.core.queue import Lease
@@ -101,7 +101,7 @@ def test_an_invocation_that_lost_its_lease_writes_nothing_and_stops(pool, regist
     session.run_sql(
         "UPDATE jobs SET last_heartbeat = now() - interval '1 hour' WHERE id = CAST(:id AS uuid)", id=job.id
     )
-    queue.sweep(session, stalled_after_seconds=60, retention_days=30)
+    maintenance.sweep(session, stalled_after_seconds=60, retention_days=30)
     fresh = queue.claim_next(session)
     worker.join(5)
     assert not worker.is_alive()

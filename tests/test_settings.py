@@ -79,3 +79,31 @@ def test_a_transaction_pooler_without_a_direct_url_and_a_flag_that_is_not_on_or_
     assert "DATABASE_DIRECT_URL" in message and "MIGRATE_ON_START must be 1 or 0" in message
     on = Settings.from_env({"DATABASE_URL": "postgresql://app@db/jobs", "MIGRATE_ON_START": "TRUE"})
     assert on.migrate_on_start
+
+
+def test_the_documented_table_is_the_one_the_declarations_write():
+    from local.settings_doc import PAGE, page_with_table  # noqa: PLC0415
+
+    page = PAGE.read_text()
+    assert page == page_with_table(page), "docs/settings.md differs from the declarations: python -m local.settings_doc"
+
+
+def test_each_variable_is_declared_once_with_a_line_of_doc():
+    from shared.core.handlers import kind_settings_classes  # noqa: PLC0415
+    from shared.core.settings import declarations  # noqa: PLC0415
+
+    declared = [item for cls in (Settings, *kind_settings_classes().values()) for item in declarations(cls)]
+    names = [item.metadata["env"] for item in declared]
+    assert len(names) == len(set(names)), sorted(name for name in names if names.count(name) > 1)
+    assert all(item.metadata["doc"].strip() for item in declared)
+    # Every field of the settings object is a declared setting, but the kinds' (read with them).
+    assert {item.name for item in declarations(Settings)} | {"kinds"} == set(Settings.__dataclass_fields__)
+
+
+def test_a_bound_and_a_derived_default_come_from_the_declaration():
+    with pytest.raises(SettingsError, match=r"JOB_TIMEOUT_SECONDS must be at most 1800, got '3600'"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", "JOB_TIMEOUT_SECONDS": "3600"})
+    derived = Settings.from_env({"DATABASE_URL": "postgresql://h/db", "DB_TIMEOUT_SECONDS": "4"})
+    assert derived.db_statement_timeout_seconds == 2.0
+    with pytest.raises(SettingsError, match="DB_POOLER must be one of none, transaction, got 'session'"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/db", "DB_POOLER": "session"})

@@ -19,6 +19,7 @@ from local.tasks_emulator import TasksEmulator
 from shared.core import queue
 from shared.core.dispatch import Dispatcher, task_id
 from shared.core.jobs import Job
+from shared.core.maintenance.redispatcher import find_waiting
 from shared.core.settings import Settings
 from shared.core.webhooks import SIGNATURE_HEADER, sign, verify_signature
 from tests.support import API_TOKEN
@@ -264,7 +265,7 @@ def test_sweep_pushes_one_new_task_for_a_job_whose_task_was_lost(settings, sessi
         "REDISPATCH_AFTER_SECONDS": "600",
     }
     dispatcher = Dispatcher(Settings.from_env(env))
-    waiting = queue.waiting_jobs(session, 600)
+    waiting = find_waiting(session, 600)
     assert [w.id for w in waiting] == [job.id]
     assert dispatcher.redispatch_waiting(waiting) == 1
     assert dispatcher.redispatch_waiting(waiting) == 1  # same window: the same task, not a second

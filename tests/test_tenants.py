@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.core import queue
+from shared.core import maintenance, queue
 
 TOKENS = {"acme": "acme-token-0123456789", "globex": "globex-token-0123456789"}
 ADMIN = "admin-token-0123456789"
@@ -49,7 +49,7 @@ def test_another_tenants_job_is_a_404_on_cancel_whatever_its_state(clients, sess
             queue.complete(session, queue.Lease.of(claimed), None)
     if state == "archived":
         session.run_sql("UPDATE jobs SET finished_at = now() - interval '40 days'")
-        assert queue.sweep(session, stalled_after_seconds=60, retention_days=30).archived == 1
+        assert maintenance.sweep(session, stalled_after_seconds=60, retention_days=30).archived == 1
     unknown = post(clients["cancel"], {"generationId": "00000000-0000-4000-8000-000000000000"}, GLOBEX)
     refused = post(clients["cancel"], {"generationId": job_id}, GLOBEX)
     assert refused.status_code == 404

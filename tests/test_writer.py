@@ -23,11 +23,12 @@ from local.feedserver import FEEDS_DIR
 from local.gemini_emulator import GeminiEmulator, Script
 from local.stack import DEV_TOKEN, REPO, Stack
 from shared.core import queue
-from shared.core.handlers import HandlerRegistry
+from shared.core.errors import SettingsError
+from shared.core.handlers import HandlerRegistry, read_settings
 from shared.core.preview import PreviewStream, latest_preview_text
 from shared.core.queue import Event
 from shared.core.runner import Outcome, Runner
-from shared.core.settings import Settings, SettingsError
+from shared.core.settings import Settings
 from shared.kinds.newsletter.sources import add_source
 from shared.kinds.newsletter.writer import ItemScanner, without_links
 from shared.web.page import framed_document
@@ -90,7 +91,7 @@ WRITER_ENV = {
 
 
 def settings_with(env, gemini, **extra) -> Settings:
-    return Settings.from_env({**env, **WRITER_ENV, "WRITER_BASE_URL": gemini.url, **extra})
+    return read_settings({**env, **WRITER_ENV, "WRITER_BASE_URL": gemini.url, **extra})
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ def test_the_model_writes_the_newsletter_from_the_demo_feeds_through_the_real_sd
 def test_vertex_mode_with_static_credentials_on_the_vertex_path(session, pool, env, feeds, gemini):
     from google.oauth2.credentials import Credentials  # noqa: PLC0415
 
-    base = Settings.from_env(
+    base = read_settings(
         {**env, **WRITER_ENV, "WRITER_API_KEY": "", "WRITER_BASE_URL": gemini.url}
         | {"WRITER_PROJECT": "demo-project", "WRITER_LOCATION": "europe-west4"}
     )
@@ -332,7 +333,7 @@ def test_a_cancel_cuts_the_connection_while_a_chunk_is_pending(session, pool, se
 
 
 def test_the_digest_stays_the_default_and_never_imports_the_sdk(env):
-    settings = Settings.from_env(env)
+    settings = read_settings(env)
     assert settings.kinds["newsletter"].writer == "digest"
     script = (
         "import sys; import functions.process.main; import shared.kinds.newsletter.handler; "
@@ -355,7 +356,7 @@ def test_the_digest_stays_the_default_and_never_imports_the_sdk(env):
 )
 def test_bad_writer_settings_stop_the_start_naming_the_variable(env, name, value, words):
     with pytest.raises(SettingsError) as raised:
-        Settings.from_env({**env, name: value})
+        read_settings({**env, name: value})
     assert words in str(raised.value)
 
 

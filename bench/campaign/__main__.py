@@ -455,7 +455,7 @@ def connection_budget(campaign: Campaign) -> dict[str, int]:
     and one LISTEN connection per listening instance (status's for streams, each process
     instance's for cancels). Through the pooler, the functions' pools are the pooler's
     server connections; the LISTEN connections still go direct."""
-    listeners = {"jobqueue-listener": 1, "jobqueue-cancel-listener": PROCESS_INSTANCES}
+    listeners = {"jobqueue-notifier": 1 + PROCESS_INSTANCES}  # one per status and per process instance
     if campaign.bouncer is not None:
         return {"pooler": POOLER_POOL_SIZE, **listeners}
     pools = {f"jobqueue-{name}": POOL_SIZE for name in stack_names()}

@@ -141,7 +141,7 @@ class Faults:
             try:
                 session.run_sql(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                    " WHERE application_name = 'jobqueue-notifier' AND pid <> pg_backend_pid()"
                 )
             finally:
                 session.close()

@@ -64,7 +64,7 @@ class ConnectionSampler(threading.Thread):
                 for name, count in rows:
                     # Through the pooler, a server connection carries whichever client's name
                     # it last served: only the pooler's total means anything.
-                    now["pooler" if self.pooled and not name.endswith("listener") else name] += count
+                    now["pooler" if self.pooled and name != "jobqueue-notifier" else name] += count
                 for name, count in now.items():
                     self.peak[name] = max(self.peak[name], count)
 

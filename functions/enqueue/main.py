@@ -14,11 +14,12 @@ is a 400 and queues nothing. (With other keys beside it, `jobs` is payload, as a
 
 Closed by default: with no API_TOKEN/API_TOKENS, every request is refused unless
 ALLOW_ANONYMOUS_ENQUEUE=1 (which the log says at start). Only the kinds in ENQUEUE_KINDS
-may be enqueued; by default newsletter and the kinds JOB_HANDLERS adds, so `demo` (and any
-built-in kind added later) is enabled only by naming it.
+may be enqueued; by default the default kind (the one whose registration claims it: the
+newsletter) and the kinds JOB_HANDLERS adds, so `demo` (and any built-in kind added later)
+is enabled only by naming it.
 
-GET: the dashboard, the seed's generation form (the newsletter's active sources, from the
-database, embedded), which posts here and goes to the job's status page; ?asset=client.js
+GET: the dashboard, the forms of the accepted kinds that bring one (each kind's form data,
+from its registration), which post here and go to the job's status page; ?asset=client.js
 is the JavaScript module it loads.
 """
 
@@ -26,10 +27,9 @@ import json
 
 import functions_framework
 
-from shared.core import log, operations
+from shared.core import handlers, log, operations
 from shared.core.errors import JobQueueError, ValidationError
 from shared.core.queue import MAX_BULK_JOBS
-from shared.kinds.newsletter.sources import list_sources
 from shared.web import pages
 from shared.web.limits import RateLimits
 from shared.web.service import PayloadTooLarge, Service
@@ -45,12 +45,12 @@ QUEUE_OPTIONS = {
     "callbackUrl": "callback_url",
     "rerunOf": "rerun_of",  # re-run that failed or cancelled job (its kind and payload)
 }
-DEFAULT_KIND = "newsletter"  # the seed's body names no kind: it is a newsletter request
+DEFAULT_KIND = handlers.default_kind()  # what a body that names no kind asks for
 
 service = Service("enqueue")
 settings = service.settings
 accepted_kinds = service.registry.restricted_to(
-    settings.enqueue_kinds or (DEFAULT_KIND, *(kind for kind, _ in settings.job_handlers))
+    settings.enqueue_kinds or (*filter(None, [DEFAULT_KIND]), *(kind for kind, _ in settings.job_handlers))
 )
 anonymous = not settings.api_tokens and settings.allow_anonymous_enqueue
 limits = RateLimits.of(service)
@@ -65,7 +65,7 @@ if not settings.api_tokens:
 
 def split_body(body: dict) -> tuple[dict, dict]:
     """(queue options, payload)."""
-    options = {"kind": DEFAULT_KIND}
+    options = {"kind": DEFAULT_KIND} if DEFAULT_KIND else {}
     options.update({name: body[field] for field, name in QUEUE_OPTIONS.items() if body.get(field) is not None})
     payload = {key: value for key, value in body.items() if key not in QUEUE_OPTIONS}
     return options, payload
@@ -77,8 +77,8 @@ def dashboard(request):
         return pages.asset_response(request.args["asset"])
     limits.count(request, "status")  # a database read, counted per address like status reads
     with service.pool.session() as session:
-        sources = [{"id": source.id, "name": source.name} for source in list_sources(session) if source.active]
-    return pages.dashboard(service.settings, sources)
+        forms = handlers.kind_forms(session, accepted_kinds.kinds)
+    return pages.dashboard(service.settings, forms, DEFAULT_KIND)
 
 
 @functions_framework.http

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,21 @@ class Kind:
     handler: str
     migrations: Path | None = None  # NNNN_name.sql files, applied after the core's
     statements: Path | None = None  # name.sql files, run by name like the core's
-    # Reads the kind's own variables at start, with the core's: `read_settings(reader)` gets
-    # a shared.core.settings.SettingsReader (number, text, problem) and returns the kind's
-    # settings object, which its handler sees as `ctx.settings`.
-    read_settings: Callable[[Any], Any] | None = None
+    # The kind's own settings: a frozen dataclass whose fields are declared with
+    # shared.core.settings.setting, read at start with the core's (read_settings below); its
+    # handler sees them as `ctx.settings`.
+    settings: type | None = None
+    # The kind that a request naming no kind asks for (the seed's contract: a newsletter
+    # request). At most one kind claims it.
+    default: bool = False
+    # The dashboard's form for this kind: `form(session)` returns what the page shows, a dict
+    # {"title": str, "fields": [field, ...]} (see shared/web/dashboard.html for the field
+    # types), plus any data of the kind's own (the newsletter's active sources). Read on the
+    # dashboard's GET, with a pooled connection.
+    form: Callable[[Any], dict] | None = None
+    # What the archive's cards of this kind need besides the job, `card_data(session)` (the
+    # newsletter: its sources' names by id, active or not). Read on the archive's GET.
+    card_data: Callable[[Any], dict] | None = None
 
 
 _registered: dict[str, Kind] = {}
@@ -66,6 +77,43 @@ def builtin_kinds() -> dict[str, Kind]:
     importlib.import_module(BUILTIN_KINDS_PACKAGE)  # each kind registers itself on import
     with _registered_lock:
         return dict(_registered)
+
+
+def read_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The core's settings and every built-in kind's, in one read: one message names every
+    bad variable, the core's and the kinds'. (The registry reads the kinds' settings, not the
+    settings module: the core's settings import nothing of the core above them.)"""
+    return Settings.from_env(env, kinds=kind_settings_classes())
+
+
+def kind_settings_classes() -> dict[str, type]:
+    """Each built-in kind's settings class, by kind name."""
+    return {name: kind.settings for name, kind in sorted(builtin_kinds().items()) if kind.settings is not None}
+
+
+def default_kind() -> str | None:
+    """The kind a request that names none is; None when no kind claims it."""
+    claims = sorted(name for name, kind in builtin_kinds().items() if kind.default)
+    if len(claims) > 1:
+        raise RuntimeError(f"more than one kind claims to be the default: {', '.join(claims)}")
+    return claims[0] if claims else None
+
+
+def kind_forms(session, kinds: Iterable[str]) -> dict[str, dict]:
+    """The dashboard forms of those kinds that bring one, by kind name."""
+    registered = builtin_kinds()
+    return {
+        name: registered[name].form(session)
+        for name in sorted(kinds)
+        if name in registered and registered[name].form is not None
+    }
+
+
+def kind_card_data(session) -> dict[str, dict]:
+    """Each kind's card data (Kind.card_data), by kind name."""
+    return {
+        name: kind.card_data(session) for name, kind in sorted(builtin_kinds().items()) if kind.card_data is not None
+    }
 
 
 def builtin_handlers() -> dict[str, str]:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from shared.core import log, metrics, outbox, queue, tracing
+from shared.core import log, maintenance, metrics, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import DatabaseUnavailable, JobQueueError
 from shared.core.handlers import HandlerRegistry
-from shared.core.jobs import Job, JobStatus
+from shared.core.jobs import Job, JobStatus, iso
+from shared.core.maintenance import SweepReport
+from shared.core.maintenance.redispatcher import redispatch
 from shared.core.outbox import Drained
-from shared.core.queue import CancelOutcome, SweepReport
+from shared.core.queue import CancelOutcome
 from shared.core.runner import Outcome, Runner, RunOutcome
 from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, Settings
 
@@ -133,34 +136,60 @@ def skipped_reason(job: Job) -> str:
 class Swept:
     report: SweepReport
     redispatched: int
-    purged: int = 0  # archived jobs deleted for good (ARCHIVE_RETENTION_DAYS)
 
     def to_json(self) -> dict:
-        return {**self.report.to_json(), "purged": self.purged, "redispatched": self.redispatched}
+        return {**self.report.to_json(), "purged": self.report.purged, "redispatched": self.redispatched}
 
 
 def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings) -> Swept:
-    """Recover stalled jobs, archive old ones and purge the archive's oldest; log each job
-    swept and the queue's gauges; then dispatch what was requeued, push a new task for every
-    job that waited past REDISPATCH_AFTER_SECONDS (its task may be lost), and last, with the
-    time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished wrote
-    theirs in the same transaction): however slow the receivers, the queue's own work is done
-    first and the tick ends in time."""
+    """The maintenance services, in order (shared/core/maintenance/: rescue stalled jobs,
+    archive old ones, prune the outbox, purge the archive's oldest, find the jobs that waited
+    past REDISPATCH_AFTER_SECONDS); log each job swept and the queue's gauges; then dispatch
+    what was requeued, push a new task for each waiting job (its task may be lost), and last,
+    with the time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished
+    wrote theirs in the same transaction): however slow the receivers, the queue's own work is
+    done first and the tick ends in time."""
+    redispatch_after = settings.redispatch_after_seconds if dispatcher.tasks_enabled else None
     with pool.session() as session:
-        report = queue.sweep(session, settings.stalled_after_seconds, settings.retention_days)
-        outbox.prune(session, settings.retention_days)
-        purged = queue.purge_archive(session, settings.archive_retention_days)
-        waiting = queue.waiting_jobs(session, settings.redispatch_after_seconds) if dispatcher.tasks_enabled else []
+        report = maintenance.sweep(
+            session,
+            settings.stalled_after_seconds,
+            settings.retention_days,
+            settings.archive_retention_days,
+            redispatch_after,
+        )
         gauges = metrics.read_gauges(session)
     metrics.log_gauges(gauges)  # each tick, so that its absence says sweep stopped
     for job in (*report.requeued_jobs, *report.finished_jobs):
         metrics.log_swept(job)
     for job in report.requeued_jobs:
         dispatcher.follow_up(job)
-    requeued = {job.id for job in report.requeued_jobs}
-    redispatched = dispatcher.redispatch_waiting([job for job in waiting if job.id not in requeued])
+    redispatched = redispatch(dispatcher, report.waiting_jobs, {job.id for job in report.requeued_jobs})
     drain_webhooks(pool, dispatcher)
-    return Swept(report, redispatched, purged)
+    return Swept(report, redispatched)
+
+
+@dataclass(frozen=True)
+class JobWithLogLines:
+    job: Job
+    log_lines: list[dict]  # [{"seq", "level", "message", "at"}], oldest first
+    message: str | None  # the newest status message
+    preview: Any  # the newest preview event's data (its text so far and format), if any
+
+
+def read_job_with_log_lines(pool: Pool, job_id: str) -> JobWithLogLines:
+    """A job with its log lines, and what its stream shows beside them (the newest message and
+    preview), read on one connection; NotFound for an unknown job."""
+    with pool.session() as session:
+        job = queue.get_job(session, job_id)
+        events = queue.list_events(session, job_id)
+        message, preview = queue.latest_message_and_preview(session, job_id)
+    lines = [
+        {"seq": e.seq, "level": e.data.get("level", "info"), "message": e.data.get("message"), "at": iso(e.created_at)}
+        for e in events
+        if e.kind == "log"
+    ]
+    return JobWithLogLines(job, lines, message, preview)
 
 
 def read_metrics(pool: Pool, settings: Settings, tenant: str, window_seconds: float) -> dict:

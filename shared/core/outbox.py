@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.core import log
+from shared.core.backoff import backoff_seconds
 from shared.core.db import Pool, Session
 from shared.core.errors import NotFound
 from shared.core.jobs import Job
@@ -75,7 +76,7 @@ def mark_done(session: Session, delivery: Delivery) -> None:
 
 def mark_failed(session: Session, delivery: Delivery, error: str, max_attempts: int) -> bool:
     """Schedule the next try with backoff; True when this was the last one allowed."""
-    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**delivery.attempts)
+    delay = backoff_seconds(delivery.attempts + 1, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS)
     row = session.row(
         "outbox_retry",
         id=delivery.id,
@@ -89,10 +90,6 @@ def mark_failed(session: Session, delivery: Delivery, error: str, max_attempts: 
 
 def release(session: Session, delivery: Delivery) -> None:
     session.rows("outbox_release", id=delivery.id, claim_token=delivery.claim_token)
-
-
-def prune(session: Session, retention_days: int) -> int:
-    return session.row("outbox_prune", retention_days=retention_days)["pruned"]
 
 
 def drain(

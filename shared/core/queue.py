@@ -2,7 +2,7 @@
 
     enqueue -> claim -> heartbeat / progress / log -> complete | fail (retry) | cancelled
                                     ^                                   |
-                  sweep: stale heartbeat -> requeue or fail ------------+
+                  sweep: stale heartbeat -> requeue or fail ------------+  (maintenance/rescuer.py)
 
 Every write to a running job presents the lease token its claim handed out; a write whose
 lease is gone raises LeaseLost and changes nothing.
@@ -11,7 +11,6 @@ lease is gone raises LeaseLost and changes nothing.
 from __future__ import annotations
 
 import json
-import random
 import re
 import uuid
 from collections.abc import Callable
@@ -25,13 +24,11 @@ from shared.core.db import Session
 from shared.core.errors import Conflict, IdempotencyConflict, JobQueueError, LeaseLost, NotFound, ValidationError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
-from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT
+from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, MAX_ATTEMPTS
 from shared.core.storable import json_problems, text_problem
 
 MAX_PRIORITY = 1_000_000
-MAX_ATTEMPTS_LIMIT = 100
 MAX_KEY_LENGTH = 200
-SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -123,7 +120,7 @@ def _checked(
     idempotency_key: Any,
     callback_url: Any,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
-    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
+    max_attempts_limit: int = MAX_ATTEMPTS,
 ) -> datetime | None:
     """The job's run_at, once every field and the kind's own checks pass; else a
     ValidationError naming every problem at once."""
@@ -177,7 +174,7 @@ def enqueue(
     tenant: str = DEFAULT_TENANT,
     rerun_of: str | None = None,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
-    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
+    max_attempts_limit: int = MAX_ATTEMPTS,
 ) -> tuple[Job, bool]:
     """Queue a job. Returns (job, created); created is False when the key was seen before.
 
@@ -239,7 +236,7 @@ def enqueue_many(
     tenant: str = DEFAULT_TENANT,
     traceparent: str | None = None,
     check_callback: Callable[[Any], str | None] = callback_url_problem,
-    max_attempts_limit: int = MAX_ATTEMPTS_LIMIT,
+    max_attempts_limit: int = MAX_ATTEMPTS,
 ) -> list[tuple[Job, bool] | JobQueueError]:
     """Queue many jobs in one transaction: `requests` holds (payload, options) per job, options
     named as `enqueue`'s. The answer, in the same order, is per job (job, created) or the
@@ -458,12 +455,6 @@ def complete(session: Session, lease: Lease, result: Any) -> Job:
     return Job.from_row(_fenced(row, lease))
 
 
-def retry_delay_seconds(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: between half and all of base * 2^(attempt-1), capped."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
 def fail(session: Session, lease: Lease, error: str, retry_delay: float, retryable: bool = True) -> Job:
     """Fail this attempt: requeued at now + retry_delay while attempts remain, else failed."""
     row = session.row(
@@ -510,13 +501,6 @@ def latest_message_and_preview(session: Session, job_id: str) -> tuple[str | Non
     return row.get("message"), row.get("preview")
 
 
-def waiting_jobs(session: Session, waited_seconds: float, limit: int = SWEEP_BATCH) -> list[Job]:
-    """Queued jobs still waiting `waited_seconds` after their run_at: a task may be lost."""
-    return [
-        Job.from_row(row) for row in session.rows("find_waiting_jobs", waited_seconds=waited_seconds, batch_size=limit)
-    ]
-
-
 def cancel(session: Session, job_id: str, tenant: str = ADMIN_TENANT) -> tuple[CancelOutcome, Job]:
     """Cancel the tenant's job: at once if queued, by request if running. Twice is harmless.
     Another tenant's job is NotFound (the admin's tenant reaches every job)."""
@@ -531,65 +515,3 @@ def cancel(session: Session, job_id: str, tenant: str = ADMIN_TENANT) -> tuple[C
     if job.job_status == JobStatus.RUNNING:  # a cancel was requested before this one
         return CancelOutcome.REQUESTED, job
     return CancelOutcome.ALREADY_FINISHED, job
-
-
-@dataclass
-class SweepReport:
-    requeued: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    archived: int = 0
-    requeued_jobs: tuple[Job, ...] = ()  # to dispatch again
-    finished_jobs: tuple[Job, ...] = ()  # failed or cancelled: their webhooks are due
-
-    def to_json(self) -> dict:
-        return {
-            "requeued": self.requeued,
-            "failed": self.failed,
-            "cancelled": self.cancelled,
-            "archived": self.archived,
-        }
-
-
-def sweep(session: Session, stalled_after_seconds: float, retention_days: int, max_batches: int = 100) -> SweepReport:
-    """Recover stalled running jobs, then archive old finished ones, in bounded batches."""
-    report = SweepReport()
-    requeued: list[Job] = []
-    finished: list[Job] = []
-    for _ in range(max_batches):
-        rows = session.rows("sweep_stalled", stalled_after_seconds=stalled_after_seconds, batch_size=SWEEP_BATCH)
-        for row in rows:
-            job = Job.from_row(row)
-            if job.job_status == JobStatus.QUEUED:
-                report.requeued += 1
-                requeued.append(job)
-            else:
-                finished.append(job)
-                if job.job_status == JobStatus.FAILED:
-                    report.failed += 1
-                else:
-                    report.cancelled += 1
-        if len(rows) < SWEEP_BATCH:
-            break
-    report.requeued_jobs = tuple(requeued)
-    report.finished_jobs = tuple(finished)
-    for _ in range(max_batches):
-        archived = session.row("archive_finished", retention_days=retention_days, batch_size=SWEEP_BATCH)["archived"]
-        report.archived += archived
-        if archived < SWEEP_BATCH:
-            break
-    return report
-
-
-def purge_archive(session: Session, archive_retention_days: int, max_batches: int = 100) -> int:
-    """Delete archived jobs (and their events) finished more than `archive_retention_days`
-    ago, in bounded batches; 0 keeps them for ever. Returns how many were deleted."""
-    purged = 0
-    if archive_retention_days <= 0:
-        return purged
-    for _ in range(max_batches):
-        batch = session.row("purge_archived", archive_retention_days=archive_retention_days, batch_size=SWEEP_BATCH)
-        purged += batch["purged"]
-        if batch["purged"] < SWEEP_BATCH:
-            break
-    return purged

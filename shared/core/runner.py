@@ -7,9 +7,9 @@ token in the row, not the connection, proves the job is still ours. So an instan
 at most DB_POOL_SIZE connections (2 by default) plus one listening connection, whatever
 the number of jobs.
 
-One watcher thread per instance looks after all its running jobs: one heartbeat statement
+One watcher thread per instance (watcher.py) looks after all its running jobs: one heartbeat statement
 for all of them every HEARTBEAT_SECONDS; a cancel request arrives by notification (one
-LISTEN connection, see cancel_listener.py) and sets the handler's `ctx.cancelled` at once;
+LISTEN connection per process, see notifier.py) and sets the handler's `ctx.cancelled` at once;
 while that connection is down, one lease check for all of them every CANCEL_CHECK_SECONDS
 carries cancels instead. A job that runs past JOB_MAX_RUN_SECONDS is told to stop and its
 attempt fails as timed out. The job ends in exactly one of: completed, failed, requeued for
@@ -23,18 +23,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from shared.core import log, metrics, queue, tracing
-from shared.core.cancel_listener import CancelListener
+from shared.core.backoff import backoff_seconds
 from shared.core.db import Pool, PoolExhausted, Session
 from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus
 from shared.core.queue import Lease
 from shared.core.settings import Settings
+from shared.core.watcher import Watcher
 
 T = TypeVar("T")
 
@@ -42,9 +43,6 @@ T = TypeVar("T")
 # for a free pooled connection does not count: a job never fails for want of one.
 WRITE_RETRY_SECONDS = 15.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
-# The watcher (and its listening connection) stops after this long without a job, so an
-# idle instance holds no connection; the next job starts them again.
-WATCHER_IDLE_SECONDS = 60.0
 
 
 @contextmanager
@@ -139,164 +137,6 @@ def _level(level: str) -> str:
     return level if level in LOG_LEVELS else "info"
 
 
-@dataclass
-class _Watched:
-    lease: Lease
-    ctx: JobContext
-    fresh: bool = True  # not yet looked at since its claim: checked on the next tick
-
-
-@dataclass
-class WatcherStats:
-    """What the watcher spent, for tests and benchmarks."""
-
-    heartbeats: int = 0  # statements (each for all the instance's jobs)
-    checks: int = 0
-    notified: int = 0  # cancels that arrived by notification
-    timed_out: int = 0
-    last_beat: dict = field(default_factory=dict)
-
-
-class _Watcher(threading.Thread):
-    """One thread per instance that looks after every job it has in flight: one heartbeat
-    statement for all of them every HEARTBEAT_SECONDS, cancels by notification, and, while
-    the listening connection is down (or for jobs claimed since the last tick), one lease
-    check for all of them every CANCEL_CHECK_SECONDS. Its statements borrow a pooled
-    connection like any write and run under the statement timeout, and it never waits on
-    one job's write."""
-
-    def __init__(self, pool: Pool, settings: Settings, listen: bool = True):
-        super().__init__(name="lease-watcher", daemon=True)
-        self.pool = pool
-        self.check_every = settings.cancel_check_seconds
-        self.beat_every = settings.heartbeat_seconds
-        self.idle_exit = WATCHER_IDLE_SECONDS
-        self._jobs: dict[str, _Watched] = {}
-        self._lock = threading.Lock()
-        self._next_beat = time.monotonic() + self.beat_every
-        self._idle_since = time.monotonic()
-        self.exited = False
-        self.stats = WatcherStats()
-        self.listener = (
-            CancelListener(
-                settings.direct_database,
-                self._cancel_requested,
-                settings.db_timeout_seconds,
-                on_listening=self._look_at_all_again,
-            )
-            if listen
-            else None
-        )
-
-    def start(self) -> None:
-        if self.listener is not None:
-            self.listener.start()
-        super().start()
-
-    def watch(self, lease: Lease, ctx: JobContext) -> bool:
-        """Look after this job; False when this watcher has already stopped (take a new one)."""
-        with self._lock:
-            if self.exited:
-                return False
-            self._jobs[ctx.job_id] = _Watched(lease, ctx)
-            return True
-
-    def unwatch(self, job_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(job_id, None)
-            if not self._jobs:
-                self._idle_since = time.monotonic()
-
-    def stop(self) -> None:
-        with self._lock:
-            self.exited = True
-        if self.listener is not None:
-            self.listener.stop()
-
-    @property
-    def listening(self) -> bool:
-        return self.listener is not None and self.listener.healthy
-
-    def _look_at_all_again(self) -> None:
-        with self._lock:
-            for watched in self._jobs.values():
-                watched.fresh = True
-
-    def _cancel_requested(self, job_id: str) -> None:
-        with self._lock:
-            watched = self._jobs.get(job_id)
-        if watched is not None and not watched.ctx.cancelled.is_set():
-            log.info("Cancel requested", jobId=job_id, by="notification")
-            self.stats.notified += 1
-            watched.ctx.cancelled.set()
-
-    def run(self) -> None:
-        while not self.exited:
-            time.sleep(self.check_every)
-            with self._lock:
-                jobs = list(self._jobs.values())
-                if not jobs and time.monotonic() - self._idle_since >= self.idle_exit:
-                    self.exited = True
-            if self.exited:
-                break
-            try:
-                self.tick(jobs)
-            except Exception as exc:  # noqa: BLE001 (the watcher must outlive any one failure)
-                log.error("Lease watcher tick failed", error=f"{type(exc).__name__}: {exc}")
-        if self.listener is not None:
-            self.listener.stop()
-
-    def tick(self, jobs: list[_Watched]) -> None:
-        now = time.monotonic()
-        for watched in jobs:
-            self._enforce_time_limit(watched, now)
-        if not jobs:
-            return
-        if now >= self._next_beat:
-            if self._look(queue.record_heartbeats, jobs):
-                self._next_beat = now + self.beat_every
-                self.stats.heartbeats += 1
-            return
-        due = jobs if not self.listening else [watched for watched in jobs if watched.fresh]
-        if due and self._look(queue.check_leases, due):
-            self.stats.checks += 1
-
-    def _enforce_time_limit(self, watched: _Watched, now: float) -> None:
-        ctx = watched.ctx
-        if ctx.deadline is not None and now >= ctx.deadline and not ctx.timed_out:
-            log.warning("Job ran past its time limit; stopping the handler", jobId=ctx.job_id)
-            ctx.timed_out = True
-            self.stats.timed_out += 1
-            ctx.cancelled.set()
-
-    def _look(self, operation, jobs: list[_Watched]) -> bool:
-        """Run one batched statement for `jobs`; act on lost leases and cancel requests."""
-        try:
-            with self.pool.session() as session:
-                held = operation(session, [watched.lease for watched in jobs])
-        except DatabaseUnavailable:
-            return False  # the next tick tries again; the handlers' own writes retry too
-        for watched in jobs:
-            watched.fresh = False
-            ctx = watched.ctx
-            if watched.ctx.job_id not in held:
-                self._lease_lost(watched)
-            elif held[ctx.job_id] and not ctx.cancelled.is_set():
-                log.info("Cancel requested", jobId=ctx.job_id)
-                ctx.cancelled.set()
-        return True
-
-    def _lease_lost(self, watched: _Watched) -> None:
-        with self._lock:
-            still_running = self._jobs.get(watched.ctx.job_id) is watched
-            if still_running:
-                del self._jobs[watched.ctx.job_id]
-        if still_running:  # not merely finished while we looked
-            log.warning("Lease lost; stopping the handler", jobId=watched.ctx.job_id)
-            watched.ctx.lease_lost = True
-            watched.ctx.cancelled.set()
-
-
 class Outcome(StrEnum):
     """How an invocation ended."""
 
@@ -319,18 +159,18 @@ class Runner:
         self.registry = registry
         self.settings = settings
         self.listen = listen  # False: no LISTEN connection, lease checks carry cancels
-        self._watcher: _Watcher | None = None
+        self._watcher: Watcher | None = None
         self._watcher_lock = threading.Lock()
 
     @property
-    def watcher(self) -> _Watcher | None:
+    def watcher(self) -> Watcher | None:
         return self._watcher
 
-    def _watch(self, lease: Lease, ctx: JobContext) -> _Watcher:
+    def _watch(self, lease: Lease, ctx: JobContext) -> Watcher:
         while True:
             with self._watcher_lock:  # started on the first job: importing costs nothing
                 if self._watcher is None or self._watcher.exited:
-                    self._watcher = _Watcher(self.pool, self.settings, listen=self.listen)
+                    self._watcher = Watcher(self.pool, self.settings, listen=self.listen)
                     self._watcher.start()
                 watcher = self._watcher
             if watcher.watch(lease, ctx):
@@ -397,9 +237,7 @@ class Runner:
             return self._fail(keeper, job, f"The handler's result is not JSON: {exc}", retryable=False)
 
     def _fail(self, keeper: LeaseKeeper, job: Job, error: str, retryable: bool) -> RunOutcome:
-        delay = queue.retry_delay_seconds(
-            job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
-        )
+        delay = backoff_seconds(job.attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
         outcome = self._end(keeper, job, Outcome.FAILED, queue.fail, error, delay, retryable)
         if outcome.outcome is Outcome.FAILED and outcome.job.job_status == JobStatus.CANCELLED:
             log.info("Job cancelled (its cancel was requested before it failed)", jobId=job.id)

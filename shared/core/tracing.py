@@ -29,6 +29,8 @@ from contextvars import ContextVar
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
+from shared.core import log
+
 if TYPE_CHECKING:
     from shared.core.db import Session
     from shared.core.jobs import Job
@@ -150,7 +152,6 @@ def _active_tracer() -> Any:
 
 def _turn_off(exc: Exception) -> None:
     global _mode
-    from shared.core import log  # noqa: PLC0415
 
     log.error("Tracing is off: its exporter could not start", tracing=_mode, error=f"{type(exc).__name__}: {exc}")
     _mode = None
@@ -295,3 +296,6 @@ def traced_run(run: Callable) -> Callable:
             return run(self, job)
 
     return traced
+
+
+log.add_fields(log_fields)

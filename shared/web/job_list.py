@@ -23,8 +23,8 @@ from shared.core import listing
 from shared.core.db import Pool
 from shared.core.errors import DatabaseUnavailable
 from shared.core.jobs import Job
-from shared.core.listener import JobEventListener
 from shared.core.listing import JobFilter, Page
+from shared.core.notifier import JobEvents
 from shared.core.settings import Settings
 from shared.web.sse import _ReleasingStream, sse
 
@@ -58,7 +58,7 @@ class JobListStream:
     def __init__(
         self,
         pool: Pool,
-        listener: JobEventListener,
+        listener: JobEvents,
         settings: Settings,
         job_body: Callable[[Job], dict],
         clock: Callable[[], float] = time.monotonic,

@@ -132,13 +132,16 @@ def html_response(name: str, config: dict, connect: list[str | None] | None = No
     return flask.Response(html, mimetype="text/html", headers=headers)
 
 
-def dashboard(settings: Settings, sources: list[dict]) -> flask.Response:
-    """The generation form, served by enqueue (it posts to its own address). `sources` are the
-    newsletter's active sources, [{"id", "name"}], read by the adapter (a kind's table)."""
+def dashboard(settings: Settings, forms: dict[str, dict], default_kind: str | None) -> flask.Response:
+    """The forms, served by enqueue (they post to its own address): `forms` are the accepted
+    kinds' form data by kind name, from their registrations (handlers.kind_forms). The
+    default kind's is the page's first form; each other kind's is built from its fields."""
+    default_form = forms.get(default_kind or "", {})
     config = {
         "archiveUrl": with_query(settings.status_url, "view=archive") if settings.status_url else None,
         "tokenRequired": bool(settings.api_tokens),
-        "sources": sources,
+        "sources": default_form.get("sources", []),
+        "forms": {kind: form for kind, form in forms.items() if kind != default_kind},
     }
     return html_response("dashboard", config)
 

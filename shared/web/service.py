@@ -25,7 +25,7 @@ from shared.core.errors import (
     Unauthorized,
     ValidationError,
 )
-from shared.core.handlers import HandlerRegistry
+from shared.core.handlers import HandlerRegistry, read_settings
 from shared.core.jobs import Job
 from shared.core.migrate import apply_migrations
 from shared.core.settings import DEFAULT_TENANT, Settings
@@ -38,7 +38,7 @@ JSON_TYPES = ("application/json",)
 class Service:
     def __init__(self, name: str, settings: Settings | None = None):
         self.name = name
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or read_settings()
         self.registry = HandlerRegistry.from_settings(self.settings)
         # With MIGRATE_ON_START (set by infra/), the first connection of an instance applies
         # pending migrations; concurrent cold starts wait on the migration lock, then skip.

@@ -25,7 +25,7 @@ from shared.core import queue
 from shared.core.db import Pool
 from shared.core.errors import DatabaseUnavailable, TooManyStreams
 from shared.core.jobs import TERMINAL_STATUSES, Job, iso
-from shared.core.listener import JobEventListener
+from shared.core.notifier import JobEvents
 from shared.core.queue import Event
 from shared.core.settings import Settings
 
@@ -143,7 +143,7 @@ class JobStream:
     def __init__(
         self,
         pool: Pool,
-        listener: JobEventListener,
+        listener: JobEvents,
         settings: Settings,
         job_body: Callable[[Job], dict],
         clock: Callable[[], float] = time.monotonic,

@@ -43,4 +43,32 @@ def _validate(payload: dict, session) -> None:
 demo_handler.validate = _validate
 
 
-register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler"))
+def dashboard_form(session) -> dict:
+    """The dashboard's form for a demo job: its three payload fields, bounded as _validate
+    bounds them (the page checks nothing itself: a bad value comes back as a 400 naming it)."""
+    return {
+        "title": "Run a demo job",
+        "submit": "Run the demo",
+        "fields": [
+            {"name": "steps", "label": "Steps", "type": "number", "default": 5, "min": 0, "max": 1000, "step": 1},
+            {
+                "name": "stepSeconds",
+                "label": "Seconds per step",
+                "type": "number",
+                "default": 1.0,
+                "min": 0,
+                "max": 60,
+                "step": 0.1,
+            },
+            {
+                "name": "failWith",
+                "label": "Fail with this error (empty: succeed)",
+                "type": "text",
+                "default": "",
+                "hint": "To watch a failed attempt and its retries.",
+            },
+        ],
+    }
+
+
+register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler", form=dashboard_form))
