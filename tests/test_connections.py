@@ -3,9 +3,12 @@ pooled connection left dead by a database restart replaced instead of answering 
 
 from __future__ import annotations
 
+import gc
 import socket
+import struct
 import threading
 import uuid
+import warnings
 from urllib.parse import urlsplit
 
 import pytest
@@ -199,3 +202,35 @@ def test_connections_opened_during_the_first_connections_migration_wait_for_it(s
         assert order == ["migrated", "statement"]
     finally:
         pool.close()
+
+
+def test_a_connection_reset_while_connecting_leaves_no_socket_open():
+    """A pooler or database restarting resets connections mid-startup (pg8000's TLS request);
+    each attempt must end in DatabaseUnavailable with its socket closed, not left to the GC."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    port = listener.getsockname()[1]
+
+    def reset_every_connection():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: the test is over
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+            conn.close()
+
+    resetter = threading.Thread(target=reset_every_connection, daemon=True)
+    resetter.start()
+    target = DatabaseTarget(host="127.0.0.1", port=port, user="u", database="d")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(100):
+                with pytest.raises(DatabaseUnavailable):
+                    connect(target, timeout=5)
+            gc.collect()
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        listener.close()
+        resetter.join(5)
+    assert [str(warning.message) for warning in caught if warning.category is ResourceWarning] == []

@@ -72,6 +72,9 @@ def shot(page, name: str) -> Path:
     return path
 
 
+LOADED_MS = 30_000  # a deadline for what a loaded 2-core machine may take; expect() returns when it holds
+
+
 def wait_for_lines(page, at_least: int, timeout: float = 10) -> None:
     """Poll from outside: the page's policy forbids the eval that wait_for_function needs."""
     deadline = time.monotonic() + timeout
@@ -113,7 +116,7 @@ def test_cancel_from_the_page(stack, page):
     job = enqueue(stack, {"kind": "demo", "steps": 100, "stepSeconds": 0.3})
     page.goto(f"{stack.url('status')}?id={job['id']}")
     worker = process_in_background(stack, job["id"])
-    expect(page.locator("#log li").first).to_be_visible(timeout=10_000)
+    expect(page.locator("#log li").first).to_be_visible(timeout=LOADED_MS)
     page.get_by_role("button", name="Cancel generation").click()
     expect(page.get_by_label("API token")).to_be_focused()
     page.get_by_label("API token").fill("wrong-token")
@@ -121,14 +124,16 @@ def test_cancel_from_the_page(stack, page):
     page.get_by_role("button", name="Cancel job").click()
     # Issue 23: the error stays in the dialog, beside the field (below the button it was off-screen).
     dialog = page.get_by_role("dialog")
-    expect(dialog.locator("#cancel-error")).to_contain_text("That token was refused")
+    expect(dialog.locator("#cancel-error")).to_contain_text("That token was refused", timeout=LOADED_MS)
     expect(page.get_by_label("API token")).to_be_focused()
     assert dialog.locator("#cancel-error").bounding_box()["y"] < 900, "the error is on screen"
     shot(page, "04b-cancel-dialog-error")
     page.get_by_label("API token").fill(DEV_TOKEN)
     page.keyboard.press("Enter")
-    expect(dialog).to_be_hidden()
-    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=5_000)
+    expect(dialog).to_be_hidden(timeout=LOADED_MS)
+    # The cancel crosses the cancel function, a notification, the runner and the stream: on a
+    # loaded machine that takes more than the 5 s a plain expect waits (it ends as soon as it holds).
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=LOADED_MS)
     expect(page.locator("#stepper li.stopped")).to_have_count(1)
     # The hint no longer says the job is stopping; the log says it stopped; no Cancel button.
     expect(page.locator("#cancel-result")).to_have_text("Cancelled: the job stopped.")
@@ -272,8 +277,12 @@ def test_while_polling_the_message_and_the_preview_keep_up(stack, page):
 def test_the_page_goes_back_to_live_by_itself_and_never_shows_stale_text(stack, page):
     """Issue 23: the status function is killed mid-run and started again; the page says when
     its checks fail, returns to the live stream while the job still runs, and its message
-    never goes back to an older step (nothing is replayed when the stream resumes)."""
-    steps = 60
+    never goes back to an older step (nothing is replayed when the stream resumes).
+
+    The job is long enough to outlast a restart on a loaded machine (the function's start
+    alone can take many seconds there) and is cancelled once the page is live again: the
+    test waits for conditions, never for the job's natural end to come after the restart."""
+    steps = 300
     job = enqueue(stack, {"kind": "paced", "steps": steps, "stepSeconds": 0.4})
     page.goto(f"{stack.url('status')}?id={job['id']}&stay=1")
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
@@ -282,12 +291,19 @@ def test_the_page_goes_back_to_live_by_itself_and_never_shows_stale_text(stack, 
 
     def watch_until(state: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while page.locator("#connection").get_attribute("data-state") != state:
-            assert time.monotonic() < deadline, f"the page was not {state!r} within {timeout} s (saw {seen[-1:]})"
-            seen.append(
-                (page.locator("#connection").get_attribute("data-state"), page.locator("#message").text_content())
+        while True:
+            # Both read in one call: read one after the other, a loaded run paired the state
+            # before the job's end with the message after it ("connected", "Done.").
+            now = tuple(
+                page.locator("#connection").evaluate(
+                    "(el) => [el.dataset.state, document.getElementById('message').textContent]"
+                )
             )
-            time.sleep(0.05)
+            seen.append(now)
+            if now[0] == state:
+                return
+            assert time.monotonic() < deadline, f"the page was not {state!r} within {timeout} s (saw {seen[-1:]})"
+            time.sleep(0.05)  # the pace of the checks; the deadline above bounds the wait
 
     wait_for_lines(page, 3)
     stack.stop_function("status")
@@ -295,13 +311,24 @@ def test_the_page_goes_back_to_live_by_itself_and_never_shows_stale_text(stack, 
     expect(page.locator("#connection-text")).to_contain_text("Cannot reach the status function")
     shot(page, "07b-offline")
     stack.start_function("status")
-    watch_until("connected", 20)
+    watch_until("connected", 30)
     expect(page.locator("#job-status")).to_have_text("running")  # back to live before the end
+    live_again_at = len(log_lines(page))
+    wait_for_lines(page, live_again_at + 2, timeout=30)  # new lines arrive live
     shot(page, "07c-live-again")
+    cancelled = httpx.post(
+        stack.url("cancel"), json={"id": job["id"]}, headers={"Authorization": f"Bearer {DEV_TOKEN}"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
     watch_until("finished", 60)
-    worker.join(10)
-    assert log_lines(page) == [f"Step {i} of {steps} done" for i in range(1, steps + 1)]
-    shown = [steps_done(message or "") for _, message in seen]
+    worker.join(30)
+    lines = log_lines(page)
+    done = [line for line in lines if line.startswith("Step ")]
+    assert done == [f"Step {i} of {steps} done" for i in range(1, len(done) + 1)], "a line lost or repeated"
+    assert len(done) < steps, "the job ended before the page was back to live"
+    assert lines[len(done) :] == ["Cancelled: the job stopped."]
+    # Messages naming no step ("Cancel requested…", "Cancelled.") are left out: the claim is about steps.
+    shown = [step for step in (steps_done(message or "") for _, message in seen) if step]
     assert shown == sorted(shown), "the message went back to an older step"
     assert {"offline", "connected"} <= {state for state, _ in seen}
 

@@ -7,6 +7,7 @@ is created lazily, on the first connection, and only when INSTANCE_CONNECTION_NA
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import datetime
 
@@ -65,16 +66,7 @@ def connect(
             )
             conn._usock.settimeout(timeout)  # every read after the connect
         else:
-            conn = pg8000.native.Connection(
-                user=target.user or "postgres",
-                host=target.host or "127.0.0.1",
-                port=target.port,
-                database=target.database,
-                password=target.password,
-                ssl_context=True if target.ssl else None,
-                timeout=timeout,
-                application_name=application_name,
-            )
+            conn = _direct_connection(target, timeout, application_name)
         if statement_timeout is not None:
             try:
                 conn.execute_simple(f"SET statement_timeout = {milliseconds(statement_timeout)}")
@@ -90,6 +82,32 @@ def connect(
         # the caller, never a 500. The reason travels as the cause, for the request's log line
         # (shared/web/service.py); background reconnect loops stay quiet.
         raise DatabaseUnavailable() from exc
+
+
+def _direct_connection(target: DatabaseTarget, timeout: float, application_name: str):
+    """A pg8000 connection over a socket we open and close ourselves if the startup fails.
+
+    pg8000 leaves its own socket open when the server resets the connection while it asks for
+    TLS (a PgBouncer or database restarting as we connect does that): a descriptor leaked per
+    attempt, and a ResourceWarning when it is collected.
+    """
+    host = target.host or "127.0.0.1"
+    sock = socket.create_connection((host, target.port), timeout)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # as pg8000 does on its own socket
+        return pg8000.native.Connection(
+            user=target.user or "postgres",
+            host=host,
+            database=target.database,
+            password=target.password,
+            ssl_context=True if target.ssl else None,
+            timeout=timeout,
+            application_name=application_name,
+            sock=sock,
+        )
+    except BaseException:
+        sock.close()
+        raise
 
 
 def refusal_reason(exc: BaseException) -> str | None:
