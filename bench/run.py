@@ -42,7 +42,7 @@ from bench import (
 from bench.common import HANDLERS, fresh_database
 from bench.scale import replace_section
 from local import postgres
-from local.functions import REPO
+from local.functions import NO_RATE_LIMITS, REPO
 from local.stack import Stack
 from shared.core.settings import Settings
 
@@ -58,17 +58,7 @@ STACK_ENV = {
     "DB_POOL_SIZE": "10",
     "ENQUEUE_KINDS": "*",
     # One caller makes every request: measure the queue, not the rate limits.
-    **dict.fromkeys(
-        (
-            "RATE_LIMIT_ENQUEUE",
-            "RATE_LIMIT_JOBS",
-            "RATE_LIMIT_CANCEL",
-            "RATE_LIMIT_STATUS",
-            "RATE_LIMIT_STREAMS",
-            "RATE_LIMIT_AUTH_FAILURES",
-        ),
-        "0",
-    ),
+    **NO_RATE_LIMITS,
 }
 
 

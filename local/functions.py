@@ -10,3 +10,18 @@ FUNCTIONS = ("enqueue", "process", "status", "cancel", "sweep")
 
 def function_source(name: str) -> Path:
     return REPO / "functions" / name / "main.py"
+
+
+# Every per-caller limit turned off, for a harness whose one caller makes every request (the
+# fuzzer, make bench, the fault campaign): each limit has tests of its own. A new limit goes here.
+NO_RATE_LIMITS = dict.fromkeys(
+    (
+        "RATE_LIMIT_ENQUEUE",
+        "RATE_LIMIT_JOBS",
+        "RATE_LIMIT_CANCEL",
+        "RATE_LIMIT_STATUS",
+        "RATE_LIMIT_STREAMS",
+        "RATE_LIMIT_AUTH_FAILURES",
+    ),
+    "0",
+)

@@ -24,7 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from local.functions import FUNCTIONS, function_source
+from local.functions import FUNCTIONS, NO_RATE_LIMITS, function_source
 from shared.core import queue
 
 SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml").read_text())
@@ -43,17 +43,7 @@ FUZZ_ENV = {
     # A live list the steering opens with a good filter closes after a second, not twenty.
     "STREAM_MAX_SECONDS": "1",
     # One caller sends every request here; the limits have tests of their own.
-    **dict.fromkeys(
-        (
-            "RATE_LIMIT_ENQUEUE",
-            "RATE_LIMIT_JOBS",
-            "RATE_LIMIT_CANCEL",
-            "RATE_LIMIT_STATUS",
-            "RATE_LIMIT_STREAMS",
-            "RATE_LIMIT_AUTH_FAILURES",
-        ),
-        "0",
-    ),
+    **NO_RATE_LIMITS,
 }
 
 

@@ -35,6 +35,7 @@ from bench.campaign import checks, workload
 from bench.campaign.faults import Faults, ProcessInstances, admin_session
 from bench.campaign.observe import Answers, ConnectionSampler, StreamFollower
 from local import postgres, reaper
+from local.functions import NO_RATE_LIMITS
 from local.pgbouncer import start_pgbouncer
 from local.stack import DEV_TOKEN, REPO, Stack
 from shared.core.migrate import apply_migrations
@@ -205,17 +206,7 @@ CAMPAIGN_ENV = {
     "MAX_STREAMS_PER_CALLER": "40",  # every stream comes from this one address
     "STREAM_MAX_SECONDS": "30",
     # One caller makes all the campaign's requests: the rate limits would only get in the way.
-    **dict.fromkeys(
-        (
-            "RATE_LIMIT_ENQUEUE",
-            "RATE_LIMIT_JOBS",
-            "RATE_LIMIT_CANCEL",
-            "RATE_LIMIT_STATUS",
-            "RATE_LIMIT_STREAMS",
-            "RATE_LIMIT_AUTH_FAILURES",
-        ),
-        "0",
-    ),
+    **NO_RATE_LIMITS,
 }
 
 
