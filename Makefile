@@ -24,12 +24,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt 
 
 venv: $(VENV)/.installed ## Create .venv: the project installed in editable mode, with everything it needs
 
-test: venv js-deps ## Lint, build the docs site (--strict), then the test suite on a throwaway PostgreSQL (or DATABASE_URL)
+# make test's parallel pytest processes (pytest-xdist), each with a PostgreSQL of its own: one
+# more than the cores, since a test spends much of its time waiting on servers it started.
+# TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
+test: venv js-deps ## Lint, build the docs site (--strict), then the test suite in parallel, each worker on a throwaway PostgreSQL (or DATABASE_URL)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(MKDOCS) build --strict --quiet
 	@# Each run's counts and times go to build/junit.xml, the one place they are written down.
-	$(PY) -m pytest -m "not slow" --junitxml=build/junit.xml
+	@# --dist loadfile: a module's tests run in one worker, so a module's fixtures are built once.
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --junitxml=build/junit.xml
 
 migrate: venv ## Apply the migrations to DATABASE_URL
 	$(PY) -m shared.core.migrate

@@ -10,6 +10,7 @@ unprivileged `nobody` user, with a data directory it owns in a world-traversable
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import importlib.util
@@ -98,13 +99,18 @@ def _bindir_for_unprivileged(bindir: Path) -> Path:
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"jobqueue-pg-{digest}"
     copied_bindir = target / install.relative_to(site) / "bin"
-    if not _has_server(copied_bindir):
-        shutil.copytree(install, target / install.relative_to(site), symlinks=True, dirs_exist_ok=True)
-        for libs in site.glob(f"{install.parent.name}.libs"):
-            shutil.copytree(libs, target / libs.name, symlinks=True, dirs_exist_ok=True)
-        for folder in [target, *target.rglob("*")]:
-            if folder.is_dir():
-                os.chmod(folder, 0o755)
+    done = target / ".copied"  # written last: a copy cut short is made again
+    # Test runs in parallel (pytest-xdist workers, other checkouts) copy at once: one at a time.
+    with open(f"{target}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.copytree(install, target / install.relative_to(site), symlinks=True, dirs_exist_ok=True)
+            for libs in site.glob(f"{install.parent.name}.libs"):
+                shutil.copytree(libs, target / libs.name, symlinks=True, dirs_exist_ok=True)
+            for folder in [target, *target.rglob("*")]:
+                if folder.is_dir():
+                    os.chmod(folder, 0o755)
+            done.touch()
     return copied_bindir
 
 

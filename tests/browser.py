@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from local.stack import REPO, Stack
-from tests.support import admin_session, with_database
+from tests.support import admin_session, scratch_name, with_database
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = REPO / "build" / "screenshots"
@@ -50,7 +50,9 @@ def chromium_browser():
 
 
 def stack_on_a_copy(admin_url: str, template_database: str, name: str, log_dir, **stack_fields) -> Iterator[Stack]:
-    """A started local stack on database `name`, a fresh copy of the migrated template."""
+    """A started local stack on database `name` (made this process's own), a fresh copy of the
+    migrated template."""
+    name = scratch_name(name)
     admin = admin_session(admin_url)
     admin.run_sql(f"DROP DATABASE IF EXISTS {name}")
     admin.run_sql(f"CREATE DATABASE {name} TEMPLATE {template_database}")

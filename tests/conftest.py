@@ -23,7 +23,11 @@ from shared.core.migrate import apply_migrations
 from shared.core.settings import Settings
 from tests.support import API_TOKEN, admin_session, with_database
 
-TEMPLATE = "jobqueue_test_template"
+# Under pytest-xdist (make test runs the suite in parallel) each worker is a process of its own
+# with its own session fixtures: its own throwaway server, or, on a shared DATABASE_URL, its own
+# template and database names.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+TEMPLATE = f"jobqueue_test_template_{WORKER}"
 _counter = itertools.count()
 
 # Fast knobs so that lifecycle tests take milliseconds, not minutes.

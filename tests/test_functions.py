@@ -9,7 +9,7 @@ import pytest
 from local.functions import FUNCTIONS
 from shared.core import queue
 from tests import handlers
-from tests.support import API_TOKEN, admin_session, with_database
+from tests.support import API_TOKEN, admin_session, scratch_name, with_database
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -366,17 +366,16 @@ def free_port():
 
 
 def test_migrate_on_start_brings_an_empty_database_up_to_date(make_client, admin_url):
+    fresh = scratch_name("jobqueue_fresh_deploy")
     admin = admin_session(admin_url)
-    admin.run_sql("DROP DATABASE IF EXISTS jobqueue_fresh_deploy")
-    admin.run_sql("CREATE DATABASE jobqueue_fresh_deploy")
+    admin.run_sql(f"DROP DATABASE IF EXISTS {fresh}")
+    admin.run_sql(f"CREATE DATABASE {fresh}")
     try:
-        client = make_client(
-            "enqueue", DATABASE_URL=with_database(admin_url, "jobqueue_fresh_deploy"), MIGRATE_ON_START="1"
-        )
+        client = make_client("enqueue", DATABASE_URL=with_database(admin_url, fresh), MIGRATE_ON_START="1")
         assert post(client, {"kind": "noop"}).status_code == 202
         assert post(client, {"kind": "noop"}).status_code == 202
     finally:
-        admin.run_sql("DROP DATABASE jobqueue_fresh_deploy WITH (FORCE)")
+        admin.run_sql(f"DROP DATABASE {fresh} WITH (FORCE)")
         admin.close()
 
 

@@ -1,7 +1,7 @@
 import threading
 
 from shared.core.migrate import apply_migrations, available_migrations
-from tests.support import admin_session, with_database
+from tests.support import admin_session, scratch_name, with_database
 
 
 def applied_names() -> list[str]:
@@ -9,6 +9,7 @@ def applied_names() -> list[str]:
 
 
 def scratch_database(admin_url: str, name: str):
+    name = scratch_name(name)
     admin = admin_session(admin_url)
     admin.run_sql(f"DROP DATABASE IF EXISTS {name}")
     admin.run_sql(f"CREATE DATABASE {name}")
@@ -28,7 +29,7 @@ def test_migrations_apply_to_an_empty_database_and_again_with_no_change(admin_ur
         assert sorted(map(tuple, recorded)) == sorted((m.component, m.version) for m in available_migrations())
     finally:
         session.close()
-        admin.run_sql("DROP DATABASE jobqueue_migration_test WITH (FORCE)")
+        admin.run_sql(f"DROP DATABASE {scratch_name('jobqueue_migration_test')} WITH (FORCE)")
         admin.close()
 
 
@@ -75,7 +76,7 @@ def test_a_database_migrated_with_the_single_folder_layout_upgrades_without_reru
         assert apply_migrations(session) == []
     finally:
         session.close()
-        admin.run_sql("DROP DATABASE jobqueue_migration_upgrade WITH (FORCE)")
+        admin.run_sql(f"DROP DATABASE {scratch_name('jobqueue_migration_upgrade')} WITH (FORCE)")
         admin.close()
 
 
@@ -101,5 +102,5 @@ def test_two_processes_migrating_at_once_apply_each_migration_once(admin_url):
         assert errors == []
         assert sorted(name for applied in results for name in applied) == sorted(applied_names())
     finally:
-        admin.run_sql("DROP DATABASE jobqueue_migration_race WITH (FORCE)")
+        admin.run_sql(f"DROP DATABASE {scratch_name('jobqueue_migration_race')} WITH (FORCE)")
         admin.close()
