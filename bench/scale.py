@@ -38,7 +38,6 @@ import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -49,6 +48,7 @@ import httpx
 
 from bench import ledger
 from local import postgres
+from local.launcher import start_function
 from local.pgbouncer import start_pgbouncer
 from local.stack import DEV_TOKEN, REPO, Stack, wait_for_port
 from shared.core.db import Session, connect
@@ -133,35 +133,22 @@ class Instance:
         self.port = port
         self.url = f"http://127.0.0.1:{port}/"
         self.log = open(log_dir / f"process-{port}.log", "ab")  # closed in stop()
-        source = str(REPO / "functions" / "process" / "main.py")
-        command = [sys.executable, "-m", "functions_framework", "--source", source, "--target", "process"]
-        self.process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env={**os.environ, **stack.env, "THREADS": str(threads)},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The one launcher: its server is ended with this run however the run ends (a SIGKILL too).
+        env = {**os.environ, **stack.env, "THREADS": str(threads)}
+        self.server = start_function("process", env, port=port, output=self.log)
+        self.process = self.server.process
         self.killed = False
 
     def pids(self) -> list[int]:
         return [] if self.killed else process_tree(self.process.pid)
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        self.server.stop(signal.SIGKILL)
         self.killed = True
 
     def stop(self) -> None:
         if not self.killed:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            self.server.stop(signal.SIGTERM, timeout=15)
         self.log.close()
 
 

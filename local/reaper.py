@@ -112,12 +112,19 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def run_tied(command: list[str], **options) -> int:
-    """Run a child harness (a campaign in a planted copy of the tree) that ends with this one:
-    in a session of its own (so a Ctrl-C here stops it through our cleanup, in order), watched
-    by the reaper, and sent SIGTERM if we stop first (its handler stops what it started)."""
+def popen_tied(command: list[str], sig: int = signal.SIGTERM, **options) -> subprocess.Popen:
+    """Start a child harness (make dev under a test, a campaign in a planted copy of the tree)
+    that ends with this process: in a session of its own (so that a Ctrl-C here stops it
+    through our cleanup, in order), watched by the reaper, which sends it `sig` (its handler
+    stops what it started) if we end first. Call forget_group(child.pid) once it has ended."""
     child = subprocess.Popen(command, start_new_session=True, **options)
-    watch_group(child.pid)
+    watch_group(child.pid, sig)
+    return child
+
+
+def run_tied(command: list[str], **options) -> int:
+    """Run a child harness to its end (popen_tied); SIGTERM to it if we stop first."""
+    child = popen_tied(command, **options)
     try:
         return child.wait()
     finally:

@@ -23,7 +23,7 @@ import pytest
 from local.feedserver import FIXED_WEEK_ENDS
 from local.functions import FUNCTIONS, REPO
 from local.postgres import free_port
-from local.reaper import group_members
+from local.reaper import forget_group, group_members, popen_tied
 from local.stack import DEV_TOKEN, last_seven_days
 
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
@@ -37,7 +37,8 @@ class DevStack:
         self.ports = ports or {name: free_port() for name in (*FUNCTIONS, "feeds", "tasks")}
         env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
         env |= {f"{name.upper()}_PORT": str(port) for name, port in self.ports.items()}
-        self.process = subprocess.Popen(
+        # Tied to this test run: if it is killed outright, the reaper stops make dev (SIGTERM).
+        self.process = popen_tied(
             [sys.executable, "-m", "local.stack"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         self.lines: list[str] = []
@@ -75,6 +76,7 @@ class DevStack:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
+            forget_group(self.process.pid)
             self._reader.join(10)
             self.process.stdout.close()
 

@@ -243,13 +243,9 @@ def status_server(function_env, tmp_path):
     """The status function under functions-framework's own server (gunicorn), one stream
     allowed, and keep-alives far apart: a dropped stream is noticed only by its socket."""
     import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
 
-    from local.postgres import free_port  # noqa: PLC0415
-    from local.stack import REPO, wait_for_port  # noqa: PLC0415
+    from local.launcher import start_function  # noqa: PLC0415
 
-    port = free_port()
     env = {
         **os.environ,
         **function_env,
@@ -258,20 +254,13 @@ def status_server(function_env, tmp_path):
         "STREAM_KEEPALIVE_SECONDS": "30",
         "STREAM_MAX_SECONDS": "60",
     }
-    command = [sys.executable, "-m", "functions_framework", "--target", "status"]
-    command += ["--source", str(REPO / "functions/status/main.py"), "--host", "127.0.0.1", "--port", str(port)]
     with open(tmp_path / "status.log", "wb") as output:
-        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        # The one launcher: the server ends with the test run however the run ends.
+        server = start_function("status", env, output=output)
         try:
-            wait_for_port(port, process=server)
-            yield f"http://127.0.0.1:{port}/"
+            yield server.wait_until_serving().url
         finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
+            server.stop()
 
 
 def test_a_dropped_stream_gives_back_its_slot_long_before_the_next_keep_alive(client, status_server):

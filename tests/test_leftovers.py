@@ -1,10 +1,12 @@
 """Every process the harness starts ends with it, however the harness ends: a harness killed
 outright (SIGKILL, or SIGTERM with no handler) leaves no function server, worker or
-PostgreSQL behind (local/reaper.py), and the fault campaign's stop ends every process
+PostgreSQL behind (local/reaper.py), whether it started them as the launcher does (make test,
+dev, demo, browser-test, chaos, bench) or as make scale does; and the fault campaign's stop ends every process
 instance it started, the ones its faults replaced included."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,22 +20,36 @@ import pytest
 from bench.campaign.__main__ import stop_functions
 from bench.campaign.faults import ProcessInstances
 from local.launcher import REPO
-from local.reaper import group_members
+from local.reaper import forget_group, group_members, popen_tied
 from local.stack import Stack
 
-# A harness in miniature: a throwaway PostgreSQL and a function server on it, then it waits
-# to be killed, after saying what it started.
+# A harness in miniature: a throwaway PostgreSQL and a function server on it (started as the
+# make target named starts its servers), then it waits to be killed, after saying what it started.
 HARNESS = """
 import json, os, sys, time
+from pathlib import Path
 from local import postgres
-from local.launcher import start_function
 server = postgres.throwaway_server()
-function = start_function("status", {**os.environ, "DATABASE_URL": server.url}, output=open(os.devnull, "wb"))
+env = {{**os.environ, "DATABASE_URL": server.url}}
+{start}
 function.wait_until_serving(60)
-print(json.dumps({"postmaster": server._pid, "function": function.pid, "datadir": str(server.datadir.parent)}))
+print(json.dumps({{"postmaster": server._pid, "function": function.pid, "datadir": str(server.datadir.parent)}}))
 sys.stdout.flush()
 time.sleep(600)
 """
+STARTS = {
+    # make test, dev, demo, browser-test, chaos and bench: the one launcher (local/launcher.py)
+    "the launcher": """
+from local.launcher import start_function
+function = start_function("status", env, output=open(os.devnull, "wb"))
+""",
+    # make scale: its process instances
+    "make scale": """
+from types import SimpleNamespace
+from bench.scale import Instance
+function = Instance(SimpleNamespace(env=env), postgres.free_port(), 4, Path(os.environ["LOGS"])).server
+""",
+}
 
 
 def alive(pid: int) -> bool:
@@ -54,8 +70,12 @@ def wait_until(condition, seconds: float) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_a_killed_harness_leaves_no_server_worker_or_database_behind(sig):
-    harness = subprocess.Popen([sys.executable, "-c", HARNESS], cwd=REPO, stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("starter", list(STARTS))
+def test_a_killed_harness_leaves_no_server_worker_or_database_behind(starter, sig, tmp_path):
+    script = HARNESS.format(start=STARTS[starter])
+    env = {**os.environ, "LOGS": str(tmp_path)}
+    # Tied to this run (local/reaper.py): should this test fail, its harness still ends with us.
+    harness = popen_tied([sys.executable, "-c", script], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         started = json.loads(harness.stdout.readline())
     except json.JSONDecodeError:
@@ -74,8 +94,20 @@ def test_a_killed_harness_leaves_no_server_worker_or_database_behind(sig):
         if harness.poll() is None:
             harness.kill()
             harness.wait()
+        forget_group(harness.pid)
         harness.stdout.close()
+        end_what_is_left(started)
         shutil.rmtree(started["datadir"], ignore_errors=True)
+
+
+def end_what_is_left(started: dict) -> None:
+    """A failing run of the test must not leave behind what it caught being left behind."""
+    with contextlib.suppress(ProcessLookupError):
+        if group_members(started["function"]):
+            os.killpg(started["function"], signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        if alive(started["postmaster"]):
+            os.kill(started["postmaster"], signal.SIGQUIT)
 
 
 def test_the_campaign_stops_every_process_instance_a_fault_replaced(database_url, tmp_path):
