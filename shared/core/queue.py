@@ -295,7 +295,7 @@ def _insert_bulk(session: Session, rows: list[dict], answers: list, tenant: str,
     """Insert the rows, answer each inserted one and each whose key names a job already; return
     those neither inserted nor found (their keyed job was archived in between)."""
     inserted = {
-        str(row["id"]): Job.from_row(row)
+        row["id"]: row
         for row in session.rows("enqueue_jobs", jobs=json.dumps(rows), tenant=tenant, traceparent=traceparent)
     }
     keys = sorted({row["idempotency_key"] for row in rows if row["id"] not in inserted})
@@ -306,12 +306,26 @@ def _insert_bulk(session: Session, rows: list[dict], answers: list, tenant: str,
     again = []
     for row in rows:
         if row["id"] in inserted:
-            answers[row["position"]] = (inserted[row["id"]], True)
+            answers[row["position"]] = (_inserted_job(row, inserted[row["id"]], tenant, traceparent), True)
         elif (job := existing.get(row["idempotency_key"])) is None:
             again.append(row)
         else:
             answers[row["position"]] = _repeated(job, row)
     return again
+
+
+def _inserted_job(row: dict, chosen: dict, tenant: str, traceparent: str | None) -> Job:
+    """The job enqueue_jobs.sql just inserted for `row`: the request's fields, what that statement
+    writes, the columns' defaults, and what the database chose (`chosen`: created_at, run_at).
+    test_bulk_enqueue compares it with the row read back, field by field."""
+    return Job(
+        id=row["id"], kind=row["kind"], job_status=JobStatus.QUEUED, payload=row["payload"], result=None, error=None,
+        progress=0, current_step="Queued", priority=row["priority"], attempts=0, max_attempts=row["max_attempts"],
+        run_at=chosen["run_at"], processed_at=None, finished_at=None, last_heartbeat=None,
+        idempotency_key=row["idempotency_key"], worker_token=None, cancel_requested_at=None, last_event_seq=1,
+        created_at=chosen["created_at"], updated_at=chosen["created_at"], callback_url=row["callback_url"],
+        tenant=tenant, rerun_of=None, traceparent=traceparent,
+    )  # fmt: skip
 
 
 def _repeated(job: Job, row: dict) -> tuple[Job, bool] | IdempotencyConflict:

@@ -2,6 +2,8 @@
 -- caller names each job's id (random, from the caller's CSPRNG), so that it can match the
 -- rows returned to the jobs it asked for. A job whose key the tenant used before, or that
 -- repeats a key earlier in the same list, inserts nothing: the caller then reads that job.
+-- Only what the database chose comes back (the caller knows the rest: it is the request and
+-- the values written here): a thousand whole rows cost more to send and to parse than the insert.
 WITH requested AS (
     SELECT * FROM jsonb_to_recordset(CAST(:jobs AS jsonb)) AS requested (
         position integer, id uuid, kind text, payload jsonb, priority integer, run_at timestamptz,
@@ -20,4 +22,4 @@ WITH requested AS (
     SELECT id, 1, 'status', jsonb_build_object('jobStatus', job_status, 'currentStep', current_step)
     FROM inserted
 )
-SELECT * FROM inserted
+SELECT id, created_at, run_at FROM inserted
