@@ -66,12 +66,12 @@ def sizes(quick: bool) -> dict:
     """How much each scenario does: a full run, or a smoke run."""
     if quick:
         return {"jobs": 1000, "repeats": 1, "rows_large": 50_000, "cold_repeats": 1, "enqueues": 200,
-                "progress_events": 60, "cancels": 5, "writer_samples": 2, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30}  # fmt: skip
+                "progress_events": 60, "cancels": 5, "writer_samples": 2, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30, "baseline_seconds": 2}  # fmt: skip
     return {"jobs": 5000, "repeats": 3, "rows_large": 1_000_000, "cold_repeats": 3, "enqueues": 1000,
-            "progress_events": 300, "cancels": 30, "writer_samples": 5, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200}  # fmt: skip
+            "progress_events": 300, "cancels": 30, "writer_samples": 5, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200, "baseline_seconds": 5}  # fmt: skip
 
 
-def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
+def run_on_stack(results: dict, server: postgres.PostgresServer, url: str, size: dict, wanted: set[str]) -> None:
     stack = Stack.on_free_ports(
         database_url=url,
         extra_env=STACK_ENV,
@@ -90,7 +90,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
             results["http_process_per_s"] = process_http.measure(stack, url, size["jobs"] // 5, size["repeats"])
         if "enqueue" in wanted:
             print("enqueue over HTTP", flush=True)
-            results["enqueue"] = enqueue.measure(stack, size["enqueues"])
+            results["enqueue"] = enqueue.measure(stack, server, size["enqueues"], size["baseline_seconds"])
         if "propagation" in wanted:
             print("status propagation", flush=True)
             results["propagation"] = propagation.measure(stack, size["progress_events"])
@@ -105,7 +105,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
             results["writer"] = writer.measure(stack, size["writer_samples"])
 
 
-def run(url: str, size: dict, wanted: set[str]) -> dict:
+def run(server: postgres.PostgresServer, url: str, size: dict, wanted: set[str]) -> dict:
     results: dict = {}
     if "throughput" in wanted:
         print("core throughput (jobs/s, median of runs; ideal = bare pg8000 loop of the same two statements)")
@@ -119,7 +119,7 @@ def run(url: str, size: dict, wanted: set[str]) -> dict:
         print("the Cloud Tasks path, enqueue to handler start", flush=True)
         results["tasks_path"] = tasks_path.measure(url, size["tasks_samples"])
     if wanted & set(ON_THE_STACK):
-        run_on_stack(results, url, size, wanted)
+        run_on_stack(results, server, url, size, wanted)
     if "big_table" in wanted:
         print("claim and sweep on a big table", flush=True)
         results["scale"] = big_table.measure(url, size["rows_large"])
@@ -145,7 +145,7 @@ def main() -> int:
         "postgres": {"fsync": "on", "synchronous_commit": "on"},
     }
     try:
-        results.update(run(fresh_database(server, "bench"), sizes(args.quick), wanted))
+        results.update(run(server, fresh_database(server, "bench"), sizes(args.quick), wanted))
     finally:
         server.stop()
         postgres.remove(server)

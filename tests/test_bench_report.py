@@ -121,6 +121,15 @@ def test_the_tasks_path_section_reports_the_emulators_share_apart():
     assert "| 612 ms (≤ 500 ms: MISSED) |" in page
 
 
+def test_bulk_enqueue_is_reported_beside_pgbench_single_row_insert():
+    enqueue = {**RESULTS["enqueue"], "bulk_clients": 2, "single_insert_per_s": 1500,
+               "single_insert_runs_per_s": [1400, 1600], "bulk_over_single_insert": 8.23}  # fmt: skip
+    page = report.markdown({**RESULTS, "enqueue": enqueue})
+    assert "| pgbench single-row INSERT into the jobs table, 2 clients, same server, just before / after" in page
+    assert "| 1,400 / 1,600 per s |" in page and "| 8.23× |" in page
+    assert "pgbench" not in report.markdown(RESULTS)  # a run without pgbench says nothing of it
+
+
 def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
     import importlib  # noqa: PLC0415
 
