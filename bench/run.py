@@ -115,6 +115,7 @@ def run(server: postgres.PostgresServer, url: str, size: dict, wanted: set[str])
         results["cold_start"] = cold_start.measure(url, size["cold_repeats"])
         results["framework_import_ms"] = cold_start.framework_import_ms(url, size["cold_repeats"])
         results["first_enqueue_with_tasks_ms"] = cold_start.first_enqueue_with_tasks_ms(url, size["cold_repeats"])
+        results["first_enqueue_steps"] = cold_start.first_enqueue_steps(url, size["cold_repeats"])
     if "tasks_path" in wanted:
         print("the Cloud Tasks path, enqueue to handler start", flush=True)
         results["tasks_path"] = tasks_path.measure(url, size["tasks_samples"])

@@ -130,6 +130,15 @@ def test_bulk_enqueue_is_reported_beside_pgbench_single_row_insert():
     assert "pgbench" not in report.markdown(RESULTS)  # a run without pgbench says nothing of it
 
 
+def test_the_first_enqueue_is_shown_step_by_step_when_the_run_measured_it():
+    steps = [{"step": "the interpreter's start", "wall_ms": 31, "cpu_ms": None},
+             {"step": "the Cloud Tasks client imported and built", "wall_ms": 377, "cpu_ms": 351}]  # fmt: skip
+    page = report.markdown({**RESULTS, "first_enqueue_steps": steps})
+    assert "| the interpreter's start | 31 ms | — |" in page
+    assert "| the Cloud Tasks client imported and built | 377 ms | 351 ms |" in page
+    assert "step by step" not in report.markdown(RESULTS)
+
+
 def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
     import importlib  # noqa: PLC0415
 
