@@ -228,6 +228,13 @@ def _tasks_path(results: dict) -> list[str]:
         f"| push: the enqueue request, its commit and the push, to the emulator accepting the task | {path['push']} ms |",
         f"| process: the delivery, the process request, the named claim, to the handler's start | {path['process']} ms |",
     ]
+    if (peer := results.get("listen_peer")) is not None:
+        ratio = path["total_less_emulator"] / peer["p50_ms"]
+        lines += [
+            f"| PgQueuer's LISTEN worker, enqueue to handler start, same server and run (p99 {peer['p99_ms']} ms)"
+            f" | {peer['p50_ms']} ms |",
+            f"| ours less the emulator's own / PgQueuer's LISTEN | {ratio:.2f} (≤ 1: {verdict(ratio <= 1)}) |",
+        ]
     if first is not None:
         target = TARGETS["first_answer_ms"]
         lines.append(

@@ -6,7 +6,7 @@ headline figures are ratios against an ideal measured in the same run. Writes
 build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
-enqueue, propagation, streams, cancel, writer, tasks_path, big_table, pressure.
+enqueue, propagation, streams, cancel, writer, tasks_path, listen_peer, big_table, pressure.
 
     python -m bench.run [--quick] [--only NAME,...]
 
@@ -30,6 +30,7 @@ from bench import (
     cancel,
     cold_start,
     enqueue,
+    listen_peer,
     pressure,
     process_http,
     propagation,
@@ -48,7 +49,7 @@ from shared.core.settings import Settings
 
 OUT = REPO / "build" / "bench.json"
 PAGE = REPO / "docs" / "benchmarks.md"
-WITHOUT_STACK = ("throughput", "cold_start", "tasks_path", "big_table", "pressure")
+WITHOUT_STACK = ("throughput", "cold_start", "tasks_path", "listen_peer", "big_table", "pressure")
 ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel", "writer")
 STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
@@ -119,6 +120,9 @@ def run(server: postgres.PostgresServer, url: str, size: dict, wanted: set[str])
     if "tasks_path" in wanted:
         print("the Cloud Tasks path, enqueue to handler start", flush=True)
         results["tasks_path"] = tasks_path.measure(url, size["tasks_samples"])
+    if "listen_peer" in wanted and (peer := listen_peer.measure(server, size["tasks_samples"])) is not None:
+        print("PgQueuer's LISTEN worker, enqueue to handler start (the Tasks path's peer)", flush=True)
+        results["listen_peer"] = peer
     if wanted & set(ON_THE_STACK):
         run_on_stack(results, server, url, size, wanted)
     if "big_table" in wanted:

@@ -119,6 +119,10 @@ def test_the_tasks_path_section_reports_the_emulators_share_apart():
     page = report.markdown({**RESULTS, "tasks_path": path, "first_enqueue_with_tasks_ms": 612})
     assert "| of which the emulator's own | 1.5 ms |" in page and "less the emulator's own | 7.6 ms |" in page
     assert "| 612 ms (≤ 500 ms: MISSED) |" in page
+    assert "PgQueuer" not in page  # a run without PgQueuer says nothing of it
+    peer = {"p50_ms": 3.8, "p99_ms": 9.1, "samples": 30}
+    page = report.markdown({**RESULTS, "tasks_path": path, "listen_peer": peer})
+    assert "same server and run (p99 9.1 ms) | 3.8 ms |" in page and "| 2.00 (≤ 1: MISSED) |" in page
 
 
 def test_bulk_enqueue_is_reported_beside_pgbench_single_row_insert():
