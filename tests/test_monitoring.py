@@ -7,6 +7,8 @@ absence alert waits three sweep intervals."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 import threading
@@ -44,9 +46,16 @@ def plain(value):
     return value
 
 
+@functools.lru_cache(maxsize=4)
+def parse_hcl(text: str) -> dict:
+    """Cached by the text: python-hcl2 takes about a second over monitoring.tf, and the checks
+    below read it dozens of times."""
+    return plain(hcl2.loads(text))
+
+
 def monitoring_tf() -> dict:
-    with open(INFRA / "monitoring.tf") as handle:
-        return plain(hcl2.load(handle))
+    """A copy each time: a check that plants a defect in what it read changes no other's."""
+    return copy.deepcopy(parse_hcl((INFRA / "monitoring.tf").read_text()))
 
 
 def local_values() -> dict:
