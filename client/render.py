@@ -14,8 +14,9 @@ def bar(progress: int) -> str:
     return "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + f"] {progress:3d}%"
 
 
-def follow_in_terminal(client: JobQueueClient, job_id: str, out=sys.stdout) -> int:
+def follow_in_terminal(client: JobQueueClient, job_id: str, out=None) -> int:
     """Print the job's life as it happens; exit status 0 when it completed."""
+    out = out or sys.stdout  # at call time: the sys.stdout of import time may since be closed
     progress, step, final = 0, "Queued", None
     for event in client.follow(job_id):
         data = event.data
