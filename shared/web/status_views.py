@@ -19,11 +19,12 @@ from shared.core.notifier import JobEvents, notifier_for
 from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.job_status import status_body
+from shared.web.job_stream import JobStream
 from shared.web.limits import RateLimits
 from shared.web.page import render_status_page
 from shared.web.result_page import document_response
 from shared.web.service import Service
-from shared.web.sse import JobStream, peer_connected
+from shared.web.sse import peer_connected
 
 MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -87,7 +88,7 @@ class StatusViews:
         wanted = listing.filter_from_query(request.args, caller)
         if wants_stream(request):
             release = self.streams.slots.take(f"tenant:{caller}")  # a tenant's live lists, whoever opens them
-            body = self.list_streams.events(wanted, release)
+            body = self.list_streams.events(wanted, release, connected=peer_connected(request.environ))
             return flask.Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
         with self.service.pool.session() as session:
             page = listing.list_jobs(session, wanted)
