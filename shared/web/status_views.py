@@ -65,6 +65,10 @@ class StatusViews:
         self.streams = JobStream(service.pool, self.listener, settings, service.job_body)
         self.list_streams = JobListStream(service.pool, self.listener, settings, service.job_body)
         self.limits = RateLimits.of(service)
+        # How the pages name each kind's jobs (its registration's card), and the default kind's
+        # words for the links between the pages ("Generate a newsletter").
+        self.cards = handlers.kind_cards()
+        self.main_card = self.cards.get(handlers.default_kind() or "", {})
 
     # -- no job named ----------------------------------------------------------------------
 
@@ -77,9 +81,8 @@ class StatusViews:
         pages.standalone(request, "view")
         self.limits.count(request, "status")  # a database read (the cards' data), like the dashboard's
         with self.service.pool.session() as session:
-            cards = handlers.kind_card_data(session)
-        # The archive's cards are the default kind's (the newsletter's: its sources' names by id).
-        return pages.archive(self.service.settings, cards.get(handlers.default_kind() or "", {}))
+            cards = handlers.kind_cards(session)
+        return pages.archive(self.service.settings, cards, handlers.default_kind())
 
     def job_list(self, request: flask.Request) -> flask.Response:
         """The caller's jobs: one page as JSON, or the live list."""
@@ -123,12 +126,14 @@ class StatusViews:
         with self.service.pool.session() as session:
             job = queue.get_job(session, job_id)
             events = queue.list_events(session, job.id) if view == "preview" else []
-        return document_response(job, events, view, self.service.settings, flask.request)
+        return document_response(job, events, view, self.service.settings, flask.request, self.main_card)
 
     def page(self, job_id: str) -> flask.Response:
         with self.service.pool.session() as session:
-            queue.get_job(session, job_id)  # an unknown job is a 404, not a page that waits
-        html, headers = render_status_page(job_id, self.service.settings.cancel_url, self.service.settings.enqueue_url)
+            job = queue.get_job(session, job_id)  # an unknown job is a 404, not a page that waits
+        settings = self.service.settings
+        card = self.cards.get(job.kind, {})
+        html, headers = render_status_page(job_id, settings.cancel_url, settings.enqueue_url, card, self.main_card)
         return flask.Response(html, mimetype="text/html", headers=headers)
 
     def job_json(self, job_id: str) -> flask.Response:

@@ -71,4 +71,13 @@ def dashboard_form(session) -> dict:
     }
 
 
-register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler", form=dashboard_form))
+# How the pages show a demo job: its cards say how many steps of how long it was asked for.
+CARD = {
+    "label": "Demo",
+    "summary": [
+        {"paths": ["payload.steps"], "default": 5, "template": "{} steps"},
+        {"paths": ["payload.stepSeconds"], "default": 1.0, "template": "{} s each"},
+    ],
+}
+
+register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler", form=dashboard_form, card=CARD))
