@@ -329,18 +329,21 @@ def test_a_kinds_form_and_cards_are_what_its_registration_declares(stack, new_pa
 
     form.get_by_label("Steps").fill("3")
     form.get_by_label("Seconds per step").fill("30")  # long enough to be seen in progress
+    form.get_by_label("Note").fill("tuesday's run")  # a field added in shared/kinds/demo/ alone
     form.get_by_role("button", name="Run the demo").click()
     expect(page).to_have_url(status_page_url(stack), timeout=15_000)
     job_id = page.url.split("id=", 1)[1]
     expect(page.get_by_role("heading", level=1)).to_have_text("Demo")
     (job,) = [job for job in jobs_of(stack, DEV_TOKEN) if job["id"] == job_id]
-    assert job["kind"] == "demo" and job["payload"] == {"steps": 3, "stepSeconds": 30, "failWith": ""}
+    assert job["payload"] == {"steps": 3, "stepSeconds": 30, "failWith": "", "note": "tuesday's run"}
 
     archive = new_page()
     open_archive(archive, stack, DEV_TOKEN)
     card = archive.locator(f'#in-progress li[data-id="{job_id}"]')
     expect(card.get_by_role("heading")).to_contain_text("Demo · ")
-    expect(card.locator(".request")).to_have_text("3 steps · 30 s each")
+    expect(card.locator(".request")).to_have_text("3 steps · 30 s each · tuesday's run")
     shot(archive, "23-archive-demo-card")
     httpx.post(stack.url("cancel"), json={"id": job_id}, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
-    expect(archive.locator(f'#stopped li[data-id="{job_id}"] .request')).to_have_text("3 steps · 30 s each")
+    expect(archive.locator(f'#stopped li[data-id="{job_id}"] .request')).to_have_text(
+        "3 steps · 30 s each · tuesday's run"
+    )

@@ -42,7 +42,7 @@ def test_the_accepted_kinds_forms_are_on_the_dashboard_the_default_kinds_first(m
         ("demo", False),
     ]
     demo = forms_by_kind(config)["demo"]["form"]
-    assert [field["name"] for field in demo["fields"]] == ["steps", "stepSeconds", "failWith"]
+    assert [field["name"] for field in demo["fields"]] == ["steps", "stepSeconds", "failWith", "note"]
 
 
 def test_a_kind_that_may_not_be_enqueued_shows_no_form(make_client):
@@ -54,9 +54,9 @@ def test_what_the_demo_form_posts_is_a_demo_job_and_a_bad_value_is_named(make_cl
     entry = forms_by_kind(dashboard_config(client))["demo"]
     made = client.post("/", json=form_body(entry), headers=AUTH)
     assert made.status_code == 202 and made.get_json()["kind"] == "demo"
-    refused = client.post("/", json={**form_body(entry), "steps": 1001}, headers=AUTH)
+    refused = client.post("/", json={**form_body(entry), "steps": 1001, "note": "x" * 201}, headers=AUTH)
     assert refused.status_code == 400
-    assert [detail["field"] for detail in refused.get_json()["error"]["details"]] == ["steps"]
+    assert [detail["field"] for detail in refused.get_json()["error"]["details"]] == ["steps", "note"]
 
 
 def test_what_the_newsletter_form_posts_at_its_defaults_is_a_newsletter_job(make_client, session):
