@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from bench.campaign.__main__ import stop_functions
 from bench.campaign.faults import ProcessInstances
+from bench.campaign.run import stop_functions
 from local.launcher import REPO
 from local.reaper import group_members
 from local.stack import Stack
