@@ -37,9 +37,20 @@ def test_a_keyless_enqueue_is_not_retried_and_a_keyed_one_is(client):
 
 
 def test_a_bulk_enqueue_is_retried_only_when_every_job_has_a_key(client):
-    until_refused(client)
-    with pytest.raises(JobQueueHTTPError) as refused:
-        client.enqueue_many([{"kind": "noop", "idempotencyKey": "a"}, {"kind": "noop"}])
-    assert refused.value.status_code == 429
+    assert mixed_keys_refused(client).status_code == 429
     answers = client.enqueue_many([{"kind": "noop", "idempotencyKey": "a"}, {"kind": "noop", "idempotencyKey": "b"}])
     assert [answer["status"] for answer in answers] == [202, 202]
+
+
+def mixed_keys_refused(client: JobQueueClient) -> JobQueueHTTPError:
+    """The 429 a bulk request with one keyless job gets, handed back rather than retried. On a
+    slow machine the limit's window can end between the refusal that fills it and this request,
+    which then goes through: fill the next window and ask again (the keyed job "a" is the same
+    job each time, the keyless one a new one)."""
+    for _ in range(5):
+        until_refused(client)
+        try:
+            client.enqueue_many([{"kind": "noop", "idempotencyKey": "a"}, {"kind": "noop"}])
+        except JobQueueHTTPError as refused:
+            return refused
+    raise AssertionError("a bulk request with a keyless job was never refused in five windows")
