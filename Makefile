@@ -114,6 +114,8 @@ chaos: venv ## The fault campaign: 2,000 jobs through random faults, judged by a
 .PHONY: chaos
 
 bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json (bench/run.py)
+	@# Procrastinate, for the Pressure section's side-by-side cell (its schema only; bench-only, never bundled).
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench.run
 
 .PHONY: bench
