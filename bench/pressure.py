@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from bench.common import fresh_database, median, percentile, session_for
+from bench.common import fresh_database, median, percentile, session_for, shared_buffers, statement_text
 from local import postgres
 from shared.core import queue
 from shared.core.claimfloor import ClaimFloor
-from shared.core.db import STATEMENTS, Session
+from shared.core.db import Session
 from shared.core.settings import Settings
 
 SAMPLE = 300  # claims timed at each checkpoint
@@ -49,24 +48,10 @@ HOLDS = {
 CHECKPOINTS = (10_000, 50_000, 100_000)  # the issue's
 
 
-def _statement(name: str) -> str:
-    return "\n".join(line for line in STATEMENTS[name].splitlines() if not line.startswith("--"))
-
-
 def _pages(session: Session, sql: str, **params) -> int:
-    """Shared buffers one statement touches (EXPLAIN ANALYZE, rolled back), the median of
-    three: a one-off (a plan cached by a PL/pgSQL function being made again) does not count."""
-    return int(median([_pages_once(session, sql, **params) for _ in range(3)]))
-
-
-def _pages_once(session: Session, sql: str, **params) -> int:
-    session.run_sql("BEGIN")
-    try:
-        plan = "\n".join(row[0] for row in session.run_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql, **params))
-    finally:
-        session.run_sql("ROLLBACK")
-    found = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
-    return int(found.group(1)) + int(found.group(2) or 0)
+    """Pages one statement reads, the median of three: a one-off (a plan cached by a PL/pgSQL
+    function being made again) does not count."""
+    return int(median([shared_buffers(session, sql, **params) for _ in range(3)]))
 
 
 class Ours:
@@ -103,8 +88,8 @@ class Ours:
     def claim_pages(self) -> dict:
         floors = json.dumps(self.floor.floors())
         return {
-            "pages": _pages(self.session, _statement("claim_next_job_from_floor"), floors=floors),
-            "full_pages": _pages(self.session, _statement("claim_next_job")),
+            "pages": _pages(self.session, statement_text("claim_next_job_from_floor"), floors=floors),
+            "full_pages": _pages(self.session, statement_text("claim_next_job")),
         }
 
 

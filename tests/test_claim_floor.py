@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+from bench.common import shared_buffers, statement_text
 from shared.core import queue
 from shared.core.claimfloor import ClaimFloor
-from shared.core.db import STATEMENTS, open_session
+from shared.core.db import open_session
 from shared.core.runner import Runner
 from shared.core.settings import Settings
 from tests.test_fairness import queue_backlog
@@ -157,23 +157,10 @@ def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_kee
 # -- what a claim reads while an XID is held ---------------------------------------------------
 
 
-def shared_buffers(session, sql: str, **params) -> int:
-    """Pages one claim touches (EXPLAIN ANALYZE BUFFERS, rolled back): a count the machine's load
-    cannot blur, unlike its time."""
-    sql = "\n".join(line for line in sql.splitlines() if not line.startswith("--"))
-    session.run_sql("BEGIN")
-    try:
-        plan = "\n".join(row[0] for row in session.run_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql, **params))
-    finally:
-        session.run_sql("ROLLBACK")
-    found = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
-    return int(found.group(1)) + int(found.group(2) or 0)
-
-
 def claim_pages(session, floor: ClaimFloor) -> tuple[int, int]:
     """(pages of the hinted claim from the floor, pages of the full claim)."""
-    hinted = shared_buffers(session, STATEMENTS["claim_next_job_from_floor"], floors=json.dumps(floor.floors()))
-    return hinted, shared_buffers(session, STATEMENTS["claim_next_job"])
+    hinted = shared_buffers(session, statement_text("claim_next_job_from_floor"), floors=json.dumps(floor.floors()))
+    return hinted, shared_buffers(session, statement_text("claim_next_job"))
 
 
 def test_under_a_held_xid_the_hinted_claim_reads_what_a_clean_claim_reads_and_the_full_claim_more(
@@ -206,7 +193,7 @@ def test_each_tenants_probe_is_a_range_of_the_claim_index_that_starts_at_its_flo
     floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
     for _ in range(6):
         claim_and_complete(floor, session)
-    sql = "\n".join(line for line in STATEMENTS["claim_next_job_from_floor"].splitlines() if not line.startswith("--"))
+    sql = statement_text("claim_next_job_from_floor")
     plan = [row[0] for row in session.run_sql("EXPLAIN " + sql, floors=json.dumps(floor.floors()))]
     starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(floor.run_at, floor.id)" in line]
     assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
