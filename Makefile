@@ -114,7 +114,7 @@ chaos: venv ## The fault campaign: 2,000 jobs through random faults, judged by a
 .PHONY: chaos
 
 bench: venv ## Benchmarks on a durable throwaway PostgreSQL: docs/benchmarks.md and build/bench.json (bench/run.py)
-	@# Procrastinate, for the Pressure section's side-by-side cell (its schema only; bench-only, never bundled).
+	@# The peers measured beside the queue (requirements-bench.txt): never in a function bundle.
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench.run
 

@@ -1,11 +1,14 @@
 """Cold start of each function: the import time of its module, the time from starting
 functions-framework (by the one launcher, local/launcher.py) to its first answer, and the
 resident memory of the server (master and worker). Also the import time of
-functions-framework and Flask alone, the part of every function's import that is not ours."""
+functions-framework and Flask alone, the part of every function's import that is not ours;
+and the first enqueue with Cloud Tasks on, end to end from a fresh server's start, and step
+by step (first_enqueue_steps)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +113,16 @@ def measure(url: str, repeats: int) -> list[dict]:
     return rows
 
 
+def _tasks_env(url: str, emulator) -> dict[str, str]:
+    return {
+        **_env(url),
+        "ENQUEUE_KINDS": "*",
+        "TASKS_QUEUE": "projects/local/locations/local/queues/jobs",
+        "PROCESS_URL": "http://127.0.0.1:9/",  # nothing listens: only the push is measured
+        "CLOUD_TASKS_EMULATOR_HOST": emulator.endpoint,
+    }
+
+
 def first_enqueue_with_tasks_ms(url: str, repeats: int) -> int:
     """A fresh enqueue server with Cloud Tasks on (the emulator): milliseconds from starting it
     to the answer of its first enqueue, whose task push builds the Tasks client unless the
@@ -117,13 +130,7 @@ def first_enqueue_with_tasks_ms(url: str, repeats: int) -> int:
     from local.tasks_emulator import TasksEmulator  # noqa: PLC0415
 
     emulator = TasksEmulator(allow_loopback=True).start()
-    env = {
-        **_env(url),
-        "ENQUEUE_KINDS": "*",
-        "TASKS_QUEUE": "projects/local/locations/local/queues/jobs",
-        "PROCESS_URL": "http://127.0.0.1:9/",  # nothing listens: only the push is measured
-        "CLOUD_TASKS_EMULATOR_HOST": emulator.endpoint,
-    }
+    env = _tasks_env(url, emulator)
     timings = []
     try:
         for _ in range(repeats):
@@ -140,3 +147,65 @@ def first_enqueue_with_tasks_ms(url: str, repeats: int) -> int:
     finally:
         emulator.stop()
     return round(median(timings))
+
+
+# The steps of a fresh enqueue instance's first enqueue with Cloud Tasks on, one after another in
+# one fresh interpreter, each timed in wall and CPU milliseconds (the process's CPU: on a shared
+# machine the wall time also measures the neighbours). Run as a script; prints JSON.
+FIRST_ENQUEUE_STEPS = """
+import json, sys, time
+started = time.time()
+steps = []
+def step(name, then=[time.perf_counter(), time.process_time()]):
+    now = [time.perf_counter(), time.process_time()]
+    steps.append({"step": name, "wall_ms": round((now[0] - then[0]) * 1000, 1), "cpu_ms": round((now[1] - then[1]) * 1000, 1)})
+    then[:] = now
+import functions_framework, flask
+step("functions-framework and Flask imported")
+app = functions_framework.create_app(target="enqueue", source=sys.argv[1])
+service = sys.modules["main"].service
+step("the enqueue function imported (settings, kinds, the pool and dispatcher, no connection)")
+service.dispatcher._tasks_client()
+step("the Cloud Tasks client imported and built")
+with service.pool.session() as session:
+    session.run_sql("SELECT 1")
+step("the first pooled connection")
+service._migrate_directly()
+step("the migrations check (MIGRATE_ON_START, a schema already up to date)")
+answer = app.test_client().post("/", json={"kind": "noop"}, headers={"Authorization": "Bearer " + sys.argv[2]})
+assert answer.status_code == 202 and answer.get_json()["dispatch"] == "sent", answer.get_data()
+step("the first enqueue (rate limit count, insert, commit, task push)")
+import google.cloud.sql.connector
+step("the Cloud SQL connector's import, which a deployed instance adds (on its first connection)")
+print(json.dumps({"started": started, "steps": steps}))
+"""
+
+
+def first_enqueue_steps(url: str, repeats: int) -> list[dict]:
+    """Where a fresh enqueue instance's first enqueue with Cloud Tasks on spends its time: the
+    interpreter's start, then each step of FIRST_ENQUEUE_STEPS; medians of `repeats` runs."""
+    from local.tasks_emulator import TasksEmulator  # noqa: PLC0415
+
+    emulator = TasksEmulator(allow_loopback=True).start()
+    env = _tasks_env(url, emulator)
+    runs = []
+    try:
+        for _ in range(repeats):
+            spawned = time.time()
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_ENQUEUE_STEPS, str(function_source("enqueue")), DEV_TOKEN],
+                cwd=REPO, env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            found = json.loads(out.stdout.strip().splitlines()[-1])
+            start = {"step": "the interpreter's start", "wall_ms": (found["started"] - spawned) * 1000, "cpu_ms": None}
+            runs.append([start, *found["steps"]])
+    finally:
+        emulator.stop()
+    return [
+        {
+            "step": steps[0]["step"],
+            "wall_ms": round(median([step["wall_ms"] for step in steps])),
+            "cpu_ms": None if steps[0]["cpu_ms"] is None else round(median([step["cpu_ms"] for step in steps])),
+        }
+        for steps in zip(*runs, strict=True)
+    ]

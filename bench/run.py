@@ -6,7 +6,7 @@ headline figures are ratios against an ideal measured in the same run. Writes
 build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
-enqueue, propagation, streams, cancel, writer, tasks_path, big_table, pressure.
+enqueue, propagation, streams, cancel, writer, tasks_path, listen_peer, big_table, pressure.
 
     python -m bench.run [--quick] [--only NAME,...]
 
@@ -30,6 +30,7 @@ from bench import (
     cancel,
     cold_start,
     enqueue,
+    listen_peer,
     pressure,
     process_http,
     propagation,
@@ -48,7 +49,7 @@ from shared.core.settings import Settings
 
 OUT = REPO / "build" / "bench.json"
 PAGE = REPO / "docs" / "benchmarks.md"
-WITHOUT_STACK = ("throughput", "cold_start", "tasks_path", "big_table", "pressure")
+WITHOUT_STACK = ("throughput", "cold_start", "tasks_path", "listen_peer", "big_table", "pressure")
 ON_THE_STACK = ("process_http", "enqueue", "propagation", "streams", "cancel", "writer")
 STACK_ENV = {
     "JOB_HANDLERS": HANDLERS,
@@ -66,12 +67,12 @@ def sizes(quick: bool) -> dict:
     """How much each scenario does: a full run, or a smoke run."""
     if quick:
         return {"jobs": 1000, "repeats": 1, "rows_large": 50_000, "cold_repeats": 1, "enqueues": 200,
-                "progress_events": 60, "cancels": 5, "writer_samples": 2, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30}  # fmt: skip
+                "progress_events": 60, "cancels": 5, "writer_samples": 2, "pressure_checkpoints": (2000, 6000), "tasks_samples": 30, "baseline_seconds": 2}  # fmt: skip
     return {"jobs": 5000, "repeats": 3, "rows_large": 1_000_000, "cold_repeats": 3, "enqueues": 1000,
-            "progress_events": 300, "cancels": 30, "writer_samples": 5, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200}  # fmt: skip
+            "progress_events": 300, "cancels": 30, "writer_samples": 5, "pressure_checkpoints": (10_000, 50_000, 100_000), "tasks_samples": 200, "baseline_seconds": 5}  # fmt: skip
 
 
-def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
+def run_on_stack(results: dict, server: postgres.PostgresServer, url: str, size: dict, wanted: set[str]) -> None:
     stack = Stack.on_free_ports(
         database_url=url,
         extra_env=STACK_ENV,
@@ -90,7 +91,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
             results["http_process_per_s"] = process_http.measure(stack, url, size["jobs"] // 5, size["repeats"])
         if "enqueue" in wanted:
             print("enqueue over HTTP", flush=True)
-            results["enqueue"] = enqueue.measure(stack, size["enqueues"])
+            results["enqueue"] = enqueue.measure(stack, server, size["enqueues"], size["baseline_seconds"])
         if "propagation" in wanted:
             print("status propagation", flush=True)
             results["propagation"] = propagation.measure(stack, size["progress_events"])
@@ -105,7 +106,7 @@ def run_on_stack(results: dict, url: str, size: dict, wanted: set[str]) -> None:
             results["writer"] = writer.measure(stack, size["writer_samples"])
 
 
-def run(url: str, size: dict, wanted: set[str]) -> dict:
+def run(server: postgres.PostgresServer, url: str, size: dict, wanted: set[str]) -> dict:
     results: dict = {}
     if "throughput" in wanted:
         print("core throughput (jobs/s, median of runs; ideal = bare pg8000 loop of the same two statements)")
@@ -115,11 +116,15 @@ def run(url: str, size: dict, wanted: set[str]) -> dict:
         results["cold_start"] = cold_start.measure(url, size["cold_repeats"])
         results["framework_import_ms"] = cold_start.framework_import_ms(url, size["cold_repeats"])
         results["first_enqueue_with_tasks_ms"] = cold_start.first_enqueue_with_tasks_ms(url, size["cold_repeats"])
+        results["first_enqueue_steps"] = cold_start.first_enqueue_steps(url, size["cold_repeats"])
     if "tasks_path" in wanted:
         print("the Cloud Tasks path, enqueue to handler start", flush=True)
         results["tasks_path"] = tasks_path.measure(url, size["tasks_samples"])
+    if "listen_peer" in wanted and (peer := listen_peer.measure(server, size["tasks_samples"])) is not None:
+        print("PgQueuer's LISTEN worker, enqueue to handler start (the Tasks path's peer)", flush=True)
+        results["listen_peer"] = peer
     if wanted & set(ON_THE_STACK):
-        run_on_stack(results, url, size, wanted)
+        run_on_stack(results, server, url, size, wanted)
     if "big_table" in wanted:
         print("claim and sweep on a big table", flush=True)
         results["scale"] = big_table.measure(url, size["rows_large"])
@@ -145,7 +150,7 @@ def main() -> int:
         "postgres": {"fsync": "on", "synchronous_commit": "on"},
     }
     try:
-        results.update(run(fresh_database(server, "bench"), sizes(args.quick), wanted))
+        results.update(run(server, fresh_database(server, "bench"), sizes(args.quick), wanted))
     finally:
         server.stop()
         postgres.remove(server)

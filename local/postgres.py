@@ -38,7 +38,7 @@ def _has_server(bindir: Path) -> bool:
     return all((bindir / name).is_file() for name in ("initdb", "pg_ctl", "postgres"))
 
 
-def _candidate_bindirs() -> list[Path]:
+def candidate_bindirs() -> list[Path]:
     candidates: list[Path] = []
     if os.environ.get("PG_BINDIR"):
         candidates.append(Path(os.environ["PG_BINDIR"]))
@@ -70,7 +70,7 @@ def _wheel_bindir() -> Path | None:
 def find_bindir(allow_wheel: bool = True) -> Path | None:
     """The directory holding initdb, pg_ctl and postgres, or None."""
     if os.environ.get("PG_IGNORE_SYSTEM") != "1":
-        for bindir in _candidate_bindirs():
+        for bindir in candidate_bindirs():
             if _has_server(bindir):
                 return bindir
     return _wheel_bindir() if allow_wheel else None

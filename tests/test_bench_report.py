@@ -130,6 +130,28 @@ def test_the_tasks_path_section_reports_the_emulators_share_apart():
     page = report.markdown({**RESULTS, "tasks_path": path, "first_enqueue_with_tasks_ms": 612})
     assert "| of which the emulator's own | 1.5 ms |" in page and "less the emulator's own | 7.6 ms |" in page
     assert "| 612 ms (≤ 500 ms: MISSED) |" in page
+    assert "PgQueuer" not in page  # a run without PgQueuer says nothing of it
+    peer = {"p50_ms": 3.8, "p99_ms": 9.1, "samples": 30}
+    page = report.markdown({**RESULTS, "tasks_path": path, "listen_peer": peer})
+    assert "same server and run (p99 9.1 ms) | 3.8 ms |" in page and "| 2.00 (≤ 1: MISSED) |" in page
+
+
+def test_bulk_enqueue_is_reported_beside_pgbench_single_row_insert():
+    enqueue = {**RESULTS["enqueue"], "bulk_clients": 2, "single_insert_per_s": 1500,
+               "single_insert_runs_per_s": [1400, 1600], "bulk_over_single_insert": 8.23}  # fmt: skip
+    page = report.markdown({**RESULTS, "enqueue": enqueue})
+    assert "| pgbench single-row INSERT into the jobs table, 2 clients, same server, just before / after" in page
+    assert "| 1,400 / 1,600 per s |" in page and "| 8.23× |" in page
+    assert "pgbench" not in report.markdown(RESULTS)  # a run without pgbench says nothing of it
+
+
+def test_the_first_enqueue_is_shown_step_by_step_when_the_run_measured_it():
+    steps = [{"step": "the interpreter's start", "wall_ms": 31, "cpu_ms": None},
+             {"step": "the Cloud Tasks client imported and built", "wall_ms": 377, "cpu_ms": 351}]  # fmt: skip
+    page = report.markdown({**RESULTS, "first_enqueue_steps": steps})
+    assert "| the interpreter's start | 31 ms | — |" in page
+    assert "| the Cloud Tasks client imported and built | 377 ms | 351 ms |" in page
+    assert "step by step" not in report.markdown(RESULTS)
 
 
 def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():

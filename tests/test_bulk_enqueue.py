@@ -4,6 +4,7 @@ when it is not a list of 1 to 1,000 jobs, and a body limit of its own."""
 
 import json
 
+from shared.core import queue
 from shared.core.queue import MAX_BULK_JOBS
 from tests.test_functions import AUTH, post
 
@@ -112,3 +113,20 @@ def test_requests_are_counted_as_requests_whatever_their_jobs(make_client, sessi
     client = make_client("enqueue", RATE_LIMIT_ENQUEUE="2", RATE_LIMIT_JOBS="1000", RATE_LIMIT_WINDOW_SECONDS="3600")
     assert [post(client, {"jobs": [{"kind": "noop"}] * 50}).status_code for _ in range(3)] == [200, 200, 429]
     assert job_count(session) == 100
+
+
+def test_each_answer_is_the_job_as_stored_field_by_field(session, registry):
+    """The bulk insert returns only what the database chose (id, created_at, run_at) and builds
+    the rest of each job from the request: that must be the row as stored, every field."""
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    requests = [
+        ({"n": 1}, {"kind": "noop"}),
+        ({"nested": {"list": [1, 2.5, None, "é"]}}, {"kind": "noop", "priority": -7, "max_attempts": 9,
+         "idempotency_key": "key-1", "run_at": "2031-02-03T04:05:06.789Z",
+         "callback_url": "https://example.com/hook?token=x"}),
+    ]  # fmt: skip
+    answers = queue.enqueue_many(session, registry, requests, tenant="tenant-a", traceparent=traceparent)
+    for job, created in answers:
+        assert created
+        assert job == queue.get_job(session, job.id)
+        assert job.to_json() == queue.get_job(session, job.id).to_json()

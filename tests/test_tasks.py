@@ -290,6 +290,28 @@ def test_without_tasks_queue_google_cloud_tasks_is_never_imported(function_env):
     assert done.stdout.strip().splitlines()[-1] == "False False"
 
 
+def test_the_tasks_client_is_built_without_api_cores_asyncio_transport_or_aiohttp(function_env, emulator):
+    """A fresh enqueue instance with Cloud Tasks on pushes its first task through the real client
+    to the emulator without importing aiohttp (about a third of the client's import), which is
+    installed (the Cloud SQL connector needs it) but not used."""
+    script = (
+        "import sys, importlib.util, functions_framework\n"
+        "assert importlib.util.find_spec('aiohttp') is not None\n"
+        "app = functions_framework.create_app(target='enqueue', source='functions/enqueue/main.py')\n"
+        "r = app.test_client().post('/', json={'kind': 'noop'}, headers={'Authorization': 'Bearer "
+        + function_env["API_TOKEN"]
+        + "'})\n"
+        "assert r.status_code == 202 and r.get_json()['dispatch'] == 'sent', r.get_data()\n"
+        "print('google.cloud.tasks_v2' in sys.modules, 'aiohttp' in sys.modules)\n"
+    )
+    env = {**function_env, **tasks_env(emulator.endpoint, "http://127.0.0.1:1/")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "True False"
+
+
 def test_a_bulk_enqueue_pushes_one_task_per_queued_job_and_each_job_runs(stack, emulator):
     body = {"jobs": [{"kind": "noop", "idempotencyKey": f"bulk-{number}"} for number in range(12)] + [{"kind": "x"}]}
     response = httpx.post(stack.url("enqueue"), json=body, headers=AUTH, timeout=60)

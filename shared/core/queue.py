@@ -294,10 +294,8 @@ def _bulk_row(
 def _insert_bulk(session: Session, rows: list[dict], answers: list, tenant: str, traceparent: str | None) -> list[dict]:
     """Insert the rows, answer each inserted one and each whose key names a job already; return
     those neither inserted nor found (their keyed job was archived in between)."""
-    inserted = {
-        str(row["id"]): Job.from_row(row)
-        for row in session.rows("enqueue_jobs", jobs=json.dumps(rows), tenant=tenant, traceparent=traceparent)
-    }
+    result = session.row("enqueue_jobs", jobs=json.dumps(rows), tenant=tenant, traceparent=traceparent)
+    inserted, created_at = set((result["ids"] or "").split(",")), result["created_at"]
     keys = sorted({row["idempotency_key"] for row in rows if row["id"] not in inserted})
     existing = {
         row["idempotency_key"]: Job.from_row(row)
@@ -306,12 +304,26 @@ def _insert_bulk(session: Session, rows: list[dict], answers: list, tenant: str,
     again = []
     for row in rows:
         if row["id"] in inserted:
-            answers[row["position"]] = (inserted[row["id"]], True)
+            answers[row["position"]] = (_inserted_job(row, created_at, tenant, traceparent), True)
         elif (job := existing.get(row["idempotency_key"])) is None:
             again.append(row)
         else:
             answers[row["position"]] = _repeated(job, row)
     return again
+
+
+def _inserted_job(row: dict, created_at: datetime, tenant: str, traceparent: str | None) -> Job:
+    """The job enqueue_jobs.sql just inserted for `row`: the request's fields, what that statement
+    writes, the columns' defaults, and the transaction's time (created_at; run_at when the request
+    names none). test_bulk_enqueue compares it with the row read back, field by field."""
+    return Job(
+        id=row["id"], kind=row["kind"], job_status=JobStatus.QUEUED, payload=row["payload"], result=None, error=None,
+        progress=0, current_step="Queued", priority=row["priority"], attempts=0, max_attempts=row["max_attempts"],
+        run_at=parse_time(row["run_at"]) if row["run_at"] else created_at, processed_at=None, finished_at=None, last_heartbeat=None,
+        idempotency_key=row["idempotency_key"], worker_token=None, cancel_requested_at=None, last_event_seq=1,
+        created_at=created_at, updated_at=created_at, callback_url=row["callback_url"],
+        tenant=tenant, rerun_of=None, traceparent=traceparent,
+    )  # fmt: skip
 
 
 def _repeated(job: Job, row: dict) -> tuple[Job, bool] | IdempotencyConflict:

@@ -2,6 +2,10 @@
 -- caller names each job's id (random, from the caller's CSPRNG), so that it can match the
 -- rows returned to the jobs it asked for. A job whose key the tenant used before, or that
 -- repeats a key earlier in the same list, inserts nothing: the caller then reads that job.
+-- One row comes back, with only what the caller cannot know: which of its ids were inserted
+-- (as one text: a thousand rows, or an array of uuids, cost the client more to parse than the
+-- insert costs the server) and the transaction's time, every inserted job's created_at (and its
+-- run_at when it names none). The rest of each job is the request and the values written here.
 WITH requested AS (
     SELECT * FROM jsonb_to_recordset(CAST(:jobs AS jsonb)) AS requested (
         position integer, id uuid, kind text, payload jsonb, priority integer, run_at timestamptz,
@@ -20,4 +24,4 @@ WITH requested AS (
     SELECT id, 1, 'status', jsonb_build_object('jobStatus', job_status, 'currentStep', current_step)
     FROM inserted
 )
-SELECT * FROM inserted
+SELECT string_agg(CAST(id AS text), ',') AS ids, now() AS created_at FROM inserted
