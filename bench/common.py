@@ -1,8 +1,9 @@
 """What every scenario shares: the benchmark handlers, a database of its own, a full queue,
-one HTTP client per thread, and the statistics."""
+one HTTP client per thread, the statistics, and the pages a statement reads."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import threading
 
@@ -10,7 +11,7 @@ import httpx
 
 from local import postgres
 from local.stack import DEV_TOKEN
-from shared.core.db import Session, open_session
+from shared.core.db import STATEMENTS, Session, open_session
 from shared.core.migrate import apply_migrations
 
 HANDLERS = (
@@ -27,6 +28,24 @@ def median(values: list[float]) -> float:
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def statement_text(name: str) -> str:
+    """A named statement without its comment lines, for EXPLAIN: pg8000 would read a
+    `:parameter` named in a comment as one."""
+    return "\n".join(line for line in STATEMENTS[name].splitlines() if not line.startswith("--"))
+
+
+def shared_buffers(session: Session, sql: str, **params) -> int:
+    """Pages one statement touches (EXPLAIN ANALYZE BUFFERS, rolled back): a count the
+    machine's load cannot blur, unlike a time."""
+    session.run_sql("BEGIN")
+    try:
+        plan = "\n".join(row[0] for row in session.run_sql("EXPLAIN (ANALYZE, BUFFERS) " + sql, **params))
+    finally:
+        session.run_sql("ROLLBACK")
+    found = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
+    return int(found.group(1)) + int(found.group(2) or 0)
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:

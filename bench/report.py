@@ -278,19 +278,26 @@ def _pressure(results: dict) -> list[str]:
         "",
         "After the `idle_in_tx` and `active_readers` cells of hardbyte/postgresql-job-queue-benchmarking: jobs flow",
         "one at a time (enqueue, claim, one progress write, complete) while another connection holds vacuum back, with",
-        "an idle transaction that took an XID, or an open REPEATABLE READ transaction. The claim's latency p50 / p99",
-        "in ms, and the pages one claim reads (EXPLAIN's shared buffers, which the machine's load cannot blur): clean,",
-        "after each number of jobs with the hold on, and after the hold is released and the table vacuumed once.",
-        "[claim-design.md](claim-design.md) reads these figures.",
+        "an idle transaction that took an XID, or an open REPEATABLE READ transaction. The claim is the runner's, from",
+        "its remembered floor with the full claim every `CLAIM_RESCAN_SECONDS`. Its latency p50 / p99 in ms, and the",
+        "pages one claim reads (EXPLAIN's shared buffers, which the machine's load cannot blur; in brackets, the full",
+        "claim a rescan runs): clean, after each number of jobs with the hold on, and after the hold is released and",
+        "the table vacuumed once. `procrastinate_*`: Procrastinate's own fetch and finish functions, same probe, same",
+        "database. [claim-design.md](claim-design.md) reads these figures.",
         "",
         "| cell | clean | " + " | ".join(f"after {int(point):,}" for point in points) + " | released | p99 ratio |",
         "| --- | --- | " + " | ".join("---" for _ in points) + " | --- | --- |",
     ]
     for name, cell in pressure["cells"].items():
         figures = [cell["clean"], *(cell[point] for point in points), cell["released"]]
-        shown = [f"{f['p50_ms']:g} / {f['p99_ms']:g} ms, {f['pages']} pages" for f in figures]
+        shown = [_pressure_figures(f) for f in figures]
         lines.append(f"| {name} | " + " | ".join(shown) + f" | {cell['p99_ratio']:g} |")
     return lines
+
+
+def _pressure_figures(figures: dict) -> str:
+    full = f" ({figures['full_pages']})" if "full_pages" in figures else ""
+    return f"{figures['p50_ms']:g} / {figures['p99_ms']:g} ms, {figures['pages']}{full} pages"
 
 
 def markdown(results: dict) -> str:

@@ -41,7 +41,7 @@ from bench import (
     writer,
 )
 from bench.common import HANDLERS, fresh_database
-from bench.scale import replace_section
+from bench.scale.report import replace_section
 from local import postgres
 from local.functions import NO_RATE_LIMITS, REPO
 from local.stack import Stack

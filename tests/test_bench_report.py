@@ -106,11 +106,22 @@ def test_another_run_gives_other_prose(path, value):
 
 
 def test_the_pressure_section_holds_each_cell_and_checkpoint():
-    cell = {"clean": {"p50_ms": 0.4, "p99_ms": 0.9, "pages": 30}, "2000": {"p50_ms": 0.8, "p99_ms": 1.7, "pages": 120},
-            "released": {"p50_ms": 0.5, "p99_ms": 1.0, "pages": 31}, "p99_ratio": 1.89, "released_ratio": 1.11}  # fmt: skip
-    page = report.markdown({**RESULTS, "pressure": {"checkpoints": [2000], "cells": {"idle_in_tx": cell}}})
+    cell = {"clean": {"p50_ms": 0.4, "p99_ms": 0.9, "pages": 30, "full_pages": 33},
+            "2000": {"p50_ms": 0.8, "p99_ms": 1.7, "pages": 31, "full_pages": 120},
+            "released": {"p50_ms": 0.5, "p99_ms": 1.0, "pages": 31, "full_pages": 30}, "p99_ratio": 1.89,
+            "released_ratio": 1.11}  # fmt: skip
+    theirs = {"clean": {"p50_ms": 0.5, "p99_ms": 1.0, "pages": 40}, "2000": {"p50_ms": 0.9, "p99_ms": 2.0, "pages": 90},
+              "released": {"p50_ms": 0.5, "p99_ms": 1.0, "pages": 41}, "p99_ratio": 2.0, "released_ratio": 1.0}  # fmt: skip
+    cells = {"idle_in_tx": cell, "procrastinate_idle_in_tx": theirs}
+    page = report.markdown({**RESULTS, "pressure": {"checkpoints": [2000], "cells": cells}})
     assert "## Pressure" in page and "| cell | clean | after 2,000 | released | p99 ratio |" in page
-    assert "| idle_in_tx | 0.4 / 0.9 ms, 30 pages | 0.8 / 1.7 ms, 120 pages | 0.5 / 1 ms, 31 pages | 1.89 |" in page
+    assert (
+        "| idle_in_tx | 0.4 / 0.9 ms, 30 (33) pages | 0.8 / 1.7 ms, 31 (120) pages | 0.5 / 1 ms, 31 (30) pages | 1.89 |"
+        in page
+    )
+    assert (
+        "| procrastinate_idle_in_tx | 0.5 / 1 ms, 40 pages | 0.9 / 2 ms, 90 pages | 0.5 / 1 ms, 41 pages | 2 |" in page
+    )
     assert "## Pressure" not in report.markdown(RESULTS)
 
 

@@ -4,7 +4,7 @@ connections discarded after an exception in flight, and a database restart under
 `make scale` sends it (docs/performance.md).
 
 The instance is a real functions-framework server (local/launcher.py). Its connections are
-told apart from every other client's the way bench/scale.py does it: by the client port of
+told apart from every other client's the way bench/scale/procfs.py does it: by the client port of
 each backend in pg_stat_activity, matched to a socket that one of the instance's processes
 holds open (/proc). An application_name is shared by every instance of a function, so a
 count by name alone adds the instances together."""
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale import _socket_inodes, process_tree
+from bench.scale.procfs import process_tree, socket_inodes
 from local.launcher import start_function
 from shared.core import queue
 from shared.core.db import Session
@@ -36,7 +36,7 @@ JOBS = 24
 
 def _local_ports(pids: list[int], server_port: int) -> set[int]:
     """The client ports of the established connections these processes hold to the server."""
-    inodes = _socket_inodes(pids)
+    inodes = socket_inodes(pids)
     ports = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()

@@ -250,6 +250,7 @@ def status_server(function_env, tmp_path):
         **os.environ,
         **function_env,
         "THREADS": "4",
+        "API_TOKEN": TOKEN,
         "MAX_OPEN_STREAMS": "1",
         "STREAM_KEEPALIVE_SECONDS": "30",
         "STREAM_MAX_SECONDS": "60",
@@ -263,7 +264,9 @@ def status_server(function_env, tmp_path):
             server.stop()
 
 
-def test_a_dropped_stream_gives_back_its_slot_long_before_the_next_keep_alive(client, status_server):
+@pytest.mark.parametrize("stream", ["job", "list"])
+def test_a_dropped_stream_gives_back_its_slot_long_before_the_next_keep_alive(client, status_server, stream):
+    """A job's stream (public, by address) and a live list (by tenant) alike: one loop runs both."""
     import socket  # noqa: PLC0415
     import time  # noqa: PLC0415
     from urllib.parse import urlsplit  # noqa: PLC0415
@@ -271,18 +274,20 @@ def test_a_dropped_stream_gives_back_its_slot_long_before_the_next_keep_alive(cl
     import httpx  # noqa: PLC0415
 
     job_id = post(client("enqueue"), {"kind": "noop"}).get_json()["id"]  # queued: its stream stays open
+    query = f"id={job_id}&stream=1" if stream == "job" else "list=1&stream=1"
     port = urlsplit(status_server).port
     dropped = socket.create_connection(("127.0.0.1", port), timeout=10)
-    dropped.sendall(f"GET /?id={job_id}&stream=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    request = f"GET /?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    dropped.sendall(request.encode())
     received = b""
     while b"event: snapshot" not in received:
         received += dropped.recv(4096)
-    assert httpx.get(status_server, params={"id": job_id, "stream": "1"}, timeout=10).status_code == 429
+    assert httpx.get(f"{status_server}?{query}", headers=AUTH, timeout=10).status_code == 429
     dropped.close()
     closed_at = time.monotonic()
     deadline = closed_at + 10  # the keep-alive is 30 s away; the old code freed the slot only then
     while True:
-        with httpx.stream("GET", status_server, params={"id": job_id, "stream": "1"}, timeout=10) as again:
+        with httpx.stream("GET", f"{status_server}?{query}", headers=AUTH, timeout=10) as again:
             if again.status_code == 200:
                 break
             assert again.status_code == 429

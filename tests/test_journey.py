@@ -308,3 +308,42 @@ def test_in_progress_and_stopped_cards_say_what_was_asked_for(stack, new_page):
     expect(stopped.locator(".request")).to_have_text(asked, timeout=10_000)
     no_sideways_scrolling(page)
     shot(page, "22-archive-cards-say-what-was-asked")
+
+
+def test_a_kinds_form_and_cards_are_what_its_registration_declares(stack, new_page):
+    """Issue 24: the demo kind's form (its fields, bounds, words) and its cards' summary are
+    declared in shared/kinds/demo/ alone; the dashboard, the archive and the status page
+    render them, send its body, and show the function's problems beside its fields."""
+    queued_before = {job["id"] for job in jobs_of(stack, DEV_TOKEN)}
+    page = new_page()
+    page.goto(stack.url("enqueue"))
+    form = page.locator("#form-demo")
+    expect(form.get_by_role("heading", name="Run a demo job")).to_be_visible()
+    expect(form.get_by_label("Steps")).to_have_value("5")
+    form.get_by_label("Steps").fill("5000")  # past the kind's bound: the function names the field
+    page.get_by_label("API token").fill(DEV_TOKEN)  # the page's one token field, in the first form
+    form.get_by_role("button", name="Run the demo").click()
+    expect(form.locator('[data-error-for="steps"]')).to_have_text("must be a whole number from 0 to 1000")
+    expect(form.get_by_label("Steps")).to_have_attribute("aria-invalid", "true")
+    assert {job["id"] for job in jobs_of(stack, DEV_TOKEN)} == queued_before, "nothing was queued"
+
+    form.get_by_label("Steps").fill("3")
+    form.get_by_label("Seconds per step").fill("30")  # long enough to be seen in progress
+    form.get_by_label("Note").fill("tuesday's run")  # a field added in shared/kinds/demo/ alone
+    form.get_by_role("button", name="Run the demo").click()
+    expect(page).to_have_url(status_page_url(stack), timeout=15_000)
+    job_id = page.url.split("id=", 1)[1]
+    expect(page.get_by_role("heading", level=1)).to_have_text("Demo")
+    (job,) = [job for job in jobs_of(stack, DEV_TOKEN) if job["id"] == job_id]
+    assert job["payload"] == {"steps": 3, "stepSeconds": 30, "failWith": "", "note": "tuesday's run"}
+
+    archive = new_page()
+    open_archive(archive, stack, DEV_TOKEN)
+    card = archive.locator(f'#in-progress li[data-id="{job_id}"]')
+    expect(card.get_by_role("heading")).to_contain_text("Demo · ")
+    expect(card.locator(".request")).to_have_text("3 steps · 30 s each · tuesday's run")
+    shot(archive, "23-archive-demo-card")
+    httpx.post(stack.url("cancel"), json={"id": job_id}, headers={"Authorization": f"Bearer {DEV_TOKEN}"})
+    expect(archive.locator(f'#stopped li[data-id="{job_id}"] .request')).to_have_text(
+        "3 steps · 30 s each · tuesday's run"
+    )

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from bench.campaign.__main__ import stop_functions
 from bench.campaign.faults import ProcessInstances
+from bench.campaign.run import stop_functions
 from local.launcher import REPO
 from local.reaper import forget_group, group_members, popen_tied
 from local.stack import Stack
@@ -46,7 +46,7 @@ function = start_function("status", env, output=open(os.devnull, "wb"))
     # make scale: its process instances
     "make scale": """
 from types import SimpleNamespace
-from bench.scale import Instance
+from bench.scale.monitor import Instance
 function = Instance(SimpleNamespace(env=env), postgres.free_port(), 4, Path(os.environ["LOGS"])).server
 """,
 }

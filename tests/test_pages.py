@@ -43,7 +43,9 @@ def test_get_on_enqueue_is_the_dashboard_with_the_active_sources(make_client, se
     assert response.status_code == 200 and response.mimetype == "text/html"
     html = response.get_data(as_text=True)
     config = json.loads(re.search(r"const CONFIG = (.*);\n", html).group(1).replace("<\\/", "</"))
-    assert [source["name"] for source in config["sources"]] == ["Engineering <blog>"]
+    (newsletter,) = [form["form"] for form in config["forms"] if form["kind"] == "newsletter"]
+    (sources,) = [field for field in newsletter["fields"] if field["name"] == "selectedSources"]
+    assert [option["label"] for option in sources["options"]] == ["Engineering <blog>"]
     assert config["archiveUrl"] == "https://status.example/s?view=archive"
     assert config["tokenRequired"] is True
     assert "Engineering <blog>" not in html.split("const CONFIG")[0], "names go in as data, never as markup"
@@ -67,6 +69,23 @@ def test_the_archive_page_connects_only_to_itself_and_the_cancel_and_enqueue_fun
     policy = response.headers["Content-Security-Policy"]
     assert "connect-src 'self' https://cancel.example https://enqueue.example;" in policy
     assert "Show my jobs" in response.get_data(as_text=True)
+
+
+def test_the_archive_gets_each_kinds_card_with_the_names_it_shows(make_client, session):
+    """The cards are the kinds' own declarations (issue 24); the newsletter's names every
+    source, a retired one too (an older newsletter may name it)."""
+    from shared.kinds.newsletter.sources import add_source, disable_source  # noqa: PLC0415
+
+    retired = add_source(session, "Retired </script>", "https://example.com/old.xml")
+    disable_source(session, retired.id)
+    html = make_client("status").get("/?view=archive").get_data(as_text=True)
+    config = json.loads(re.search(r"const CONFIG = (.*);\n", html).group(1))
+    assert config["defaultKind"] == "newsletter"
+    newsletter, demo = config["cards"]["newsletter"], config["cards"]["demo"]
+    assert newsletter["data"]["sources"][str(retired.id)] == "Retired </script>"
+    assert newsletter["plural"] == "Newsletters" and newsletter["document"] == {"title": "result.title"}
+    assert demo["label"] == "Demo" and "document" not in demo
+    assert "Retired" not in html.split("const CONFIG")[0], "names go in as data, never as markup"
 
 
 def test_an_asset_or_archive_request_with_other_parameters_is_refused_naming_them(make_client):

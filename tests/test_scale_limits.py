@@ -4,7 +4,7 @@ limiter against the test database, is let through; with the tenant defaults it w
 
 import pytest
 
-from bench.scale import arguments, rate_limits, requests_sent
+from bench.scale.options import arguments, rate_limits, requests_sent
 from shared.core.errors import RateLimited
 from shared.core.ratelimit import RateLimiter
 from shared.core.settings import Settings

@@ -416,7 +416,7 @@ def test_a_crafted_path_never_makes_a_page_load_or_send_anything_elsewhere(stack
         expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
         assert reached == [], f"the archive at {path} loaded from another origin"
         page.goto(f"{stack.url('enqueue')}{path}")
-        expect(page.locator("#source-list input")).to_have_count(len(stack.demo_sources), timeout=10_000)
+        expect(page.locator("#newsletter-selectedSources input")).to_have_count(len(stack.demo_sources), timeout=10_000)
         assert reached == [], f"the dashboard at {path} loaded from another origin"
     elsewhere = [url for url in requested if not any(url.startswith(origin + "/") for origin in own)]
     assert elsewhere == []
@@ -499,7 +499,7 @@ def test_hostile_text_neither_reverses_nor_widens_the_archive_or_the_dashboard(s
     shot(page, "21-hostile-archive")
 
     page.goto(stack.url("enqueue"))
-    label = page.locator("#source-list label").filter(has_text="NNNN")
+    label = page.locator("#newsletter-selectedSources label").filter(has_text="NNNN")
     expect(label).to_have_count(1)
     assert not BIDI.search(label.inner_text())
     assert page_width(page) <= 420

@@ -103,6 +103,7 @@ class StreamFollower:
                         self.finished = True
                         return
                     if source.response.status_code != 200:
+                        self.trace.append(("refused", source.response.status_code))
                         time.sleep(0.5)
                         continue
                     for event in source.iter_sse():
@@ -116,7 +117,8 @@ class StreamFollower:
                         last = int(event.id)
                         if time.monotonic() > hang_up_at:
                             break  # drop the connection mid-stream
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, ValueError) as error:
+                self.trace.append(("unreachable", type(error).__name__))
                 self.answers.unreachable("status-stream")
                 time.sleep(0.5)
             self.reconnects += 1

@@ -49,13 +49,18 @@ class Kind:
     # The kind that a request naming no kind asks for (the seed's contract: a newsletter
     # request). At most one kind claims it.
     default: bool = False
-    # The dashboard's form for this kind: `form(session)` returns what the page shows, a dict
-    # {"title": str, "fields": [field, ...]} (see shared/web/dashboard.html for the field
-    # types), plus any data of the kind's own (the newsletter's active sources). Read on the
-    # dashboard's GET, with a pooled connection.
+    # The dashboard's form for this kind: `form(session)` returns what the page shows, read
+    # on the dashboard's GET with a pooled connection: {"title", "submit", "fields": [field,
+    # ...], "plainWords": [[field, pattern, words], ...]}. The page builds it from that alone
+    # (docs/handlers.md lists the field types) and posts {"kind": <kind>, <name>: <value>, ...}.
     form: Callable[[Any], dict] | None = None
-    # What the archive's cards of this kind need besides the job, `card_data(session)` (the
-    # newsletter: its sources' names by id, active or not). Read on the archive's GET.
+    # How the pages show a job of this kind, a dict: its "label" ("Newsletter"), "plural",
+    # "title" on its status page, "start" (the dashboard link's words), the "summary" of what
+    # was asked for on its archive cards (parts read from the job's payload or result) and
+    # "document" when its result is a document the archive lists under Finished.
+    card: dict | None = None
+    # Tables the card's summary names values from, `card_data(session)` ({"sources": {id:
+    # name}} for the newsletter). Read on the archive's GET.
     card_data: Callable[[Any], dict] | None = None
 
 
@@ -109,11 +114,17 @@ def kind_forms(session, kinds: Iterable[str]) -> dict[str, dict]:
     }
 
 
-def kind_card_data(session) -> dict[str, dict]:
-    """Each kind's card data (Kind.card_data), by kind name."""
-    return {
-        name: kind.card_data(session) for name, kind in sorted(builtin_kinds().items()) if kind.card_data is not None
-    }
+def kind_cards(session=None) -> dict[str, dict]:
+    """Each kind's card (Kind.card) by kind name, with the tables it names values from
+    (Kind.card_data) under "data" when a session is given to read them."""
+    cards = {}
+    for name, kind in sorted(builtin_kinds().items()):
+        card = dict(kind.card or {})
+        if session is not None and kind.card_data is not None:
+            card["data"] = kind.card_data(session)
+        if card:
+            cards[name] = card
+    return cards
 
 
 def builtin_handlers() -> dict[str, str]:

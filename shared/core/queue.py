@@ -404,8 +404,24 @@ def rerun_request(session: Session, original_id: Any, tenant: str, payload: dict
 
 def claim_next(session: Session) -> Job | None:
     """The next due job, now running under a fresh lease; None when nothing is due."""
-    row = session.row("claim_next_job")
-    return Job.from_row(row) if row else None
+    return claim_next_and_heads(session)[0]
+
+
+def claim_next_and_heads(session: Session) -> tuple[Job | None, list[dict]]:
+    """The full claim: the next due job (or None), and the head of each tenant it weighed,
+    as {tenant, priority, run_at, id}: the floors a hinted claim may start from."""
+    return _job_and_heads(session.row("claim_next_job"))
+
+
+def claim_next_from_floor(session: Session, floors: list[dict]) -> tuple[Job | None, list[dict]]:
+    """The hinted claim: like the full one among the tenants of `floors`, each one's scan
+    starting at its floor. None when nothing is due at or after them (the full claim may
+    still find a job sorting before a floor)."""
+    return _job_and_heads(session.row("claim_next_job_from_floor", floors=json.dumps(floors)))
+
+
+def _job_and_heads(row: dict | None) -> tuple[Job | None, list[dict]]:
+    return (Job.from_row(row), row["heads"]) if row else (None, [])
 
 
 def claim_named(session: Session, job_id: str) -> Job | None:

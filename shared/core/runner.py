@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from shared.core import log, metrics, queue, tracing
 from shared.core.backoff import backoff_seconds
+from shared.core.claimfloor import ClaimFloor
 from shared.core.db import Pool, PoolExhausted, Session
 from shared.core.errors import DatabaseUnavailable, JobCancelled, LeaseLost
 from shared.core.handlers import HandlerRegistry
@@ -161,6 +162,7 @@ class Runner:
         self.listen = listen  # False: no LISTEN connection, lease checks carry cancels
         self._watcher: Watcher | None = None
         self._watcher_lock = threading.Lock()
+        self.claim_floor = ClaimFloor(settings.claim_rescan_seconds)  # per instance: where its claims start
 
     @property
     def watcher(self) -> Watcher | None:
@@ -185,7 +187,7 @@ class Runner:
     def run_next(self) -> RunOutcome | None:
         """Claim and run the next due job; None when nothing is due."""
         with self.pool.session() as session:
-            job = queue.claim_next(session)
+            job = self.claim_floor.claim_next(session)
         return self._run(job) if job else None
 
     def run_named(self, job_id: str) -> RunOutcome | None:

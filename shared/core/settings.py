@@ -129,6 +129,15 @@ class Settings:
         doc="the watcher's tick; while the listening connection is down, one read of all the instance's leases "
         "per tick carries cancels",
     )
+    claim_rescan_seconds: float = setting(
+        "CLAIM_RESCAN_SECONDS",
+        1.0,
+        minimum=0.0,
+        maximum=60.0,
+        doc="a next-job claim starts at the instance's remembered floor (cheap while vacuum is held back); this "
+        "often the full claim runs instead and resets it: the most a job sorting before the floor (a higher "
+        "priority, an earlier `runAt`) waits beyond its turn. `0`: every claim is the full one",
+    )
     stalled_after_seconds: float = setting(
         "STALLED_AFTER_SECONDS",
         900.0,

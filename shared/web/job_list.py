@@ -18,21 +18,19 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from shared.core import listing
-from shared.core.db import Pool
-from shared.core.errors import DatabaseUnavailable
 from shared.core.jobs import Job
 from shared.core.listing import JobFilter, Page
-from shared.core.notifier import JobEvents
-from shared.core.settings import Settings
-from shared.web.sse import _ReleasingStream, sse
+from shared.core.notifier import ChangeFeed
+from shared.web.sse import Next, Streams, sse
 
 LISTENER_START_SECONDS = 2.0
 REMEMBERED_JOBS = 5000
 # At most this often a stream reads the jobs that changed: a burst of progress and log
 # events (several a second per running job) costs one read, not one per event.
-MIN_READ_INTERVAL_SECONDS = 0.2  # per stream: the last JSON sent for each job, to skip repeats
+MIN_READ_INTERVAL_SECONDS = 0.2
 
 
 # A listed job carries its payload when it is this small: the archive's cards show what was
@@ -54,92 +52,83 @@ def list_body(page: Page, job_body: Callable[[Job], dict]) -> dict:
     return {"jobs": [listed_job(job, job_body) for job in page.jobs], "nextCursor": page.next_cursor}
 
 
-class JobListStream:
-    def __init__(
-        self,
-        pool: Pool,
-        listener: JobEvents,
-        settings: Settings,
-        job_body: Callable[[Job], dict],
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self.pool = pool
-        self.listener = listener
-        self.settings = settings
-        self.job_body = job_body
-        self.clock = clock
-        self.sleep = sleep
+class _ListFeed:
+    """A job list: a snapshot, then the jobs that changed in its scope; a fresh snapshot when
+    notifications were lost, or on each poll while no one listens (sent only if it differs)."""
 
-    def events(self, wanted: JobFilter, release: Callable[[], None]) -> Iterator[str]:
-        """The live list's text; `release` gives back the open-stream slot the caller took."""
-        return _ReleasingStream(self._events(wanted), release)
+    resume = "reconnect for a fresh snapshot"
 
-    def _page(self, wanted: JobFilter) -> Page:
-        with self.pool.session() as session:
-            return listing.list_jobs(session, wanted)
+    def __init__(self, stream: JobListStream, wanted: JobFilter):
+        self.stream = stream
+        self.wanted = wanted
+        self.sent: OrderedDict[str, dict] = OrderedDict()  # the last JSON sent for each job, to skip repeats
+        self.snapshot: dict | None = None  # the last snapshot, while the client's list is still that
+        self.changes = ChangeFeed()
+        self.job_ids: set[str] = set()
+        self.lost = True  # nothing read yet: the first send is a snapshot
+        self.read_at = -MIN_READ_INTERVAL_SECONDS
 
-    def _changed(self, job_ids: set[str], wanted: JobFilter) -> list[Job]:
-        with self.pool.session() as session:
-            return listing.changed_jobs(session, sorted(job_ids), wanted)
-
-    def _snapshot(self, wanted: JobFilter, sent: OrderedDict) -> dict:
-        body = list_body(self._page(wanted), self.job_body)
-        sent.clear()
-        for job in body["jobs"]:
-            sent[job["id"]] = job
-        return body
-
-    def _job_events(self, job_ids: set[str], wanted: JobFilter, sent: OrderedDict) -> Iterator[str]:
-        for job in self._changed(job_ids, wanted):
-            body = listed_job(job, self.job_body)
-            if sent.get(job.id) == body:
-                continue  # nothing the list shows changed (a log line, say)
-            sent[job.id] = body
-            sent.move_to_end(job.id)
-            if len(sent) > REMEMBERED_JOBS:
-                sent.popitem(last=False)
-            yield sse("job", {**body, "matches": wanted.matches(job)})
-
-    def _events(self, wanted: JobFilter) -> Iterator[str]:
-        settings = self.settings
-        started = last_write = self.clock()
-        sent: OrderedDict[str, dict] = OrderedDict()
-        yield f"retry: {settings.stream_retry_ms}\n\n"
-        self.listener.start()
+    @contextmanager
+    def open(self) -> Iterator[None]:
         # On an instance's first stream the listener is still connecting; waiting for it a
         # little spares the client a second snapshot when it comes up.
-        self.listener.wait_until_healthy(LISTENER_START_SECONDS)
+        self.stream.listener.wait_until_healthy(LISTENER_START_SECONDS)
         # Subscribe before the snapshot: a change that lands while it is read is sent after it.
-        with self.listener.subscribed() as feed:
-            try:
-                snapshot = self._snapshot(wanted, sent)
-                yield sse("snapshot", snapshot)
-                while True:
-                    remaining = settings.stream_max_seconds - (self.clock() - started)
-                    if remaining <= 0:
-                        yield ": stream time limit reached; reconnect for a fresh snapshot\n\n"
-                        return
-                    # With the listener up, wake on its notifications; without it, poll.
-                    patience = (
-                        settings.stream_keepalive_seconds if self.listener.healthy else settings.stream_poll_seconds
-                    )
-                    job_ids, lost = self.listener.wait_for_jobs(feed, min(patience, remaining))
-                    if lost:
-                        fresh = self._snapshot(wanted, sent)
-                        if fresh != snapshot:  # while polling, say nothing until something changes
-                            snapshot = fresh
-                            yield sse("snapshot", snapshot)
-                            last_write = self.clock()
-                    elif job_ids:
-                        read_at = self.clock()
-                        for event in self._job_events(job_ids, wanted, sent):
-                            snapshot = None  # the client's list has moved on from the snapshot
-                            yield event
-                            last_write = self.clock()
-                        self.sleep(max(0.0, MIN_READ_INTERVAL_SECONDS - (self.clock() - read_at)))
-                    if self.clock() - last_write >= settings.stream_keepalive_seconds:
-                        yield ": keep-alive\n\n"
-                        last_write = self.clock()
-            except DatabaseUnavailable:
-                yield ": the job database is unavailable; reconnect for a fresh snapshot\n\n"
+        with self.stream.listener.subscribed() as self.changes:
+            yield
+
+    def send(self) -> tuple[list[str], Next]:
+        job_ids, self.job_ids = self.job_ids, set()
+        if self.lost:
+            self.lost = False
+            return self._fresh_snapshot(), Next.WAIT
+        if not job_ids:
+            return [], Next.WAIT
+        self.read_at = self.stream.clock()
+        chunks = list(self._job_events(job_ids))
+        if chunks:
+            self.snapshot = None  # the client's list has moved on from the snapshot
+        return chunks, Next.WAIT
+
+    def wait(self, timeout: float) -> bool:
+        # A burst of progress and log events (several a second per running job) costs one read, not one per event.
+        stream = self.stream
+        time.sleep(max(0.0, MIN_READ_INTERVAL_SECONDS - (stream.clock() - self.read_at)))
+        job_ids, lost = stream.listener.wait_for_jobs(self.changes, timeout)
+        self.job_ids |= job_ids
+        self.lost = self.lost or lost
+        # While no one listens every wait ends `lost`: that is a poll, due when the loop's wait is over.
+        return bool(job_ids) or (lost and stream.listener.healthy)
+
+    def _fresh_snapshot(self) -> list[str]:
+        with self.stream.pool.session() as session:
+            body = list_body(listing.list_jobs(session, self.wanted), self.stream.job_body)
+        self.sent.clear()
+        for job in body["jobs"]:
+            self.sent[job["id"]] = job
+        if body == self.snapshot:
+            return []  # while polling, say nothing until something changes
+        self.snapshot = body
+        return [sse("snapshot", body)]
+
+    def _job_events(self, job_ids: set[str]) -> Iterator[str]:
+        with self.stream.pool.session() as session:
+            changed = listing.changed_jobs(session, sorted(job_ids), self.wanted)
+        for job in changed:
+            body = listed_job(job, self.stream.job_body)
+            if self.sent.get(job.id) == body:
+                continue  # nothing the list shows changed (a log line, say)
+            self.sent[job.id] = body
+            self.sent.move_to_end(job.id)
+            if len(self.sent) > REMEMBERED_JOBS:
+                self.sent.popitem(last=False)
+            yield sse("job", {**body, "matches": self.wanted.matches(job)})
+
+
+class JobListStream(Streams):
+    def events(
+        self, wanted: JobFilter, release: Callable[[], None], connected: Callable[[], bool] = lambda: True
+    ) -> Iterator[str]:
+        """The live list's text; `release` gives back the open-stream slot the caller took, and
+        the stream ends when `connected` says the client went away."""
+        return self.loop.run(_ListFeed(self, wanted), release, connected)

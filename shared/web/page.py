@@ -26,12 +26,22 @@ def _template() -> str:
     return PAGE.read_text()
 
 
-def render_status_page(job_id: str, cancel_url: str | None, enqueue_url: str | None) -> tuple[str, dict[str, str]]:
+def render_status_page(
+    job_id: str, cancel_url: str | None, enqueue_url: str | None, card: dict, main: dict
+) -> tuple[str, dict[str, str]]:
     """(the page, its security headers) for one job; it links to the dashboard at `enqueue_url`.
     Its stream, documents and client are fixed queries on its own address, never its request
-    path (see pages.py)."""
+    path (see pages.py). It names the job in its kind's words (`card`, the kind's card) and
+    its links in the default kind's (`main`)."""
     nonce = secrets.token_urlsafe(16)
-    config = {"jobId": job_id, "cancelUrl": cancel_url, "enqueueUrl": enqueue_url}
+    words = ("label", "plural", "title", "start")
+    config = {
+        "jobId": job_id,
+        "cancelUrl": cancel_url,
+        "enqueueUrl": enqueue_url,
+        "card": {key: card[key] for key in words if key in card},
+        "main": {key: main[key] for key in words if key in main},
+    }
     page = fill(_template(), nonce, config)
     connect = "'self'" + (f" {origin(cancel_url)}" if cancel_url else "")
     policy = (

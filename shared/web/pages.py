@@ -1,8 +1,9 @@
-"""The pages a person uses, beside the status page (page.py): the dashboard (a generation
-form, served by enqueue) and the archive (finished newsletters and the jobs in progress,
-served by status), and the JavaScript client they share, served as a module by the
-functions (`?asset=client.js`) from the same file that is published as a package
-(clients/js/, copied into each deploy bundle).
+"""The pages a person uses, beside the status page (page.py): the dashboard (the accepted
+kinds' forms, served by enqueue) and the archive (finished documents and the jobs in
+progress, served by status), both built from what each kind's registration declares; and
+the JavaScript client they share, served as a module by the functions (`?asset=client.js`)
+from the same file that is published as a package (clients/js/, copied into each deploy
+bundle).
 
 No page is given its request path: every URL a page uses back to its own function is a
 fixed query ("?asset=client.js", "?id=..."), which the browser resolves against the page's
@@ -134,26 +135,26 @@ def html_response(name: str, config: dict, connect: list[str | None] | None = No
 
 def dashboard(settings: Settings, forms: dict[str, dict], default_kind: str | None) -> flask.Response:
     """The forms, served by enqueue (they post to its own address): `forms` are the accepted
-    kinds' form data by kind name, from their registrations (handlers.kind_forms). The
-    default kind's is the page's first form; each other kind's is built from its fields."""
-    default_form = forms.get(default_kind or "", {})
+    kinds' form declarations by kind name, from their registrations (handlers.kind_forms),
+    which the page builds as they are. The default kind's is first, and its body names no kind."""
+    ordered = sorted(forms.items(), key=lambda item: (item[0] != default_kind, item[0]))
     config = {
         "archiveUrl": with_query(settings.status_url, "view=archive") if settings.status_url else None,
         "tokenRequired": bool(settings.api_tokens),
-        "sources": default_form.get("sources", []),
-        "forms": {kind: form for kind, form in forms.items() if kind != default_kind},
+        "forms": [{"kind": kind, "isDefault": kind == default_kind, "form": form} for kind, form in ordered],
     }
     return html_response("dashboard", config)
 
 
-def archive(settings: Settings, source_names: dict[int, str]) -> flask.Response:
-    """Finished newsletters, the jobs in progress and the failed or cancelled ones, served by
+def archive(settings: Settings, cards: dict[str, dict], default_kind: str | None) -> flask.Response:
+    """Finished documents, the jobs in progress and the failed or cancelled ones, served by
     status (it lists and streams from its own address; cancel goes to CANCEL_URL, a re-run to
-    ENQUEUE_URL, whose page, the dashboard, it links to). `source_names` name the sources a
-    card shows, by id, active or not (an older newsletter may name a retired one)."""
+    ENQUEUE_URL, whose page, the dashboard, it links to). `cards` are the kinds' card
+    declarations with their data (handlers.kind_cards), which the page renders as they are."""
     config = {
         "cancelUrl": settings.cancel_url,
         "enqueueUrl": settings.enqueue_url,
-        "sourceNames": {str(source_id): name for source_id, name in source_names.items()},
+        "cards": cards,
+        "defaultKind": default_kind,
     }
     return html_response("archive", config, [settings.cancel_url, settings.enqueue_url])

@@ -45,15 +45,16 @@ PAGE = """<!doctype html>
 """
 
 
-def _nav(job: Job, result_format: str, dashboard_url: str | None) -> str:
-    """The way back, as links: fixed queries on this address and the dashboard's own URL."""
-    links = [(dashboard_url, "Generate a newsletter")] if dashboard_url else []
+def _nav(job: Job, result_format: str, dashboard_url: str | None, main: dict) -> str:
+    """The way back, as links: fixed queries on this address and the dashboard's own URL,
+    named in the default kind's words (`main`, its card: "Generate a newsletter")."""
+    links = [(dashboard_url, main.get("start", "Start a job"))] if dashboard_url else []
     links += [
-        ("?view=archive", "All newsletters"),
+        ("?view=archive", f"All {main.get('plural', 'jobs').lower()}"),
         (f"?id={job.id}&stay=1", "Status and log"),
         (f"?id={job.id}&view=download", f"Download the {'HTML' if result_format == 'html' else 'Markdown'}"),
     ]
-    anchors = " ".join(f'<a href="{html.escape(url)}">{text}</a>' for url, text in links)
+    anchors = " ".join(f'<a href="{html.escape(url)}">{html.escape(text)}</a>' for url, text in links)
     style = "font: 15px/1.5 system-ui, sans-serif; display: flex; flex-wrap: wrap; gap: 1rem; padding: .75rem 1rem; "
     style += "border-bottom: 1px solid #ddd; background: #f4f6fa"
     return f'<nav aria-label="Pages" style="{style}">{anchors}</nav>\n'
@@ -66,8 +67,8 @@ def render_markdown(text: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).render(text)
 
 
-def result_page(job: Job, content: str, result_format: str, dashboard_url: str | None) -> str:
-    nav = _nav(job, result_format, dashboard_url)
+def result_page(job: Job, content: str, result_format: str, dashboard_url: str | None, main: dict) -> str:
+    nav = _nav(job, result_format, dashboard_url, main)
     if result_format == "html":
         found = _BODY_TAG.search(content)
         return content[: found.end()] + "\n" + nav + content[found.end() :] if found else nav + content
@@ -88,9 +89,10 @@ def download(job: Job) -> flask.Response:
 
 
 def document_response(
-    job: Job, events: list[Event], view: str, settings: Settings, request: flask.Request
+    job: Job, events: list[Event], view: str, settings: Settings, request: flask.Request, main: dict
 ) -> flask.Response:
-    """The preview, the result or its download; `events` are the job's (read for a preview)."""
+    """The preview, the result or its download; `events` are the job's (read for a preview);
+    `main` is the default kind's card, whose words name the result page's links."""
     if view == "download":
         return download(job)
     content, mimetype = framed_document(job, events, view)
@@ -101,6 +103,6 @@ def document_response(
     }
     if view == "document" and request.headers.get("Sec-Fetch-Dest") != "iframe":
         result_format = "html" if mimetype == "text/html" else "markdown"
-        content, mimetype = result_page(job, content, result_format, settings.enqueue_url), "text/html"
+        content, mimetype = result_page(job, content, result_format, settings.enqueue_url, main), "text/html"
         headers["Content-Security-Policy"] = RESULT_PAGE_POLICY
     return flask.Response(content, mimetype=mimetype, headers=headers)

@@ -1,38 +1,47 @@
-"""A job's live status as Server-Sent Events, resumable from any event sequence number.
+"""Server-Sent Events: the wire format, and the one loop every stream runs.
 
-    retry: <ms>                 reconnect delay hint
-    event: snapshot             the job as it is now (fresh connections only; no id)
-    id: <seq> / event: <kind>   every event after the client's Last-Event-ID, in order:
-                                status, progress, log, preview ...
+    retry: <ms>                 reconnect delay hint, first
+    ...                         what the feed sends (a job's events, a list's snapshot and changes)
     : keep-alive                a comment every STREAM_KEEPALIVE_SECONDS of silence
-    event: done                 the finished job, after which the stream closes
 
-A stream also closes after STREAM_MAX_SECONDS (below the function's timeout); the client
-reconnects with Last-Event-ID and gets exactly the events it missed. Database connections
-are borrowed per query, never held for the life of a stream.
+A stream closes after STREAM_MAX_SECONDS (below the function's timeout), when its feed says
+it is over, when the job database is unavailable (each with a comment that says how to
+resume), or as soon as its client is seen gone. The loop owns the time limit, the keep-alive,
+the listener's health (wake on its notifications while it is up, poll while it is down), the
+check on the client and the open-stream slot; a feed (shared/web/job_stream.py for one job,
+shared/web/job_list.py for a job list) owns what it reads and what it sends.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
 
-from shared.core import queue
 from shared.core.db import Pool
 from shared.core.errors import DatabaseUnavailable, TooManyStreams
-from shared.core.jobs import TERMINAL_STATUSES, Job, iso
+from shared.core.jobs import Job
 from shared.core.notifier import JobEvents
-from shared.core.queue import Event
 from shared.core.settings import Settings
 
-EVENTS_PER_READ = 500
 # How often a silent stream looks at its socket: a client that went away gives back its
 # slot (and its thread) within about this long, not at the next keep-alive write.
 LIVENESS_CHECK_SECONDS = 1.0
+
+
+def sse(event: str, data: dict, event_id: int | None = None) -> str:
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append(f"event: {event}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
 
 
 def peer_connected(environ: dict) -> Callable[[], bool]:
@@ -84,23 +93,6 @@ class _ReleasingStream:
             release()
 
 
-def sse(event: str, data: dict, event_id: int | None = None) -> str:
-    lines = []
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
-    return "\n".join(lines) + "\n\n"
-
-
-def event_body(event: Event) -> dict:
-    return {"seq": event.seq, "kind": event.kind, "at": iso(event.created_at), **event.data}
-
-
-def is_terminal_event(event: Event) -> bool:
-    return event.kind == "status" and event.data.get("jobStatus") in TERMINAL_STATUSES
-
-
 class StreamSlots:
     """The streams one instance holds open. Each holds a server thread: past `total`, new
     ones are refused (429) so that plain requests still find a thread; and no one caller (an
@@ -139,7 +131,97 @@ class StreamSlots:
         return release
 
 
-class JobStream:
+class Next(enum.Enum):
+    """What the loop does after a feed has sent what was new."""
+
+    WAIT = "wait"  # for a change, a keep-alive or the time limit
+    READ = "read"  # at once: more is waiting
+    END = "end"  # the stream is over (the job finished)
+
+
+class Feed(Protocol):
+    """One stream's source. Per stream (it keeps the stream's place); the loop calls it from
+    one thread."""
+
+    # How a client that is told the stream ended picks up where it left off.
+    resume: str
+
+    def open(self) -> AbstractContextManager[None]:
+        """Follow the listener's notifications for this stream, for the stream's life."""
+
+    def send(self) -> tuple[list[str], Next]:
+        """The chunks for what is new since the last call (everything there is, on the first)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until something the stream sends may have changed (True) or `timeout` passes."""
+
+
+class StreamLoop:
+    """Runs feeds as event streams, for one instance's listener and settings."""
+
+    def __init__(self, listener: JobEvents, settings: Settings, clock: Callable[[], float] = time.monotonic):
+        self.listener = listener
+        self.settings = settings
+        self.clock = clock
+
+    def run(
+        self, feed: Feed, release: Callable[[], None], connected: Callable[[], bool] = lambda: True
+    ) -> Iterator[str]:
+        """The stream's text, chunk by chunk. The caller took an open-stream slot (`release`
+        gives it back, from StreamSlots.take): the stream gives it back when it ends or is
+        closed, even if it never started, or when `connected` says the client went away."""
+        return _ReleasingStream(self._chunks(feed, connected), release)
+
+    def _chunks(self, feed: Feed, connected: Callable[[], bool]) -> Iterator[str]:
+        settings = self.settings
+        started = last_write = self.clock()
+        yield f"retry: {settings.stream_retry_ms}\n\n"
+        self.listener.start()
+        with feed.open():
+            try:
+                while True:
+                    chunks, then = feed.send()
+                    yield from chunks
+                    if chunks:
+                        last_write = self.clock()
+                    if then is Next.END:
+                        return
+                    if then is Next.READ:
+                        continue
+                    remaining = settings.stream_max_seconds - (self.clock() - started)
+                    if remaining <= 0:
+                        yield f": stream time limit reached; {feed.resume}\n\n"
+                        return
+                    # With the listener up, wake on its notifications; without it, poll.
+                    patience = (
+                        settings.stream_keepalive_seconds if self.listener.healthy else settings.stream_poll_seconds
+                    )
+                    if not self._wait_while_connected(feed, min(patience, remaining), connected):
+                        return  # the client went away: its slot and thread are free now
+                    if self.clock() - last_write >= settings.stream_keepalive_seconds:
+                        yield ": keep-alive\n\n"
+                        last_write = self.clock()
+            except DatabaseUnavailable:
+                yield f": the job database is unavailable; {feed.resume}\n\n"
+
+    def _wait_while_connected(self, feed: Feed, timeout: float, connected: Callable[[], bool]) -> bool:
+        """Wait for a change or the timeout, looking at the client every LIVENESS_CHECK_SECONDS:
+        False as soon as it went away."""
+        deadline = self.clock() + timeout
+        while True:
+            left = deadline - self.clock()
+            if feed.wait(max(min(LIVENESS_CHECK_SECONDS, left), 0.0)):
+                return True
+            if not connected():
+                return False
+            if left <= LIVENESS_CHECK_SECONDS:
+                return True
+
+
+class Streams:
+    """One kind of stream on an instance: what its feeds read with (the pool, how a job is
+    shown, the clock) and the loop they run in."""
+
     def __init__(
         self,
         pool: Pool,
@@ -150,83 +232,6 @@ class JobStream:
     ):
         self.pool = pool
         self.listener = listener
-        self.settings = settings
         self.job_body = job_body
         self.clock = clock
-        self.slots = StreamSlots(settings.max_open_streams, settings.max_streams_per_caller)
-
-    def _read(self, job_id: str, after_seq: int) -> list[Event]:
-        with self.pool.session() as session:
-            return queue.list_events(session, job_id, after_seq, EVENTS_PER_READ)
-
-    def _job(self, job_id: str) -> Job:
-        with self.pool.session() as session:
-            return queue.get_job(session, job_id)
-
-    def events(
-        self,
-        job: Job,
-        after_seq: int,
-        fresh: bool,
-        release: Callable[[], None],
-        connected: Callable[[], bool] = lambda: True,
-    ) -> Iterator[str]:
-        """The stream's text, chunk by chunk. `job` was read by the caller (it 404s first), and
-        the caller took a slot (`release` gives it back, from StreamSlots.take); the stream
-        gives it back when it ends or is closed, even if it never started, or when `connected`
-        says the client went away."""
-        return _ReleasingStream(self._events(job, after_seq, fresh, connected), release)
-
-    def _wait(self, job_id: str, version: int, timeout: float, connected: Callable[[], bool]) -> bool | None:
-        """Wait for a change (True) or the timeout (False), looking at the client every
-        LIVENESS_CHECK_SECONDS; None when it went away."""
-        deadline = self.clock() + timeout
-        while True:
-            left = deadline - self.clock()
-            if self.listener.wait_for_change(job_id, version, max(min(LIVENESS_CHECK_SECONDS, left), 0.0)) != version:
-                return True
-            if not connected():
-                return None
-            if left <= LIVENESS_CHECK_SECONDS:
-                return False
-
-    def _events(self, job: Job, after_seq: int, fresh: bool, connected: Callable[[], bool]) -> Iterator[str]:
-        settings = self.settings
-        started = last_write = self.clock()
-        yield f"retry: {settings.stream_retry_ms}\n\n"
-        if fresh:
-            yield sse("snapshot", {**self.job_body(job), "lastEventSeq": job.last_event_seq})
-        self.listener.start()
-        with self.listener.watching(job.id):
-            try:
-                while True:
-                    version = self.listener.version(job.id)
-                    finished = False
-                    batch = self._read(job.id, after_seq)
-                    for event in batch:
-                        yield sse(event.kind, event_body(event), event.seq)
-                        after_seq = event.seq
-                        last_write = self.clock()
-                        finished = finished or is_terminal_event(event)
-                    if finished:
-                        final = self._job(job.id)
-                        yield sse("done", self.job_body(final), final.last_event_seq)
-                        return
-                    if len(batch) == EVENTS_PER_READ:
-                        continue  # more are waiting: no need to sleep
-                    remaining = settings.stream_max_seconds - (self.clock() - started)
-                    if remaining <= 0:
-                        yield ": stream time limit reached; reconnect with Last-Event-ID\n\n"
-                        return
-                    # With the listener up, wake on its signal; without it, poll.
-                    patience = (
-                        settings.stream_keepalive_seconds if self.listener.healthy else settings.stream_poll_seconds
-                    )
-                    changed = self._wait(job.id, version, min(patience, remaining), connected)
-                    if changed is None:
-                        return  # the client went away: its slot and thread are free now
-                    if not changed and self.clock() - last_write >= settings.stream_keepalive_seconds:
-                        yield ": keep-alive\n\n"
-                        last_write = self.clock()
-            except DatabaseUnavailable:
-                yield ": the job database is unavailable; reconnect with Last-Event-ID\n\n"
+        self.loop = StreamLoop(listener, settings, clock)

@@ -19,11 +19,12 @@ from shared.core.notifier import JobEvents, notifier_for
 from shared.web import pages
 from shared.web.job_list import JobListStream, list_body
 from shared.web.job_status import status_body
+from shared.web.job_stream import JobStream
 from shared.web.limits import RateLimits
 from shared.web.page import render_status_page
 from shared.web.result_page import document_response
 from shared.web.service import Service
-from shared.web.sse import JobStream, peer_connected
+from shared.web.sse import peer_connected
 
 MAX_EVENT_SEQ = 2**63 - 1  # job_events.seq is a bigint
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -64,6 +65,10 @@ class StatusViews:
         self.streams = JobStream(service.pool, self.listener, settings, service.job_body)
         self.list_streams = JobListStream(service.pool, self.listener, settings, service.job_body)
         self.limits = RateLimits.of(service)
+        # How the pages name each kind's jobs (its registration's card), and the default kind's
+        # words for the links between the pages ("Generate a newsletter").
+        self.cards = handlers.kind_cards()
+        self.main_card = self.cards.get(handlers.default_kind() or "", {})
 
     # -- no job named ----------------------------------------------------------------------
 
@@ -76,9 +81,8 @@ class StatusViews:
         pages.standalone(request, "view")
         self.limits.count(request, "status")  # a database read (the cards' data), like the dashboard's
         with self.service.pool.session() as session:
-            cards = handlers.kind_card_data(session)
-        # The archive's cards are the default kind's (the newsletter's: its sources' names by id).
-        return pages.archive(self.service.settings, cards.get(handlers.default_kind() or "", {}))
+            cards = handlers.kind_cards(session)
+        return pages.archive(self.service.settings, cards, handlers.default_kind())
 
     def job_list(self, request: flask.Request) -> flask.Response:
         """The caller's jobs: one page as JSON, or the live list."""
@@ -87,7 +91,7 @@ class StatusViews:
         wanted = listing.filter_from_query(request.args, caller)
         if wants_stream(request):
             release = self.streams.slots.take(f"tenant:{caller}")  # a tenant's live lists, whoever opens them
-            body = self.list_streams.events(wanted, release)
+            body = self.list_streams.events(wanted, release, connected=peer_connected(request.environ))
             return flask.Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
         with self.service.pool.session() as session:
             page = listing.list_jobs(session, wanted)
@@ -122,12 +126,14 @@ class StatusViews:
         with self.service.pool.session() as session:
             job = queue.get_job(session, job_id)
             events = queue.list_events(session, job.id) if view == "preview" else []
-        return document_response(job, events, view, self.service.settings, flask.request)
+        return document_response(job, events, view, self.service.settings, flask.request, self.main_card)
 
     def page(self, job_id: str) -> flask.Response:
         with self.service.pool.session() as session:
-            queue.get_job(session, job_id)  # an unknown job is a 404, not a page that waits
-        html, headers = render_status_page(job_id, self.service.settings.cancel_url, self.service.settings.enqueue_url)
+            job = queue.get_job(session, job_id)  # an unknown job is a 404, not a page that waits
+        settings = self.service.settings
+        card = self.cards.get(job.kind, {})
+        html, headers = render_status_page(job_id, settings.cancel_url, settings.enqueue_url, card, self.main_card)
         return flask.Response(html, mimetype="text/html", headers=headers)
 
     def job_json(self, job_id: str) -> flask.Response:

@@ -17,6 +17,9 @@
 -- steer it to another index on tenant: (tenant, idempotency_key) holds the finished jobs
 -- too, and a probe over it walks every one of them.
 --
+-- `heads` (the head of every tenant it weighed, as JSON) gives the runner its floors for the
+-- hinted claim (claim_next_job_from_floor.sql); reading it changes nothing in what is claimed.
+--
 -- SKIP LOCKED lets concurrent invocations each take a different job; the CTEs fence the
 -- LIMIT so that exactly one row is updated. The same statement bumps attempts and hands
 -- out a fresh lease token.
@@ -86,4 +89,6 @@ WITH RECURSIVE first AS (
                               'attempts', attempts)
     FROM claimed
 )
-SELECT * FROM claimed
+SELECT claimed.*, (SELECT jsonb_agg(jsonb_build_object('tenant', tenant, 'priority', priority,
+                                                       'run_at', run_at, 'id', id)) FROM heads) AS heads
+FROM claimed

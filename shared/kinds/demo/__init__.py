@@ -1,13 +1,15 @@
 """A built-in `demo` job: a few timed steps with progress and log lines, and a small result.
 
 Useful to watch the queue work without any feed, and as the example of the handler contract.
-Payload: {"steps": 5, "stepSeconds": 1.0, "failWith": null}.
+Payload: {"steps": 5, "stepSeconds": 1.0, "failWith": null, "note": ""}.
 """
 
 from __future__ import annotations
 
 from shared.core.errors import ValidationError
 from shared.core.handlers import Kind, register_kind
+
+NOTE_MAX_CHARS = 200  # a few words to tell runs apart on the archive's cards
 
 
 def demo_handler(payload: dict, ctx) -> dict:
@@ -36,6 +38,9 @@ def _validate(payload: dict, session) -> None:
         problems.append(("stepSeconds", "must be a number of seconds from 0 to 60"))
     if "failWith" in payload and not isinstance(payload["failWith"], (str, type(None))):
         problems.append(("failWith", "must be a string or null"))
+    note = payload.get("note", "")
+    if not isinstance(note, str) or len(note) > NOTE_MAX_CHARS:
+        problems.append(("note", f"must be text of at most {NOTE_MAX_CHARS} characters"))
     if problems:
         raise ValidationError.of(problems)
 
@@ -67,8 +72,25 @@ def dashboard_form(session) -> dict:
                 "default": "",
                 "hint": "To watch a failed attempt and its retries.",
             },
+            {
+                "name": "note",
+                "label": "Note",
+                "type": "text",
+                "default": "",
+                "hint": f"A few words to tell this run apart on the archive's cards (at most {NOTE_MAX_CHARS} characters).",
+            },
         ],
     }
 
 
-register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler", form=dashboard_form))
+# How the pages show a demo job: its cards say how many steps of how long it was asked for.
+CARD = {
+    "label": "Demo",
+    "summary": [
+        {"paths": ["payload.steps"], "default": 5, "template": "{} steps"},
+        {"paths": ["payload.stepSeconds"], "default": 1.0, "template": "{} s each"},
+        {"paths": ["payload.note"]},
+    ],
+}
+
+register_kind(Kind(name="demo", handler="shared.kinds.demo:demo_handler", form=dashboard_form, card=CARD))

@@ -1,0 +1,200 @@
+"""The remembered floor (shared/core/claimfloor.py): claims start where the instance's last
+one left off, so a held-back vacuum does not slow them; a job that sorts before the floor is
+still claimed by the next full claim, and none is claimed twice."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from bench.common import shared_buffers, statement_text
+from shared.core import queue
+from shared.core.claimfloor import ClaimFloor
+from shared.core.db import open_session
+from shared.core.runner import Runner
+from shared.core.settings import Settings
+from tests.test_fairness import queue_backlog
+
+DEADLINE_SECONDS = 60.0  # a loaded machine's worst; a passing run takes a fraction of a second
+
+
+class Clock:
+    """A clock the test moves: when the full claim is due is then the test's to say."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claim_and_complete(floor: ClaimFloor, session) -> queue.Job | None:
+    job = floor.claim_next(session)
+    if job is not None:
+        queue.complete(session, queue.Lease.of(job), None)
+    return job
+
+
+def test_a_job_sorting_before_the_floor_waits_only_for_the_next_full_claim(session, registry):
+    queue_backlog(session, "t", 20)
+    clock = Clock()
+    floor = ClaimFloor(rescan_seconds=1.0, clock=clock)
+    first = [claim_and_complete(floor, session) for _ in range(3)]  # one full claim, then hinted ones
+    urgent, _ = queue.enqueue(session, registry, kind="noop", payload={}, tenant="t", priority=5)
+    early, _ = queue.enqueue(session, registry, kind="noop", payload={}, tenant="t", run_at="2000-01-01T00:00:00Z")
+    # Before the rescan is due, the hinted claim goes on from the floor: both sort before it.
+    missed = [claim_and_complete(floor, session) for _ in range(3)]
+    assert {job.id for job in first + missed}.isdisjoint({urgent.id, early.id})
+    clock.now += 1.0  # the full claim is due: it takes the urgent job and resets the floor to it
+    assert claim_and_complete(floor, session).id == urgent.id
+    assert claim_and_complete(floor, session).id == early.id  # at or after the new floor
+
+
+def test_when_the_hinted_claim_finds_nothing_the_full_claim_runs_at_once(session, registry):
+    queue_backlog(session, "t", 3)
+    floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
+    assert [claim_and_complete(floor, session) is not None for _ in range(3)] == [True] * 3
+    early, _ = queue.enqueue(session, registry, kind="noop", payload={}, tenant="t", run_at="2000-01-01T00:00:00Z")
+    assert claim_and_complete(floor, session).id == early.id  # nothing after the floor: the full claim
+    assert claim_and_complete(floor, session) is None
+
+
+def test_a_runner_claims_a_higher_priority_or_earlier_job_within_the_rescan_period(pool, registry, env, session):
+    settings = Settings.from_env({**env, "CLAIM_RESCAN_SECONDS": "0.2"})
+    runner = Runner(pool, registry, settings)
+    queue_backlog(session, "t", 5000)
+    try:
+        assert runner.run_next().outcome == "completed"  # the floor is set
+        urgent, _ = queue.enqueue(session, registry, kind="noop", payload={}, tenant="t", priority=5)
+        early, _ = queue.enqueue(session, registry, kind="noop", payload={}, tenant="t", run_at="2000-01-01T00:00:00Z")
+        wanted, ran, deadline = {urgent.id, early.id}, [], time.monotonic() + DEADLINE_SECONDS
+        while not wanted <= set(ran) and time.monotonic() < deadline:
+            ran.append(runner.run_next().job.id)
+        assert wanted <= set(ran), f"not claimed within {DEADLINE_SECONDS} s: {wanted - set(ran)}"
+        assert ran.index(urgent.id) < ran.index(early.id)  # the full claim's order: priority first
+        # Claimed by a rescan, not because the backlog ran out and the hinted claim found nothing.
+        assert session.run_sql("SELECT count(*) FROM jobs WHERE job_status = 'queued'")[0][0] > 0
+    finally:
+        runner.close()
+
+
+def test_with_two_tenants_the_hinted_claim_stays_fair(session, registry):
+    queue_backlog(session, "big", 200)
+    clock = Clock()
+    floor = ClaimFloor(rescan_seconds=1.0, clock=clock)
+    running = [floor.claim_next(session) for _ in range(3)]  # three workers busy with big's backlog
+    assert {job.tenant for job in running} == {"big"}
+    small_jobs = [queue.enqueue(session, registry, kind="noop", payload={}, tenant="small")[0] for _ in range(3)]
+    assert floor.claim_next(session).tenant == "big"  # small is new to this instance: not among its floors yet
+    clock.now += 1.0  # the next full claim sees small
+    assert floor.claim_next(session).tenant == "small"  # fewer running
+    assert {head["tenant"] for head in floor.floors()} == {"big", "small"}
+    # From the floors now: the fewest running first. big 4, small 1: small again, then 2 against 4.
+    assert floor.claim_next(session).id == small_jobs[1].id
+    assert floor.claim_next(session).id == small_jobs[2].id
+
+
+def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_keep_coming(database_url, registry):
+    seed = 20261204
+    print(f"seed {seed}")
+    randomness = random.Random(seed)
+    setup = open_session(database_url)
+    for tenant in ("a", "b", "c"):
+        queue_backlog(setup, tenant, 150, priority=randomness.choice((0, 0, 1)))
+    instances = [ClaimFloor(rescan_seconds=0.05), ClaimFloor(rescan_seconds=0.05)]
+    claimed: list[str] = []
+    claimed_lock = threading.Lock()
+    stop_enqueueing = threading.Event()
+
+    def worker(floor: ClaimFloor) -> None:
+        session = open_session(database_url)
+        idle_deadline = None
+        try:
+            while True:
+                job = claim_and_complete(floor, session)
+                if job is not None:
+                    idle_deadline = None
+                    with claimed_lock:
+                        claimed.append(job.id)
+                elif stop_enqueueing.is_set():
+                    # Nothing due: done once the enqueuer stopped and a full claim finds nothing.
+                    idle_deadline = idle_deadline or time.monotonic() + 0.5
+                    if time.monotonic() > idle_deadline:
+                        return
+        finally:
+            session.close()
+
+    def enqueuer() -> None:
+        session = open_session(database_url)
+        past = datetime.now(UTC) - timedelta(hours=2)
+        try:
+            for number in range(150):  # jobs that sort before, at and after the floors
+                when = (past + timedelta(seconds=number)).isoformat() if randomness.random() < 0.3 else None
+                queue.enqueue(session, registry, kind="noop", payload={}, tenant=randomness.choice("abc"),
+                              priority=randomness.choice((0, 0, 1, 2)), run_at=when)  # fmt: skip
+        finally:
+            stop_enqueueing.set()
+            session.close()
+
+    threads = [threading.Thread(target=worker, args=(floor,)) for floor in instances for _ in range(3)]
+    threads.append(threading.Thread(target=enqueuer))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=DEADLINE_SECONDS * 3)
+    assert not any(thread.is_alive() for thread in threads)
+    total = setup.run_sql(
+        "SELECT count(*), count(*) FILTER (WHERE job_status = 'completed' AND attempts = 1) FROM jobs"
+    )
+    setup.close()
+    assert len(claimed) == len(set(claimed)) == 600
+    assert total == [[600, 600]]
+
+
+# -- what a claim reads while an XID is held ---------------------------------------------------
+
+
+def claim_pages(session, floor: ClaimFloor) -> tuple[int, int]:
+    """(pages of the hinted claim from the floor, pages of the full claim)."""
+    hinted = shared_buffers(session, statement_text("claim_next_job_from_floor"), floors=json.dumps(floor.floors()))
+    return hinted, shared_buffers(session, statement_text("claim_next_job"))
+
+
+def test_under_a_held_xid_the_hinted_claim_reads_what_a_clean_claim_reads_and_the_full_claim_more(
+    session, database_url
+):
+    queue_backlog(session, "t", 3000)
+    session.run_sql("VACUUM ANALYZE jobs")
+    floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
+    for _ in range(20):
+        claim_and_complete(floor, session)
+    clean_hinted, clean_full = claim_pages(session, floor)
+    holder = open_session(database_url)
+    try:
+        holder.run_sql("BEGIN")
+        holder.run_sql("SELECT txid_current()")  # an idle transaction holding an XID: vacuum cannot prune
+        for _ in range(2500):
+            claim_and_complete(floor, session)
+        held_hinted, held_full = claim_pages(session, floor)
+    finally:
+        holder.close()
+    print(f"pages: clean hinted {clean_hinted}, full {clean_full}; held hinted {held_hinted}, full {held_full}")
+    assert held_hinted <= clean_full + 10  # about what a clean claim reads
+    assert held_full > max(2 * held_hinted, clean_full + 40)  # the full claim walks the 2,500 dead entries
+
+
+def test_each_tenants_probe_is_a_range_of_the_claim_index_that_starts_at_its_floor(session):
+    for tenant in ("a", "b"):  # two tenants' jobs interleaved in run_at: jobs_waiting_idx tempts the planner
+        queue_backlog(session, tenant, 2000)
+    session.run_sql("VACUUM ANALYZE jobs")
+    floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
+    for _ in range(6):
+        claim_and_complete(floor, session)
+    sql = statement_text("claim_next_job_from_floor")
+    plan = [row[0] for row in session.run_sql("EXPLAIN " + sql, floors=json.dumps(floor.floors()))]
+    starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(floor.run_at, floor.id)" in line]
+    assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
+    assert "jobs_tenant_claim_idx" in plan[starts[0] - 1], "\n".join(plan)
