@@ -8,7 +8,9 @@ or saw, and starts the next claim's scan there (`claim_next_job_from_floor.sql`)
 what a clean claim reads however long the hold lasts, and writes nothing to do so.
 
 The floor can miss a job that sorts before it (enqueued with a higher priority or an earlier
-runAt, or held by a claim that was then rolled back). So the full claim (`claim_next_job.sql`,
+runAt, or a row another claim held while this one ran: a thread's hinted claim locks every
+tenant's head and takes one, so a concurrent claim skips the others' heads and moves their
+floors past them). So the full claim (`claim_next_job.sql`,
 the one every fairness and ordering test holds) runs when the hinted one finds nothing, and
 every CLAIM_RESCAN_SECONDS regardless; its heads replace the floors. A job the floor missed
 therefore waits at most that long beyond its turn; none is lost, none claimed twice (the
