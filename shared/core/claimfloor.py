@@ -47,7 +47,7 @@ class ClaimFloor:
         if floors:
             job, heads = queue.claim_next_from_floor(session, floors)
             if job is not None:
-                self._move_up(floors, heads, resets)
+                self._move_up(heads, resets)
                 return job
         job, heads = queue.claim_next_and_heads(session)
         self._reset(heads)
@@ -69,20 +69,12 @@ class ClaimFloor:
                 return [], self._resets
             return list(self._floors.values()), self._resets
 
-    def _move_up(self, floors: list[dict], heads: list[dict], resets: int) -> None:
+    def _move_up(self, heads: list[dict], resets: int) -> None:
         """Heads of a hinted claim that started before a full claim's reset are dropped: they
-        would move a floor the reset moved back (to a job sorting before it) forward again.
-        A tenant that had no head leaves the floors until a full claim sees it due again: its
-        probe is not bounded by `run_at <= now()` (the SQL says why), so each claim would walk
-        every job it has scheduled for later."""
+        would move a floor the reset moved back (to a job sorting before it) forward again."""
         with self._lock:
-            if resets != self._resets:
-                return
-            with_heads = {head["tenant"] for head in heads}
-            for floor in floors:
-                if floor["tenant"] not in with_heads:
-                    self._floors.pop(floor["tenant"], None)
-            self._floors.update((head["tenant"], head) for head in heads)
+            if resets == self._resets:
+                self._floors.update((head["tenant"], head) for head in heads)
 
     def _reset(self, heads: list[dict]) -> None:
         with self._lock:

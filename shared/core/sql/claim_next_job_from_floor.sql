@@ -21,9 +21,6 @@
 -- tenant and priority the order left to provide is (run_at, id), and the planner may then
 -- take jobs_waiting_idx (run_at), whose scan from the floor's run_at walks every tenant's
 -- jobs. Bounded, the tenant stays in the order, and only jobs_tenant_claim_idx provides it.
--- The price: after a range on its first column, the index's later keys (priority, run_at <= now())
--- filter but do not end the scan, which runs to the end of the tenant when nothing is due at
--- or after the floor; so ClaimFloor drops a tenant's floor as soon as it has no head here.
 --
 -- The fairness between the heads is the full claim's (the fewest running, then served longest
 -- ago, probes skipped when only one tenant has a head), and so are the update and its event.
