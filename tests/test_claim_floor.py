@@ -198,3 +198,57 @@ def test_each_tenants_probe_is_a_range_of_the_claim_index_that_starts_at_its_flo
     starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(floor.run_at, floor.id)" in line]
     assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
     assert "jobs_tenant_claim_idx" in plan[starts[0] - 1], "\n".join(plan)
+
+
+# -- a hinted claim that ends after a full claim ------------------------------------------------
+
+
+class PausedAfterHintedClaim:
+    """A real session whose hinted claim, once run (and committed), waits for the test before
+    its result goes back to the ClaimFloor: the test can then run a full claim in between."""
+
+    def __init__(self, session):
+        self._session = session
+        self.ran, self.release = threading.Event(), threading.Event()
+
+    def row(self, name: str, /, **params):
+        result = self._session.row(name, **params)
+        if name == "claim_next_job_from_floor":
+            self.ran.set()
+            assert self.release.wait(DEADLINE_SECONDS)
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def floor_of(floor: ClaimFloor, tenant: str) -> dict:
+    return {head["tenant"]: head for head in floor.floors()}[tenant]
+
+
+def test_a_hinted_claim_that_ends_after_a_full_claim_does_not_undo_the_floors_it_reset(session, registry, database_url):
+    queue_backlog(session, "a", 20)
+    queue_backlog(session, "b", 20)
+    for job_id in [row[0] for row in session.run_sql("SELECT id FROM jobs WHERE tenant = 'a' ORDER BY run_at LIMIT 3")]:
+        queue.claim_named(session, str(job_id))  # a has 3 running: b is the fairer tenant until it has as many
+    clock = Clock()
+    floor = ClaimFloor(rescan_seconds=1.0, clock=clock)
+    assert floor.claim_next(session).tenant == "b"  # the first claim is a full one: floors a and b
+    urgent, _ = queue.enqueue(session, registry, kind="noop", payload={}, tenant="a", priority=5)
+    other = open_session(database_url)
+    paused = PausedAfterHintedClaim(other)
+    worker = threading.Thread(target=floor.claim_next, args=(paused,))
+    try:
+        worker.start()  # another thread of the instance: a hinted claim from the floors (urgent sorts before a's)
+        assert paused.ran.wait(DEADLINE_SECONDS)
+        clock.now += 1.0  # the rescan is due: the full claim takes b's head and moves a's floor back to urgent
+        assert floor.claim_next(session).tenant == "b"
+        assert floor_of(floor, "a")["id"] == urgent.id
+    finally:
+        paused.release.set()
+        worker.join(DEADLINE_SECONDS)
+        other.close()
+    # The hinted claim that began before the rescan ends now: its heads are older than the rescan's.
+    assert floor_of(floor, "a")["id"] == urgent.id, floor.floors()
+    # a and b have 3 running each, a was served longest ago: a's next job is the urgent one.
+    assert floor.claim_next(session).id == urgent.id

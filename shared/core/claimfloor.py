@@ -8,7 +8,9 @@ or saw, and starts the next claim's scan there (`claim_next_job_from_floor.sql`)
 what a clean claim reads however long the hold lasts, and writes nothing to do so.
 
 The floor can miss a job that sorts before it (enqueued with a higher priority or an earlier
-runAt, or held by a claim that was then rolled back). So the full claim (`claim_next_job.sql`,
+runAt, or a row another claim held while this one ran: a thread's hinted claim locks every
+tenant's head and takes one, so a concurrent claim skips the others' heads and moves their
+floors past them). So the full claim (`claim_next_job.sql`,
 the one every fairness and ordering test holds) runs when the hinted one finds nothing, and
 every CLAIM_RESCAN_SECONDS regardless; its heads replace the floors. A job the floor missed
 therefore waits at most that long beyond its turn; none is lost, none claimed twice (the
@@ -36,15 +38,16 @@ class ClaimFloor:
         self._clock = clock
         self._floors: dict[str, dict] = {}
         self._rescan_at = float("-inf")  # an instance's first claim is a full one
+        self._resets = 0  # how many full claims have replaced the floors: a hinted claim's heads must be newer
         self._lock = threading.Lock()
 
     def claim_next(self, session: Session) -> Job | None:
         """The next due job, now running under a fresh lease; None when nothing is due."""
-        floors = self._floors_unless_rescan_due()
+        floors, resets = self._floors_unless_rescan_due()
         if floors:
             job, heads = queue.claim_next_from_floor(session, floors)
             if job is not None:
-                self._move_up(heads)
+                self._move_up(heads, resets)
                 return job
         job, heads = queue.claim_next_and_heads(session)
         self._reset(heads)
@@ -55,21 +58,26 @@ class ClaimFloor:
         with self._lock:
             return list(self._floors.values())
 
-    def _floors_unless_rescan_due(self) -> list[dict]:
-        """The floors, or none when the full claim is due: then this caller runs it, and the
-        instance's other threads keep claiming from the floors meanwhile."""
+    def _floors_unless_rescan_due(self) -> tuple[list[dict], int]:
+        """The floors (and how many resets they have seen), or none when the full claim is due:
+        then this caller runs it, and the instance's other threads keep claiming from the floors
+        meanwhile."""
         with self._lock:
             now = self._clock()
             if now >= self._rescan_at:
                 self._rescan_at = now + self.rescan_seconds
-                return []
-            return list(self._floors.values())
+                return [], self._resets
+            return list(self._floors.values()), self._resets
 
-    def _move_up(self, heads: list[dict]) -> None:
+    def _move_up(self, heads: list[dict], resets: int) -> None:
+        """Heads of a hinted claim that started before a full claim's reset are dropped: they
+        would move a floor the reset moved back (to a job sorting before it) forward again."""
         with self._lock:
-            self._floors.update((head["tenant"], head) for head in heads)
+            if resets == self._resets:
+                self._floors.update((head["tenant"], head) for head in heads)
 
     def _reset(self, heads: list[dict]) -> None:
         with self._lock:
             self._floors = {head["tenant"]: head for head in heads}
+            self._resets += 1
             self._rescan_at = self._clock() + self.rescan_seconds

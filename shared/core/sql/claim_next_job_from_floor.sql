@@ -7,7 +7,7 @@
 -- entries are dead but not removable, and a scan from the start of the tenant would visit the
 -- heap for each of them. Starting at the floor reads what a clean claim reads however long the
 -- hold lasts. What the floor can miss (a job sorting before it: a higher priority, an earlier
--- runAt, a claim that was rolled back) the full claim (claim_next_job.sql) finds: the runner
+-- runAt, a row a concurrent claim held as its tenant's head and then left) the full claim (claim_next_job.sql) finds: the runner
 -- runs it when this finds nothing, and every CLAIM_RESCAN_SECONDS regardless.
 --
 -- The floor is inclusive (>=). In the index's order (priority DESC, run_at, id) "at or after
