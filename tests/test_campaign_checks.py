@@ -74,8 +74,15 @@ def test_a_server_error_or_connections_over_budget_are_caught():
 
 
 def test_a_job_left_running_is_caught():
-    assert not checks.all_terminal({"a": job("a", "running")}, 1).ok
-    assert not checks.all_terminal({}, 1).ok
+    assert not checks.all_terminal({"a": job("a", "running")}, ["a"]).ok
+    assert checks.all_terminal({}, ["a"]).problems == ["a was answered 202 but is missing from the table"]
+    assert checks.all_terminal({"a": job("a", "completed")}, ["a", "a"]).problems == [
+        "a was answered to 2 planned jobs"
+    ]
+    assert checks.all_terminal({"a": job("a", "completed")}, ["a", None]).problems == [
+        "1 planned jobs never got an id from enqueue"
+    ]
+    assert checks.all_terminal({"a": job("a", "completed")}, ["a"]).ok
 
 
 def test_an_unhandled_error_in_a_function_log_is_caught():

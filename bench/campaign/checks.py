@@ -5,7 +5,7 @@ A check that finds nothing wrong says how much it looked at, so an empty look sh
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from bench import ledger
@@ -65,10 +65,17 @@ def _result(job: dict) -> dict:
     return json.loads(result) if isinstance(result, str) else (result or {})
 
 
-def all_terminal(jobs: dict[str, dict], expected: int) -> Check:
+def all_terminal(jobs: dict[str, dict], ids: list[str | None]) -> Check:
+    """Every enqueued job is in the table and finished. A missing one is named: an id the
+    enqueue answered that the table lacks, an id answered twice, or a planned job that never
+    got one (its enqueue did not end with a 202)."""
     problems = [f"{job_id} is still {job['status']}" for job_id, job in jobs.items() if job["status"] not in TERMINAL]
-    if len(jobs) != expected:
-        problems.append(f"{expected - len(jobs)} enqueued jobs are missing from the table")
+    problems += [
+        f"{job_id} was answered 202 but is missing from the table" for job_id in ids if job_id and job_id not in jobs
+    ]
+    problems += [f"{job_id} was answered to {n} planned jobs" for job_id, n in Counter(ids).items() if job_id and n > 1]
+    if unanswered := ids.count(None):
+        problems.append(f"{unanswered} planned jobs never got an id from enqueue")
     return _check("every job reached a terminal state", len(jobs), problems)
 
 

@@ -24,7 +24,7 @@ def judge(campaign: Campaign, drained_after: float | None, bound: float) -> dict
     completion_check, exceptions = checks.completions(jobs, runs)
     budget = connection_budget(campaign)
     verdict = [
-        checks.all_terminal(jobs, len(ids)),
+        checks.all_terminal(jobs, ids),
         checks.completed_by_its_last_attempt(jobs, runs),
         checks.runs_within_attempts(jobs, runs),
         completion_check,
