@@ -135,6 +135,7 @@ class PostgresServer:
     bindir: Path
     user: str | None  # the OS user that owns the server, when we are root
     _pid: int | None = field(default=None, repr=False)  # the postmaster's, once started
+    _started_with: tuple[bool, str] = field(default=(False, ""), repr=False)  # start()'s durable, options
 
     @property
     def url(self) -> str:
@@ -178,6 +179,7 @@ class PostgresServer:
         return status.returncode == 0
 
     def start(self, durable: bool = False, options: str = "") -> PostgresServer:
+        self._started_with = (durable, options)  # start_again() brings the server back the same way
         self._ensure_datadir()
         if self.running():  # left over from an earlier run that did not stop it: reuse it
             self.wait_ready()
@@ -228,6 +230,13 @@ class PostgresServer:
         if self._pid is not None:
             reaper.forget_pid(self._pid)
             self._pid = None
+
+    def start_again(self) -> PostgresServer:
+        """Start a stopped (or killed) server with the settings it last started with. A plain
+        start() after a crash would bring a durable server back with fsync and synchronous
+        commit off, and the next crash would lose commits it had acknowledged."""
+        durable, options = self._started_with
+        return self.start(durable=durable, options=options)
 
     def kill(self) -> None:
         """Stop abruptly, as a crash would (immediate shutdown)."""

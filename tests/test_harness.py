@@ -16,6 +16,7 @@ from local import postgres
 from local.functions import FUNCTIONS
 from local.launcher import bind_port, start_function
 from local.stack import Stack
+from shared.core.db.session import open_session
 
 TESTS = Path(__file__).parent
 
@@ -74,6 +75,30 @@ def test_postgres_tries_another_port_when_its_port_was_taken_meanwhile(monkeypat
         server.stop(mode="immediate")
         postgres.remove(server)
         squatter.close()
+
+
+def test_a_durable_server_crashed_and_started_again_is_durable_still():
+    """make chaos crashes its durable server and starts it again: a start that fell back to
+    the tests' fast settings (fsync and synchronous commit off) lost enqueued jobs at the next
+    crash (seed 448549: two jobs answered 202 were missing from the table)."""
+    server = postgres.throwaway_server(durable=True)
+    try:
+        server.kill()
+        server.start_again()
+        session = open_session(server.url)
+        try:
+            settings = dict(
+                session.run_sql(
+                    "SELECT name, setting FROM pg_settings WHERE name = ANY(:names)",
+                    names=["fsync", "synchronous_commit", "full_page_writes"],
+                )
+            )
+        finally:
+            session.close()
+        assert settings == {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    finally:
+        server.stop(mode="immediate")
+        postgres.remove(server)
 
 
 def test_no_test_module_imports_conftest():

@@ -127,7 +127,7 @@ class Faults:
         """Immediate shutdown (no checkpoint, connections cut), down for a few seconds."""
         self.server.kill()
         time.sleep(self.rng.uniform(1.0, 4.0))
-        self.server.start()
+        self.server.start_again()  # durable as before: a crash must not lose acknowledged commits
 
     def restart_pooler(self) -> None:
         """PgBouncer restarts (a deploy of the pooler, a crash): every client connection drops."""
