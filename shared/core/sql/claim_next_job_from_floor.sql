@@ -51,40 +51,10 @@ WITH floors AS (
         FOR UPDATE SKIP LOCKED
     ) AS lower ON true
     WHERE same.id IS NOT NULL OR lower.id IS NOT NULL
-), contested AS (
-    SELECT count(*) > 1 AS choice FROM heads
-), next AS (
-    SELECT heads.id FROM heads CROSS JOIN contested
-    ORDER BY
-        CASE WHEN contested.choice THEN
-            (SELECT count(*) FROM jobs WHERE jobs.tenant = heads.tenant AND jobs.job_status = 'running')
-        END,
-        CASE WHEN contested.choice THEN
-            (SELECT max(jobs.processed_at) FROM jobs
-             WHERE jobs.tenant = heads.tenant AND jobs.processed_at IS NOT NULL)
-        END NULLS FIRST,
-        heads.priority DESC, heads.run_at, heads.id
-    LIMIT 1
-), claimed AS (
-    UPDATE jobs SET
-        job_status = 'running',
-        attempts = jobs.attempts + 1,
-        worker_token = gen_random_uuid(),
-        processed_at = now(),
-        last_heartbeat = now(),
-        current_step = 'Processing',
-        last_event_seq = jobs.last_event_seq + 1,
-        updated_at = now()
-    FROM next
-    WHERE jobs.id = next.id
-    RETURNING jobs.*
-), event AS (
-    INSERT INTO job_events (job_id, seq, kind, data)
-    SELECT id, last_event_seq, 'status',
-           jsonb_build_object('jobStatus', job_status, 'currentStep', current_step,
-                              'attempts', attempts)
-    FROM claimed
-)
+),
+-- include: parts/pick_fairly.sql
+),
+-- include: parts/start_attempt.sql
 SELECT claimed.*, (SELECT jsonb_agg(jsonb_build_object('tenant', tenant, 'priority', priority,
                                                        'run_at', run_at, 'id', id)) FROM heads) AS heads
 FROM claimed
