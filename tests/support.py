@@ -1,9 +1,11 @@
-"""What several test modules share that is not a fixture: the test token and database URLs.
+"""What several test modules share that is not a fixture: the test token, database URLs and a
+rate-limit window that a test cannot straddle.
 (Test modules import this, never conftest.py: pytest loads conftest itself.)"""
 
 from __future__ import annotations
 
 import os
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.core.db import Session, open_session
@@ -24,3 +26,13 @@ def scratch_name(name: str) -> str:
 
 def admin_session(url: str) -> Session:
     return open_session(url, timeout=60)
+
+
+def window_far_from_its_end() -> int:
+    """A rate-limit window length (seconds) whose current window, on this clock, has ten minutes
+    to run: windows start at whole multiples of their length, and a test that straddled one's end
+    would see its counts start again (by chance, more often on a loaded machine)."""
+    window = 3600
+    while window - time.time() % window < 600:
+        window += 1000
+    return window

@@ -14,7 +14,7 @@ from shared.core import listing, queue
 from shared.core.db import Pool
 from shared.core.settings import Settings
 from shared.core.storable import MAX_JSON_DEPTH
-from tests.support import API_TOKEN
+from tests.support import API_TOKEN, window_far_from_its_end
 
 TOKENS = {"API_TOKEN": None, "API_TOKENS": "acme=acme-token-0123456789,globex=globex-token-0123456789"}
 ACME = {"Authorization": "Bearer acme-token-0123456789"}
@@ -23,10 +23,12 @@ GLOBEX = {"Authorization": "Bearer globex-token-0123456789"}
 
 @pytest.fixture
 def client(make_client):
-    """make_client with two tenants' tokens."""
+    """make_client with two tenants' tokens, counting rate limits in a window far from its end
+    (a test that straddled one would see its counts start again)."""
+    window = str(window_far_from_its_end())
 
     def make(name: str, **env: str):
-        return make_client(name, **{**TOKENS, **env})
+        return make_client(name, **{**TOKENS, "RATE_LIMIT_WINDOW_SECONDS": window, **env})
 
     return make
 
@@ -158,16 +160,6 @@ def test_the_edges_of_each_range_are_still_served(client):
 
 def from_address(address: str, headers: dict | None = None) -> dict:
     return {"X-Forwarded-For": address, **(headers or {})}
-
-
-def window_far_from_its_end() -> int:
-    """A window length (seconds) whose current window, on this clock, has ten minutes to run:
-    windows start at whole multiples of their length, and a test that straddled one's end
-    would see its counts start again (by chance, more often on a loaded machine)."""
-    window = 3600
-    while window - time.time() % window < 600:
-        window += 1000
-    return window
 
 
 def test_wrong_tokens_are_limited_per_address_and_then_even_the_right_one_waits(client):
@@ -536,7 +528,6 @@ def slow_status_server(launched):
 
 def test_half_sent_request_lines_do_not_hold_the_threads(slow_status_server):
     import socket  # noqa: PLC0415
-    import time  # noqa: PLC0415
 
     import httpx  # noqa: PLC0415
 
