@@ -11,6 +11,7 @@ import httpx
 
 from bench.common import AUTH, percentile
 from local.stack import Stack
+from shared.core.watcher import LISTEN_AFTER_SECONDS
 
 
 def _wait_until_running(stack: Stack, job_id: str, timeout: float = 30) -> None:
@@ -29,7 +30,10 @@ def measure(stack: Stack, samples: int) -> dict:
         )
         worker.start()
         _wait_until_running(stack, job["id"])
-        time.sleep(0.1)  # cancel a job that is well into its run, not one just claimed
+        # Cancel a job that is well into its run, not one just claimed: past LISTEN_AFTER_SECONDS,
+        # when its cancel comes by notification (a younger job's comes with the next lease check,
+        # within CANCEL_CHECK_SECONDS: shared/core/watcher.py).
+        time.sleep(LISTEN_AFTER_SECONDS + 0.25)
         asked = time.time()
         httpx.post(stack.url("cancel"), json={"id": job["id"]}, headers=AUTH)
         worker.join(30)

@@ -171,10 +171,11 @@ def _reading(results: dict) -> list[str]:
         f"  {streams['1_stream']} statements a second more, which is the instance's listening connection checking in",
         "  (shared by all its streams); each stream itself reads once per keep-alive interval"
         f" ({settings['stream_keepalive_seconds']:g} s), hence {streams['100_streams']} per stream with 100 open.",
-        f"- A cancel reaches a running job by notification (each process instance listens on one"
-        f" connection), not by the job reading its row: p50 {cancel['p50_ms']} ms, p99 {cancel['p99_ms']} ms, from the"
-        f" cancel request to the handler seeing ctx.cancelled. `CANCEL_CHECK_SECONDS`"
-        f" ({settings['cancel_check_seconds']:g} s in this run) is the watcher's tick, when the listening connection is down.",
+        f"- A cancel reaches a job that has run a quarter of a second by notification (each process instance listens on"
+        f" one connection while it has such a job), not by the job reading its row: p50 {cancel['p50_ms']} ms,"
+        f" p99 {cancel['p99_ms']} ms, from the cancel request to the handler seeing ctx.cancelled. `CANCEL_CHECK_SECONDS`"
+        f" ({settings['cancel_check_seconds']:g} s in this run) is the watcher's tick, which carries the cancel of a"
+        " younger job, and every cancel while the listening connection is down.",
         "- The claim is served by a partial index on queued jobs, so finished rows never enter the scan:",
         f"  {claim}.",
         f"- Of each function's import ({imports[0]} to {imports[-1]} ms), importing functions-framework and Flask alone"

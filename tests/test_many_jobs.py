@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from local import postgres
-from shared.core import queue
+from shared.core import queue, watcher
 from shared.core.db import Pool
 from shared.core.errors import SettingsError
 from shared.core.handlers import HandlerRegistry, builtin_handlers
@@ -216,6 +216,45 @@ def test_a_dropped_listening_connection_reconnects_and_carries_cancels_again(env
     queue.cancel(session, job.id)
     worker.join(2)
     assert outcomes and outcomes[0].outcome == Outcome.CANCELLED and runner.watcher.stats.notified == 1
+
+
+def notifier_backends(session) -> int:
+    return session.run_sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'jobqueue-notifier'"
+    )[0][0]
+
+
+def test_short_jobs_never_listen(env, pool, session, runners, monkeypatch):
+    """A LISTEN costs the whole database (PostgreSQL signals every listener in it at each
+    NOTIFY: watcher.py's docstring), so a job that ends before listen_after never starts one.
+    (The bound is raised to 5 s so that a job stalled on a loaded machine is still short.)"""
+    monkeypatch.setattr(watcher, "LISTEN_AFTER_SECONDS", 5.0)
+    runner = runners(pool, Settings.from_env(env))
+    for _ in range(40):
+        queue.enqueue(session, make_registry(), kind="noop", payload={})
+    listened = []
+    while (outcome := runner.run_next()) is not None:
+        assert outcome.outcome == Outcome.COMPLETED
+        listened.append(runner.watcher.cancels is not None or notifier_backends(session) > 0)
+    assert listened == [False] * 40
+
+
+def test_a_long_job_is_listened_for_until_a_while_after_it_ends(env, pool, session, runners, monkeypatch):
+    monkeypatch.setattr(watcher, "LISTEN_LINGER_SECONDS", 0.5)
+    runner = runners(pool, Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "30"}))
+    gate = str(uuid.uuid4())
+    job, _ = queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": gate, "seconds": 30})
+    outcomes: list = []
+    worker = start_job(runner, outcomes)
+    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    wait_until(lambda: runner.watcher.listening, what="the listener, once the job ran a quarter of a second")
+    queue.cancel(session, job.id)
+    worker.join(10)
+    assert outcomes[0].outcome == Outcome.CANCELLED and runner.watcher.stats.notified == 1
+    wait_until(lambda: runner.watcher.cancels is None, what="the listener to leave after the linger")
+    wait_until(lambda: notifier_backends(session) == 0, what="its connection to close")
+    assert not runner.watcher.exited  # the watcher stays (WATCHER_IDLE_SECONDS): only the LISTEN went
 
 
 def test_a_cancel_followed_by_a_handler_exception_ends_the_job_cancelled(env, pool, session, runners):

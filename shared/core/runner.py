@@ -8,10 +8,10 @@ at most DB_POOL_SIZE connections (2 by default) plus one listening connection, w
 the number of jobs.
 
 One watcher thread per instance (watcher.py) looks after all its running jobs: one heartbeat statement
-for all of them every HEARTBEAT_SECONDS; a cancel request arrives by notification (one
-LISTEN connection per process, see notifier.py) and sets the handler's `ctx.cancelled` at once;
-while that connection is down, one lease check for all of them every CANCEL_CHECK_SECONDS
-carries cancels instead. A job that runs past JOB_MAX_RUN_SECONDS is told to stop and its
+for all of them every HEARTBEAT_SECONDS; for a job that has run a quarter of a second, a cancel
+request arrives by notification (one LISTEN connection per process, see notifier.py) and sets
+the handler's `ctx.cancelled` at once; for a younger job, or while that connection is down, one
+lease check for all of them every CANCEL_CHECK_SECONDS carries cancels instead. A job that runs past JOB_MAX_RUN_SECONDS is told to stop and its
 attempt fails as timed out. The job ends in exactly one of: completed, failed, requeued for
 a retry, or cancelled. An invocation that lost its lease (swept and claimed again
 elsewhere) writes nothing more.

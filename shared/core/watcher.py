@@ -6,10 +6,20 @@ notification (the job_cancel topic of the process's notifier) and sets the handl
 tick), one lease check for all of them every CANCEL_CHECK_SECONDS carries cancels instead. A
 job that runs past JOB_MAX_RUN_SECONDS is told to stop. A job whose lease is gone (swept and
 claimed again elsewhere) is told so and stops writing.
+
+The watcher listens only while a job of its has run LISTEN_AFTER_SECONDS. A LISTEN costs the
+whole database: PostgreSQL 15 signals every backend listening in the database at each NOTIFY,
+whatever its channels, and every job event notifies job_events (two per job at least). On the
+core drain (no-op jobs, one worker) the runner's own listener cost 0.33 ms a job of 1.3
+(docs/claim-design.md, "The listener's price"). A job that ends sooner is looked after by the
+lease checks alone, as it is while the listener is down: a cancel reaches it within one tick.
+The listener stops after LISTEN_LINGER_SECONDS without such a job, so that a run of short
+jobs after a long one stops paying for it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +38,12 @@ if TYPE_CHECKING:
 # The watcher (and its subscription to cancels) stops after this long without a job, so an
 # idle instance holds no connection; the next job starts them again.
 WATCHER_IDLE_SECONDS = 60.0
+# Cancels by notification for a job that has run this long (the module's docstring says why
+# not at once); until then the next tick's lease check carries them.
+LISTEN_AFTER_SECONDS = 0.25
+# How long the listener stays after the last job that ran LISTEN_AFTER_SECONDS (each start
+# costs a connection: at most one per this long).
+LISTEN_LINGER_SECONDS = 10.0
 
 
 @dataclass
@@ -35,6 +51,7 @@ class _Watched:
     lease: Lease
     ctx: JobContext
     fresh: bool = True  # not yet looked at since its claim: checked on the next tick
+    since: float = field(default_factory=time.monotonic)  # when the watcher took it
 
 
 @dataclass
@@ -62,6 +79,8 @@ class Watcher(threading.Thread):
         self.check_every = settings.cancel_check_seconds
         self.beat_every = settings.heartbeat_seconds
         self.idle_exit = WATCHER_IDLE_SECONDS
+        self.listen_after = LISTEN_AFTER_SECONDS
+        self.listen_linger = LISTEN_LINGER_SECONDS
         self._jobs: dict[str, _Watched] = {}
         self._lock = threading.Lock()
         self._next_beat = time.monotonic() + self.beat_every
@@ -70,21 +89,24 @@ class Watcher(threading.Thread):
         self.stats = WatcherStats()
         self.notifier = notifier_for(settings.direct_database, settings.db_timeout_seconds) if listen else None
         self.cancels: Subscription | None = None
-
-    def start(self) -> None:
-        if self.notifier is not None:
-            self.cancels = self.notifier.subscribe(
-                JOB_CANCEL, self._cancels_requested, on_listening=self._look_at_all_again
-            )
-        super().start()
+        self._woken = threading.Event()  # a job came while nothing was due: the loop's wait ends
+        self._follow_at = math.inf  # when the loop next looks at its jobs' ages (_follow_long_jobs)
+        self._long_job_at = -math.inf  # when the watcher last saw a job that had
 
     def watch(self, lease: Lease, ctx: JobContext) -> bool:
         """Look after this job; False when this watcher has already stopped (take a new one)."""
         with self._lock:
             if self.exited:
                 return False
-            self._jobs[ctx.job_id] = _Watched(lease, ctx)
-            return True
+            watched = self._jobs[ctx.job_id] = _Watched(lease, ctx)
+            # Only the first job while nothing is due wakes the loop: a run of short jobs
+            # costs the loop one wake per listen_after, not one per job.
+            wake = self.notifier is not None and self.cancels is None and self._follow_at == math.inf
+            if wake:
+                self._follow_at = watched.since + self.listen_after
+        if wake:
+            self._woken.set()
+        return True
 
     def unwatch(self, job_id: str) -> None:
         with self._lock:
@@ -95,11 +117,41 @@ class Watcher(threading.Thread):
     def stop(self) -> None:
         with self._lock:
             self.exited = True
+        self._woken.set()
         self._unsubscribe()
 
+    def _subscribe(self) -> None:
+        with self._lock:
+            if self.exited or self.cancels is not None:
+                return
+            self.cancels = self.notifier.subscribe(
+                JOB_CANCEL, self._cancels_requested, on_listening=self._look_at_all_again
+            )
+
     def _unsubscribe(self) -> None:
-        if self.cancels is not None:
-            self.cancels.close()
+        with self._lock:
+            cancels, self.cancels = self.cancels, None
+        if cancels is not None:
+            cancels.close()
+
+    def _follow_long_jobs(self, now: float) -> None:
+        """Listen while a job has run listen_after, and for listen_linger after the last one;
+        otherwise wake when the oldest job will have run that long."""
+        if self.notifier is None:
+            return
+        with self._lock:
+            oldest = min((watched.since for watched in self._jobs.values()), default=math.inf)
+        if now - oldest >= self.listen_after:
+            self._long_job_at = now
+            self._subscribe()
+        elif self.cancels is not None and now - self._long_job_at >= self.listen_linger:
+            self._unsubscribe()
+        with self._lock:  # again: a job watched meanwhile did not wake the loop
+            oldest = min((watched.since for watched in self._jobs.values()), default=math.inf)
+            if self.cancels is None:
+                self._follow_at = oldest + self.listen_after
+            else:
+                self._follow_at = self._long_job_at + self.listen_linger
 
     @property
     def listening(self) -> bool:
@@ -120,16 +172,22 @@ class Watcher(threading.Thread):
                 watched.ctx.cancelled.set()
 
     def run(self) -> None:
+        next_tick = time.monotonic() + self.check_every
         while not self.exited:
-            time.sleep(self.check_every)
+            self._woken.wait(max(0.0, min(next_tick, self._follow_at) - time.monotonic()))
+            self._woken.clear()
+            now = time.monotonic()
             with self._lock:
                 jobs = list(self._jobs.values())
-                if not jobs and time.monotonic() - self._idle_since >= self.idle_exit:
+                if not jobs and now - self._idle_since >= self.idle_exit:
                     self.exited = True
             if self.exited:
                 break
             try:
-                self.tick(jobs)
+                self._follow_long_jobs(now)
+                if now >= next_tick:
+                    next_tick = now + self.check_every
+                    self.tick(jobs)
             except Exception as exc:  # noqa: BLE001 (the watcher must outlive any one failure)
                 log.error("Lease watcher tick failed", error=f"{type(exc).__name__}: {exc}")
         self._unsubscribe()
