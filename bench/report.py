@@ -31,6 +31,11 @@ def _header(results: dict) -> list[str]:
         f"Measured {results['date']} by `make bench` on {machine['cores']} cores ({machine['platform']}, Python "
         f"{machine['python']}), PostgreSQL with fsync and synchronous_commit on. The machine is shared and noisy:",
         "each figure is the median of several runs, and throughput is a ratio against an ideal measured in the same run.",
+        *(
+            f"Measured again {entry['date']} (`python -m bench.run --only {','.join(entry['scenarios'])} --merge`):"
+            f" {', '.join(entry['scenarios'])}."
+            for entry in results.get("remeasured", [])
+        ),
     ]
 
 

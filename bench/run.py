@@ -8,10 +8,13 @@ build/bench.json and docs/benchmarks.md (bench/report.py), and prints the page.
 One module per scenario (each has a `measure`): throughput, cold_start, process_http,
 enqueue, propagation, streams, cancel, writer, tasks_path, listen_peer, big_table, pressure.
 
-    python -m bench.run [--quick] [--only NAME,...]
+    python -m bench.run [--quick] [--only NAME,... [--merge]]
 
 --quick runs fewer jobs and repeats; --only runs the named scenarios and prints their
-figures. Neither overwrites the published page.
+figures. Neither overwrites the published page, except --only with --merge: the named
+scenarios' figures replace theirs in build/bench.json (a full run's), and the page is written
+from the whole, its header naming what was measured again and when (after a change that
+touches some scenarios, without a second hour of Pressure).
 """
 
 from __future__ import annotations
@@ -138,7 +141,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer jobs and repeats (a smoke run)")
     parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(WITHOUT_STACK + ON_THE_STACK))
+    parser.add_argument("--merge", action="store_true", help="with --only: into build/bench.json, and write the page")
     args = parser.parse_args()
+    if args.merge and (not args.only or args.quick or not OUT.exists()):
+        parser.error("--merge needs --only, a full run's build/bench.json, and no --quick")
     wanted = set(args.only.split(",")) if args.only else set(WITHOUT_STACK + ON_THE_STACK)
     unknown = wanted - set(WITHOUT_STACK + ON_THE_STACK)
     if unknown:
@@ -154,9 +160,11 @@ def main() -> int:
     finally:
         server.stop()
         postgres.remove(server)
+    if args.merge:
+        results = merged(json.loads(OUT.read_text()), results, sorted(wanted))
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2, default=float))
-    if args.only:
+    if args.only and not args.merge:
         print(json.dumps(results, indent=2, default=float))
         return 0
     page = report.markdown(results)
@@ -164,6 +172,14 @@ def main() -> int:
         PAGE.write_text(keeping_scale(page, PAGE.read_text() if PAGE.exists() else ""))
     print(page)
     return 0
+
+
+def merged(full: dict, again: dict, scenarios: list[str]) -> dict:
+    """A full run's results with some scenarios measured again: their figures replace the
+    full run's, and `remeasured` says which and when (the page's header names them)."""
+    figures = {key: value for key, value in again.items() if key not in ("date", "machine", "postgres")}
+    earlier = [entry for entry in full.get("remeasured", []) if not set(entry["scenarios"]) <= set(scenarios)]
+    return {**full, **figures, "remeasured": [*earlier, {"date": again["date"], "scenarios": scenarios}]}
 
 
 def keeping_scale(page: str, published: str) -> str:

@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from bench import report
-from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_scale, sizes
+from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_scale, merged, sizes
 
 RESULTS = {
     "date": "2026-01-02T03:04:05+00:00",
@@ -170,3 +170,20 @@ def test_make_bench_keeps_the_scale_section_that_make_scale_wrote():
     assert kept.startswith(page.rstrip("\n")) and kept.endswith("## Scale\n\n1,000 jobs at once\n")
     assert "stale figure 9999" not in kept
     assert keeping_scale(page, "# Benchmarks\n") == page
+
+
+def test_scenarios_measured_again_replace_theirs_and_the_header_says_so():
+    again = {
+        "date": "2026-02-03T00:00:00+00:00",
+        "machine": {"cores": 8},
+        "cancel": {"samples": 30, "p50_ms": 7, "p99_ms": 9},
+    }
+    results = merged(RESULTS, again, ["cancel"])
+    assert results["cancel"]["p99_ms"] == 9 and results["date"] == RESULTS["date"]
+    assert results["machine"] == RESULTS["machine"] and results["scale"] == RESULTS["scale"]
+    page = report.markdown(results)
+    assert "Measured again 2026-02-03T00:00:00+00:00 (`python -m bench.run --only cancel --merge`): cancel." in page
+    assert "p99 9 ms" in page and "p99 242 ms" not in page
+    # Measured again once more, the older entry for the same scenarios goes.
+    twice = merged(results, {**again, "date": "2026-03-04T00:00:00+00:00"}, ["cancel"])
+    assert [entry["date"] for entry in twice["remeasured"]] == ["2026-03-04T00:00:00+00:00"]
