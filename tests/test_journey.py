@@ -232,7 +232,7 @@ def test_the_token_is_typed_once_per_tab_and_can_be_forgotten(stack, new_page):
     running = httpx.post(stack.url("enqueue"), json={"kind": "demo", "steps": 200, "stepSeconds": 0.2}, headers=auth)
     page.goto(f"{stack.url('status')}?id={running.json()['id']}")
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=10_000)
-    page.get_by_role("button", name="Cancel generation").click()  # no dialog: the tab holds the token
+    page.get_by_role("button", name="Cancel job").click()  # a demo job; no dialog: the tab holds the token
     expect(page.locator("#job-status")).to_have_text("cancelled", timeout=10_000)
     expect(page.get_by_role("dialog")).to_be_hidden()
 

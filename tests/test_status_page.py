@@ -117,11 +117,12 @@ def test_cancel_from_the_page(stack, page):
     page.goto(f"{stack.url('status')}?id={job['id']}")
     worker = process_in_background(stack, job["id"])
     expect(page.locator("#log li").first).to_be_visible(timeout=LOADED_MS)
-    page.get_by_role("button", name="Cancel generation").click()
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.get_by_role("heading", name="Cancel this job?")).to_be_visible()
     expect(page.get_by_label("API token")).to_be_focused()
     page.get_by_label("API token").fill("wrong-token")
     shot(page, "04-cancel-dialog")
-    page.get_by_role("button", name="Cancel job").click()
+    page.get_by_role("button", name="Yes, cancel it").click()
     # Issue 23: the error stays in the dialog, beside the field (below the button it was off-screen).
     dialog = page.get_by_role("dialog")
     expect(dialog.locator("#cancel-error")).to_contain_text("That token was refused", timeout=LOADED_MS)
@@ -138,9 +139,29 @@ def test_cancel_from_the_page(stack, page):
     # The hint no longer says the job is stopping; the log says it stopped; no Cancel button.
     expect(page.locator("#cancel-result")).to_have_text("Cancelled: the job stopped.")
     expect(page.locator("#log li").last).to_contain_text("Cancelled: the job stopped.")
-    expect(page.get_by_role("button", name="Cancel generation")).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
     worker.join(10)
     shot(page, "05-cancelled")
+
+
+def test_the_stepper_and_the_cancel_name_the_kinds_own_steps_and_jobs(stack, page):
+    """Each kind declares the steps its handler reports and what one of its jobs is called
+    (Kind.card's steps and noun): the seed's newsletter words, the demo's Formatting step, and
+    for a kind that declares neither the core's three steps and "job"."""
+    newsletter = {"dateRange": {"from": "2025-01-01", "to": "2025-01-07"}, "outputFormat": "markdown",
+                  "selectedSources": [source.id for source in stack.demo_sources]}  # fmt: skip
+    for body, steps, noun in [
+        (newsletter, ["Queued", "Processing", "Formatting", "Complete"], "generation"),
+        ({"kind": "demo", "steps": 1}, ["Queued", "Processing", "Formatting", "Complete"], "job"),
+        ({"kind": "paced", "steps": 1}, ["Queued", "Processing", "Complete"], "job"),
+    ]:
+        job = enqueue(stack, body)
+        page.goto(f"{stack.url('status')}?id={job['id']}")
+        expect(page.locator("#stepper li")).to_have_text(steps)
+        expect(page.locator('#stepper li[aria-current="step"]')).to_have_text("Queued")
+        page.get_by_role("button", name=f"Cancel {noun}", exact=True).click()
+        expect(page.get_by_role("heading", name=f"Cancel this {noun}?")).to_be_visible()
+        page.get_by_role("button", name="Keep running").click()
 
 
 @pytest.mark.parametrize("output_format", ["markdown", "html"])
@@ -191,7 +212,7 @@ def test_the_page_has_labels_and_works_from_the_keyboard(stack, page):
     expect(page.get_by_role("link", name="All jobs and newsletters")).to_be_focused()
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
-    expect(page.get_by_role("button", name="Cancel generation")).to_be_focused()
+    expect(page.get_by_role("button", name="Cancel job")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("dialog")).to_be_visible()
     page.keyboard.press("Escape")

@@ -56,8 +56,10 @@ class Kind:
     form: Callable[[Any], dict] | None = None
     # How the pages show a job of this kind, a dict: its "label" ("Newsletter"), "plural",
     # "title" on its status page, "start" (the dashboard link's words), the "summary" of what
-    # was asked for on its archive cards (parts read from the job's payload or result) and
-    # "document" when its result is a document the archive lists under Finished.
+    # was asked for on its archive cards (parts read from the job's payload or result),
+    # "document" when its result is a document the archive lists under Finished, and for the
+    # status page its "steps" (those its handler reports between Processing and Complete) and
+    # "noun" ("generation": "Cancel generation"; default "job").
     card: dict | None = None
     # Tables the card's summary names values from, `card_data(session)` ({"sources": {id:
     # name}} for the newsletter). Read on the archive's GET.

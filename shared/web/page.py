@@ -39,7 +39,7 @@ def render_status_page(
         "jobId": job_id,
         "cancelUrl": cancel_url,
         "enqueueUrl": enqueue_url,
-        "card": {key: card[key] for key in words if key in card},
+        "card": {key: card[key] for key in (*words, "steps", "noun") if key in card},
         "main": {key: main[key] for key in words if key in main},
     }
     page = fill(_template(), nonce, config)

@@ -86,6 +86,7 @@ def dashboard_form(session) -> dict:
 # How the pages show a demo job: its cards say how many steps of how long it was asked for.
 CARD = {
     "label": "Demo",
+    "steps": ["Formatting"],  # the step demo_handler reports between the core's Processing and Complete
     "summary": [
         {"paths": ["payload.steps"], "default": 5, "template": "{} steps"},
         {"paths": ["payload.stepSeconds"], "default": 1.0, "template": "{} s each"},

@@ -71,6 +71,10 @@ CARD = {
     "plural": "Newsletters",
     "title": "Newsletter generation",
     "start": "Generate a newsletter",
+    # The status page's stepper and cancel words (the seed's): Queued, Processing, Formatting,
+    # Complete; "Cancel generation".
+    "steps": ["Formatting"],
+    "noun": "generation",
     "summary": [
         {"paths": ["payload.dateRange", "result.dateRange"], "template": "{from} to {to}"},
         {"paths": ["payload.outputFormat", "result.format"], "default": "markdown", "labels": FORMATS},
