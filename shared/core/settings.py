@@ -62,8 +62,9 @@ class Settings:
         DatabaseTarget(),
         read=rules.read_database,
         shown="—",
-        doc="`postgresql://user:password@host:port/db` for a direct connection (`?sslmode=require` for TLS), "
-        "or a transaction-mode pooler with `DB_POOLER`",
+        doc="`postgresql://user:password@host:port/db` for a direct connection, or a transaction-mode pooler with "
+        "`DB_POOLER`; TLS as libpq's `?sslmode=`: `prefer` (default), `disable`, `require`, `verify-ca` or "
+        "`verify-full`, the last two against `&sslrootcert=` (a CA file) or the system's CAs",
     )
     # Migrations and LISTEN need a session of their own: never through a transaction pooler.
     database_direct: DatabaseTarget | None = setting(  # noqa: RUF009

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.core.declared import SettingsReader
 
@@ -31,7 +31,11 @@ class DatabaseTarget:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     database: str | None = None
-    ssl: bool = False
+    # TLS as libpq's sslmode (`?sslmode=` in the URL; connection.py): prefer, disable,
+    # require, verify-ca or verify-full, the last two against `?sslrootcert=` (a CA file)
+    # or else the system's CAs.
+    sslmode: str = "prefer"
+    sslrootcert: str | None = None
     instance_connection_name: str | None = None
     ip_type: str = "PUBLIC"
 
@@ -118,8 +122,19 @@ def _url(reader: SettingsReader, url: str, name: str) -> DatabaseTarget:
         user=unquote(parts.username) if parts.username else "postgres",
         password=unquote(parts.password) if parts.password else None,
         database=database,
-        ssl="sslmode=require" in parts.query or "sslmode=verify" in parts.query,
+        **_tls(reader, parse_qs(parts.query, keep_blank_values=True), name),
     )
+
+
+SSLMODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _tls(reader: SettingsReader, query: dict[str, list[str]], name: str) -> dict:
+    sslmode = query.get("sslmode", ["prefer"])[-1]
+    if sslmode not in SSLMODES:
+        reader.problem(f"{name} sslmode must be one of {', '.join(SSLMODES)}, not {sslmode!r}")
+        sslmode = "prefer"
+    return {"sslmode": sslmode, "sslrootcert": query.get("sslrootcert", [None])[-1]}
 
 
 def read_direct_database(reader: SettingsReader, name: str, values: dict) -> DatabaseTarget | None:
