@@ -125,6 +125,17 @@ def test_the_pressure_section_holds_each_cell_and_checkpoint():
     assert "## Pressure" not in report.markdown(RESULTS)
 
 
+def test_a_cell_that_stops_early_says_where_and_why():
+    point = {"p50_ms": 1.0, "p99_ms": 2.0, "pages": 30}
+    full = {"clean": point, "2000": point, "6000": point, "released": point, "p99_ratio": 1.0, "p99_ratio_at": 6000}
+    early = {"clean": point, "2000": point, "released": point, "p99_ratio": 4.5, "p99_ratio_at": 2000}
+    cells = {"idle_in_tx": full, "idle_in_tx_two_tenants": early}
+    page = report.markdown({**RESULTS, "pressure": {"checkpoints": [2000, 6000], "cells": cells}})
+    assert "| idle_in_tx_two_tenants | 1 / 2 ms, 30 pages | 1 / 2 ms, 30 pages | not run ¹ |" in page
+    assert "| 1 / 2 ms, 30 pages | 1 |\n" in page and "| 4.5 at 2,000 |" in page  # at the last checkpoint: no "at"
+    assert "¹ The two-tenant cell stops at 10,000 jobs" in page
+
+
 def test_the_tasks_path_section_reports_the_emulators_share_apart():
     path = {"total": 9.1, "push": 4.2, "emulator": 1.5, "process": 3.3, "total_less_emulator": 7.6, "samples": 30}
     page = report.markdown({**RESULTS, "tasks_path": path, "first_enqueue_with_tasks_ms": 612})
