@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from local import postgres
-from shared.core import queue, watcher
+from shared.core import notifier, queue, watcher
 from shared.core.db import Pool
 from shared.core.errors import SettingsError
 from shared.core.handlers import HandlerRegistry, builtin_handlers
@@ -158,6 +158,8 @@ def cancel_latency(runner: Runner, session, registry, wait_for_listener: bool) -
     outcomes: list = []
     worker = start_job(runner, outcomes)
     assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    # Past LISTEN_AFTER_SECONDS the watcher has subscribed: listening, or trying to connect.
+    wait_until(lambda: runner.watcher.cancels is not None, what="the watcher to subscribe to cancels")
     if wait_for_listener:
         wait_until(lambda: runner.watcher.listening, what="the listening connection")
     requested = time.monotonic()
@@ -173,7 +175,8 @@ def test_a_cancel_arrives_by_notification_within_a_second_without_lease_checks(e
     seconds, outcomes = cancel_latency(runner, session, make_registry(), wait_for_listener=True)
     # Within seconds, not the 30 s a check would take (the p99 is measured by make scale).
     assert outcomes[0].outcome == Outcome.CANCELLED and seconds < 5.0
-    assert runner.watcher.stats.notified == 1 and runner.watcher.stats.checks == 0
+    # At most the one read the listener's start asks for (a cancel sent before it heard nothing).
+    assert runner.watcher.stats.notified == 1 and runner.watcher.stats.checks <= 1
 
 
 def test_without_the_notification_the_same_cancel_is_not_seen_within_a_second(env, pool, session, runners):
@@ -257,6 +260,58 @@ def test_a_long_job_is_listened_for_until_a_while_after_it_ends(env, pool, sessi
     assert not runner.watcher.exited  # the watcher stays (WATCHER_IDLE_SECONDS): only the LISTEN went
 
 
+def test_a_young_jobs_cancel_is_read_as_soon_as_the_listener_is_up(env, pool, session, runners):
+    """Cancelled before the watcher listens (a job younger than LISTEN_AFTER_SECONDS): its NOTIFY
+    reached no one, so the listener's start reads the leases at once, not at the next tick."""
+    runner = runners(pool, Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "30"}))
+    gate = str(uuid.uuid4())
+    job, _ = queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": gate, "seconds": 60})
+    outcomes: list = []
+    worker = start_job(runner, outcomes)
+    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    queue.cancel(session, job.id)
+    worker.join(15)  # the next tick is 30 s away
+    assert outcomes and outcomes[0].outcome == Outcome.CANCELLED
+
+
+def test_a_check_in_flight_as_the_listener_starts_does_not_lose_the_cancel(env, pool, session, runners, monkeypatch):
+    """Staged: a lease check reads before the cancel commits, the cancel's NOTIFY reaches no one
+    (LISTEN not yet up), the listener's start marks every job to be read again, and only then
+    does the check return: it must not clear that mark, or only a heartbeat would carry the
+    cancel (HEARTBEAT_SECONDS, 50 s here). The listener's connection is slowed, as a remote
+    database's TLS would, so that the watcher's ticks (every 0.05 s) land while it connects."""
+    real_connect = notifier.connect
+
+    def slow_connect(*args, **kwargs):
+        time.sleep(0.3)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(notifier, "connect", slow_connect)
+    runner = runners(pool, Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "0.05", "HEARTBEAT_SECONDS": "50"}))
+    gate = str(uuid.uuid4())
+    job, _ = queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": gate, "seconds": 60})
+    real_check, staged = queue.check_leases, threading.Event()
+
+    def check_leases(check_session, leases):
+        held = real_check(check_session, leases)  # read before the cancel
+        watcher = runner.watcher
+        if not staged.is_set() and watcher.cancels is not None and not watcher.listening:
+            staged.set()
+            heard = watcher._heard
+            with pool.session() as other:
+                queue.cancel(other, job.id)
+            wait_until(lambda: watcher._heard > heard, what="the listener's start")
+        return held
+
+    monkeypatch.setattr(queue, "check_leases", check_leases)
+    outcomes: list = []
+    worker = start_job(runner, outcomes)
+    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    assert staged.wait(15), "the listener came up without a check in flight: nothing was staged"
+    worker.join(15)
+    assert outcomes and outcomes[0].outcome == Outcome.CANCELLED
+
+
 def test_a_cancel_followed_by_a_handler_exception_ends_the_job_cancelled(env, pool, session, runners):
     # Nothing tells the handler of the cancel in time (no listener, slow checks): it raises.
     settings = Settings.from_env(
@@ -298,6 +353,24 @@ def test_a_job_past_its_time_limit_is_told_to_stop_and_its_attempt_fails_as_time
     assert outcome.job.error == "Timed out: ran past JOB_MAX_RUN_SECONDS (1 s)"
     assert runner.watcher.stats.timed_out == 1
     assert queue.get_job(session, job.id).job_status == JobStatus.QUEUED
+
+
+def test_when_listening_cannot_start_the_ticks_still_keep_time_and_heartbeats(env, pool, session, runners, monkeypatch):
+    """Subscribing can fail (no thread left to start one): the watcher's loop must not spin on it
+    and must still tick, beat and stop a job past its time limit."""
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(notifier.Notifier, "subscribe", refuse)
+    settings = Settings.from_env(
+        {**env, "JOB_MAX_RUN_SECONDS": "1", "JOB_TIMEOUT_SECONDS": "15", "HEARTBEAT_SECONDS": "0.2"}
+    )
+    runner = runners(pool, settings)
+    queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": str(uuid.uuid4()), "seconds": 10})
+    outcome = runner.run_next()
+    assert outcome.outcome == Outcome.RETRYING and runner.watcher.stats.timed_out == 1
+    assert runner.watcher.stats.heartbeats >= 1 and not runner.watcher.listening
 
 
 def test_the_time_limit_must_be_below_the_process_functions_timeout():

@@ -92,6 +92,8 @@ class Watcher(threading.Thread):
         self._woken = threading.Event()  # a job came while nothing was due: the loop's wait ends
         self._follow_at = math.inf  # when the loop next looks at its jobs' ages (_follow_long_jobs)
         self._long_job_at = -math.inf  # when the watcher last saw a job that had
+        self._heard = 0  # on_listening calls so far: a check in flight then must not clear fresh
+        self._recheck = False  # on_listening came: check the fresh jobs now, not at the next tick
 
     def watch(self, lease: Lease, ctx: JobContext) -> bool:
         """Look after this job; False when this watcher has already stopped (take a new one)."""
@@ -99,8 +101,9 @@ class Watcher(threading.Thread):
             if self.exited:
                 return False
             watched = self._jobs[ctx.job_id] = _Watched(lease, ctx)
-            # Only the first job while nothing is due wakes the loop: a run of short jobs
-            # costs the loop one wake per listen_after, not one per job.
+            # While not listening, the loop looks at its jobs' ages every listen_after (from the
+            # first job until its idle exit): only a job that comes while it waits for nothing
+            # wakes it, and a run of short jobs costs one wake per listen_after, not one per job.
             wake = self.notifier is not None and self.cancels is None and self._follow_at == math.inf
             if wake:
                 self._follow_at = watched.since + self.listen_after
@@ -148,8 +151,8 @@ class Watcher(threading.Thread):
             self._unsubscribe()
         with self._lock:  # again: a job watched meanwhile did not wake the loop
             oldest = min((watched.since for watched in self._jobs.values()), default=math.inf)
-            if self.cancels is None:
-                self._follow_at = oldest + self.listen_after
+            if self.cancels is None:  # with no job now, a quarter second on (watch() need not wake us)
+                self._follow_at = min(oldest, now) + self.listen_after
             else:
                 self._follow_at = self._long_job_at + self.listen_linger
 
@@ -161,6 +164,9 @@ class Watcher(threading.Thread):
         with self._lock:
             for watched in self._jobs.values():
                 watched.fresh = True
+            self._heard += 1
+            self._recheck = True
+        self._woken.set()
 
     def _cancels_requested(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -179,17 +185,22 @@ class Watcher(threading.Thread):
             now = time.monotonic()
             with self._lock:
                 jobs = list(self._jobs.values())
+                recheck, self._recheck = self._recheck, False
                 if not jobs and now - self._idle_since >= self.idle_exit:
                     self.exited = True
             if self.exited:
                 break
             try:
                 self._follow_long_jobs(now)
-                if now >= next_tick:
-                    next_tick = now + self.check_every
+            except Exception as exc:  # noqa: BLE001 (e.g. no thread left to listen: the ticks carry cancels)
+                self._follow_at = now + self.check_every  # not at once again: that would spin
+                log.error("Lease watcher could not start listening", error=f"{type(exc).__name__}: {exc}")
+            if now >= next_tick or recheck:
+                next_tick = now + self.check_every
+                try:
                     self.tick(jobs)
-            except Exception as exc:  # noqa: BLE001 (the watcher must outlive any one failure)
-                log.error("Lease watcher tick failed", error=f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # noqa: BLE001 (the watcher must outlive any one failure)
+                    log.error("Lease watcher tick failed", error=f"{type(exc).__name__}: {exc}")
         self._unsubscribe()
 
     def tick(self, jobs: list[_Watched]) -> None:
@@ -217,13 +228,18 @@ class Watcher(threading.Thread):
 
     def _look(self, operation, jobs: list[_Watched]) -> bool:
         """Run one batched statement for `jobs`; act on lost leases and cancel requests."""
+        with self._lock:
+            heard = self._heard
         try:
             with self.pool.session() as session:
                 held = operation(session, [watched.lease for watched in jobs])
         except DatabaseUnavailable:
             return False  # the next tick tries again; the handlers' own writes retry too
+        with self._lock:
+            if self._heard == heard:  # else LISTEN came up meanwhile: look at them again
+                for watched in jobs:
+                    watched.fresh = False
         for watched in jobs:
-            watched.fresh = False
             ctx = watched.ctx
             if watched.ctx.job_id not in held:
                 self._lease_lost(watched)
