@@ -72,6 +72,17 @@ def start_job(runner: Runner, outcomes: list) -> threading.Thread:
     return worker
 
 
+def start_waiting_job(runner: Runner, session, seconds: float):
+    """A job that waits `seconds` for a cancel, started by `runner` on a thread of its own:
+    (the job, the list its outcome goes to, the thread)."""
+    gate = str(uuid.uuid4())
+    job, _ = queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": gate, "seconds": seconds})
+    outcomes: list = []
+    worker = start_job(runner, outcomes)
+    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    return job, outcomes, worker
+
+
 @pytest.fixture
 def runners():
     made: list[Runner] = []
@@ -152,12 +163,8 @@ def test_one_heartbeat_statement_keeps_every_running_job_alive(env, pool, sessio
             worker.join(20)
 
 
-def cancel_latency(runner: Runner, session, registry, wait_for_listener: bool) -> tuple[float | None, list]:
-    gate = str(uuid.uuid4())
-    job, _ = queue.enqueue(session, registry, kind="wait_only", payload={"gate": gate, "seconds": 5})
-    outcomes: list = []
-    worker = start_job(runner, outcomes)
-    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+def cancel_latency(runner: Runner, session, wait_for_listener: bool) -> tuple[float | None, list]:
+    job, outcomes, worker = start_waiting_job(runner, session, 5)
     # Past LISTEN_AFTER_SECONDS the watcher has subscribed: listening, or trying to connect.
     wait_until(lambda: runner.watcher.cancels is not None, what="the watcher to subscribe to cancels")
     if wait_for_listener:
@@ -172,7 +179,7 @@ def cancel_latency(runner: Runner, session, registry, wait_for_listener: bool) -
 def test_a_cancel_arrives_by_notification_within_a_second_without_lease_checks(env, pool, session, runners):
     settings = Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "30"})  # no check could carry it in time
     runner = runners(pool, settings)
-    seconds, outcomes = cancel_latency(runner, session, make_registry(), wait_for_listener=True)
+    seconds, outcomes = cancel_latency(runner, session, wait_for_listener=True)
     # Within seconds, not the 30 s a check would take (the p99 is measured by make scale).
     assert outcomes[0].outcome == Outcome.CANCELLED and seconds < 5.0
     # At most the one read the listener's start asks for (a cancel sent before it heard nothing).
@@ -198,7 +205,7 @@ def test_while_the_listening_connection_is_down_lease_checks_carry_cancels(env, 
     closed = f"postgresql://postgres@127.0.0.1:{postgres.free_port()}/none"  # nothing listens there
     settings = Settings.from_env({**env, "DATABASE_DIRECT_URL": closed})
     runner = runners(pool, settings)
-    seconds, outcomes = cancel_latency(runner, session, make_registry(), wait_for_listener=False)
+    seconds, outcomes = cancel_latency(runner, session, wait_for_listener=False)
     assert not runner.watcher.listening
     assert outcomes[0].outcome == Outcome.CANCELLED and seconds < 5.0
     assert runner.watcher.stats.checks >= 1 and runner.watcher.stats.notified == 0
@@ -246,11 +253,7 @@ def test_short_jobs_never_listen(env, pool, session, runners, monkeypatch):
 def test_a_long_job_is_listened_for_until_a_while_after_it_ends(env, pool, session, runners, monkeypatch):
     monkeypatch.setattr(watcher, "LISTEN_LINGER_SECONDS", 0.5)
     runner = runners(pool, Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "30"}))
-    gate = str(uuid.uuid4())
-    job, _ = queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": gate, "seconds": 30})
-    outcomes: list = []
-    worker = start_job(runner, outcomes)
-    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    job, outcomes, worker = start_waiting_job(runner, session, 30)
     wait_until(lambda: runner.watcher.listening, what="the listener, once the job ran a quarter of a second")
     queue.cancel(session, job.id)
     worker.join(10)
@@ -264,11 +267,7 @@ def test_a_young_jobs_cancel_is_read_as_soon_as_the_listener_is_up(env, pool, se
     """Cancelled before the watcher listens (a job younger than LISTEN_AFTER_SECONDS): its NOTIFY
     reached no one, so the listener's start reads the leases at once, not at the next tick."""
     runner = runners(pool, Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "30"}))
-    gate = str(uuid.uuid4())
-    job, _ = queue.enqueue(session, make_registry(), kind="wait_only", payload={"gate": gate, "seconds": 60})
-    outcomes: list = []
-    worker = start_job(runner, outcomes)
-    assert STARTED.setdefault(gate, threading.Event()).wait(10)
+    job, outcomes, worker = start_waiting_job(runner, session, 60)
     queue.cancel(session, job.id)
     worker.join(15)  # the next tick is 30 s away
     assert outcomes and outcomes[0].outcome == Outcome.CANCELLED
