@@ -84,6 +84,12 @@ def test_tenants_take_turns_under_concurrent_claims(pool, registry):
     for thread in threads:
         thread.join()
     counts = {tenant: claimed.count(tenant) for tenant in ("a", "b", "c")}
-    assert len(claimed) == 30 and max(counts.values()) - min(counts.values()) <= 3, counts
+    # A claim cannot see the claims in flight beside it (uncommitted), so one round of three
+    # concurrent claims may serve one tenant three times: the spread is not bounded by 3 (a
+    # loaded run saw 13, 9 and 8). What holds: once the two others have been served since a
+    # tenant's last turn, it is the one served longest ago with the fewest running, and every
+    # claim that starts then takes it; with at most 3 claims in flight, a tenant waits at most 5
+    # claims, so it gets at least 5 of 30.
+    assert len(claimed) == 30 and min(counts.values()) >= 5, counts
     with pool.session() as session:  # and no job was claimed twice
         assert session.run_sql("SELECT count(*) FROM jobs WHERE attempts > 1")[0][0] == 0
