@@ -167,8 +167,8 @@ def cancel_latency(runner: Runner, session, wait_for_listener: bool) -> tuple[fl
     job, outcomes, worker = start_waiting_job(runner, session, 5)
     # Past LISTEN_AFTER_SECONDS the watcher has subscribed: listening, or trying to connect.
     wait_until(lambda: runner.watcher.cancels is not None, what="the watcher to subscribe to cancels")
-    if wait_for_listener:
-        wait_until(lambda: runner.watcher.listening, what="the listening connection")
+    if wait_for_listener:  # and its catch-up read done: then only a notification can carry the cancel
+        wait_until(lambda: runner.watcher.caught_up, what="the listening connection")
     requested = time.monotonic()
     queue.cancel(session, job.id)
     worker.join(10)
@@ -222,7 +222,7 @@ def test_a_dropped_listening_connection_reconnects_and_carries_cancels_again(env
     wait_until(lambda: runner.watcher.listening, what="the listening connection")
     runner.watcher.notifier.drop_connection()
     wait_until(lambda: not runner.watcher.listening, what="the listener to notice")
-    wait_until(lambda: runner.watcher.listening, what="the listener to reconnect")
+    wait_until(lambda: runner.watcher.caught_up, what="the listener to reconnect")
     queue.cancel(session, job.id)
     worker.join(2)
     assert outcomes and outcomes[0].outcome == Outcome.CANCELLED and runner.watcher.stats.notified == 1
@@ -254,7 +254,7 @@ def test_a_long_job_is_listened_for_until_a_while_after_it_ends(env, pool, sessi
     monkeypatch.setattr(watcher, "LISTEN_LINGER_SECONDS", 0.5)
     runner = runners(pool, Settings.from_env({**env, "CANCEL_CHECK_SECONDS": "30"}))
     job, outcomes, worker = start_waiting_job(runner, session, 30)
-    wait_until(lambda: runner.watcher.listening, what="the listener, once the job ran a quarter of a second")
+    wait_until(lambda: runner.watcher.caught_up, what="the listener, once the job ran a quarter of a second")
     queue.cancel(session, job.id)
     worker.join(10)
     assert outcomes[0].outcome == Outcome.CANCELLED and runner.watcher.stats.notified == 1

@@ -160,6 +160,13 @@ class Watcher(threading.Thread):
     def listening(self) -> bool:
         return self.cancels is not None and self.cancels.listening
 
+    @property
+    def caught_up(self) -> bool:
+        """Listening, and every job read since the listener started (a cancel sent before it
+        could hear one is in hand): from here on cancels come by notification."""
+        with self._lock:
+            return self.listening and not any(watched.fresh for watched in self._jobs.values())
+
     def _look_at_all_again(self) -> None:
         with self._lock:
             for watched in self._jobs.values():
