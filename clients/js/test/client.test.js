@@ -232,10 +232,14 @@ test("list pages the caller's jobs newest first; another tenant sees none of the
 });
 
 test("watchList: a snapshot, then each change, and a job leaving the filter is seen leaving", { skip: stack, timeout: TIMEOUT }, async () => {
-  const job = await demo(2, 0.05);
+  // The job runs until it is cancelled, and is cancelled once the list has shown it running: a
+  // change is sent as the job stands when the stream reads it, so a job that ran for 0.1 s could
+  // be read only once it had ended (a loaded run never saw it running).
+  const job = await demo(400, 0.1);
   const controller = new AbortController();
   const seen = [];
   let started = null;
+  let cancelled = null;
   const states = [];
   await client.watchList({ status: "queued,running", kind: "demo" }, {
     signal: controller.signal,
@@ -246,13 +250,14 @@ test("watchList: a snapshot, then each change, and a job leaving the filter is s
         if (!started) started = run(job.id);
       } else if (event.type === "job" && event.data.id === job.id) {
         seen.push([event.data.jobStatus, event.data.matches]);
+        if (event.data.jobStatus === "running" && !cancelled) cancelled = client.cancel(job.id);
         if (!event.data.matches) controller.abort();
       }
     },
   });
-  await started;
+  await Promise.all([started, cancelled]);
   assert.deepEqual(seen[0], ["snapshot", true]);
-  assert.deepEqual(seen.at(-1), ["completed", false]);
+  assert.deepEqual(seen.at(-1), ["cancelled", false]);
   assert.ok(seen.some(([status, matches]) => status === "running" && matches === true));
   assert.deepEqual(states.slice(0, 2), ["connecting", "connected"]);
 });
