@@ -59,7 +59,7 @@ def test_a_cancelled_job_that_ran_on_or_a_cancel_that_ended_failed_is_caught():
 
 def test_a_stream_with_a_gap_or_a_repeat_is_caught():
     def follower(seqs, finished=True):
-        return SimpleNamespace(job_id="a", seqs=seqs, trace=seqs, finished=finished)
+        return SimpleNamespace(job_id="a", seqs=seqs, trace=seqs, finished=finished, where=lambda: "")
 
     assert not checks.streams_in_order([follower([1, 2, 2, 3])]).ok
     assert not checks.streams_in_order([follower([1, 3])]).ok

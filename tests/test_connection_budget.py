@@ -131,7 +131,7 @@ def test_one_process_instance_holds_two_pooled_connections_and_one_listening_und
     registry = HandlerRegistry({**builtin_handlers(), **{kind: getattr(handlers, kind) for kind in KINDS}})
     ids = []
     for number in range(JOBS):
-        payload = {"tag": f"budget-{number}", "steps": 8, "stepSeconds": 0.25}
+        payload = {"tag": f"budget-{number}", "steps": 16, "stepSeconds": 0.25}
         if number % 4 == 3:  # fails once, then is retried at once (RETRY_BASE_SECONDS 0)
             job, _ = queue.enqueue(session, registry, kind="fail_until", payload={"failures": 1})
         elif number % 4 == 2:  # an exception while a statement's rows are read: that connection is discarded
@@ -151,6 +151,9 @@ def test_one_process_instance_holds_two_pooled_connections_and_one_listening_und
             return session.run_sql("SELECT count(*) FROM jobs WHERE job_status = 'running'")[0][0]
 
         wait_until(lambda: running() >= JOBS // 2, 60, "the jobs to run at once")
+        # Samples while they run, however slowly a loaded machine takes them (a fixed window
+        # once gave 11 where the check below wants 20).
+        wait_until(lambda: sampler.samples > 20, 60, "the sampler to look at the running instance")
         for job_id in ids[::5]:  # cancels while they run, as make scale sends them
             queue.cancel(session, job_id)
         # A database restart under load, as far as the instance can tell: every backend of

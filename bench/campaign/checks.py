@@ -152,7 +152,11 @@ def streams_in_order(followers: list) -> Check:
         f"stream of {f.job_id} saw {f.trace[:40]}" for f in followers if f.seqs != list(range(1, len(f.seqs) + 1))
     ]
     # What it saw last (events, reconnects with their Last-Event-ID, refusals) says where it stuck.
-    problems += [f"stream of {f.job_id} never reached done; last: {f.trace[-12:]}" for f in followers if not f.finished]
+    problems += [
+        f"stream of {f.job_id} never reached done; last: {f.trace[-12:]}; now in: {f.where() or 'nothing (returned)'}"
+        for f in followers
+        if not f.finished
+    ]
     return _check("every stream saw each event once, in order, across reconnects", len(followers), problems)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -85,8 +87,10 @@ class StreamFollower:
     trace: list[tuple] = field(default_factory=list)
     reconnects: int = 0
     finished: bool = False
+    thread: int | None = None  # the following thread's ident, for where() while it runs
 
     def follow(self, deadline: float) -> None:
+        self.thread = threading.get_ident()
         last = None
         while time.monotonic() < deadline and not self.finished:
             hang_up_at = time.monotonic() + self.rng.uniform(0.3, 3.0)
@@ -99,6 +103,7 @@ class StreamFollower:
                     ) as source,
                 ):
                     self.answers.record("status-stream", source.response)
+                    self.trace.append(("answered", source.response.status_code))
                     if source.response.status_code == 204:
                         self.finished = True
                         return
@@ -123,6 +128,18 @@ class StreamFollower:
                 time.sleep(0.5)
             self.reconnects += 1
             self.trace.append(("reconnect", last))
+
+    def where(self) -> str:
+        """Where the following thread is now, its innermost frames (a stream that never ended
+        says what it waits on): empty once it returned."""
+        if self.thread is None:
+            return "never began following"
+        frame = sys._current_frames().get(self.thread)
+        return (
+            " < ".join(f"{entry.name}:{entry.lineno}" for entry in traceback.extract_stack(frame)[-6:][::-1])
+            if frame
+            else ""
+        )
 
     def in_order(self) -> bool:
         return self.seqs == list(range(self.seqs[0], self.seqs[0] + len(self.seqs))) if self.seqs else True
