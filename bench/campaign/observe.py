@@ -91,6 +91,7 @@ class StreamFollower:
 
     def follow(self, deadline: float) -> None:
         self.thread = threading.get_ident()
+        self.trace.append(("began", round(deadline - time.monotonic(), 1)))  # seconds it may follow
         last = None
         while time.monotonic() < deadline and not self.finished:
             hang_up_at = time.monotonic() + self.rng.uniform(0.3, 3.0)

@@ -141,7 +141,11 @@ class Campaign:
     def _follow(self, job: workload.PlannedJob, index: int) -> None:
         follower = StreamFollower(self.stack.url("status"), job.job_id, random.Random(self.seed + index), self.answers)
         self.followers.append(follower)
-        thread = threading.Thread(target=follower.follow, args=(self.fault_until + 120,), daemon=True)
+        # Two minutes past the faults, or past its own start: on a loaded machine the paced
+        # enqueues fall behind the fault window, and a follower given the window's deadline
+        # began already past it (seed 411796: 5 of 20 streams never followed at all).
+        deadline = max(self.fault_until, time.monotonic()) + 120
+        thread = threading.Thread(target=follower.follow, args=(deadline,), daemon=True)
         thread.start()
         self.stream_threads.append(thread)
 
