@@ -10,6 +10,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bench.common import shared_buffers, statement_text
 from shared.core import queue
 from shared.core.claimfloor import ClaimFloor
@@ -62,6 +64,31 @@ def test_when_the_hinted_claim_finds_nothing_the_full_claim_runs_at_once(session
     assert claim_and_complete(floor, session) is None
 
 
+class Recorded:
+    """A real session that notes the name of each statement it runs."""
+
+    def __init__(self, session):
+        self._session, self.names = session, []
+
+    def row(self, name: str, /, **params):
+        self.names.append(name)
+        return self._session.row(name, **params)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def test_with_one_tenant_the_hinted_claim_goes_on_to_a_lower_priority_by_itself(session):
+    queue_backlog(session, "t", 2, priority=5)
+    queue_backlog(session, "t", 3, priority=0)
+    floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
+    recorded = Recorded(session)
+    assert [claim_and_complete(floor, recorded).priority for _ in range(5)] == [5, 5, 0, 0, 0]
+    claims = [name for name in recorded.names if name.startswith("claim_")]
+    # One full claim sets the floor; the rest, the lower priority too, are claims from it.
+    assert claims == ["claim_next_job"] + ["claim_next_job_from_one_floor"] * 4, claims
+
+
 def test_a_runner_claims_a_higher_priority_or_earlier_job_within_the_rescan_period(pool, registry, env, session):
     settings = Settings.from_env({**env, "CLAIM_RESCAN_SECONDS": "0.2"})
     runner = Runner(pool, registry, settings)
@@ -97,12 +124,15 @@ def test_with_two_tenants_the_hinted_claim_stays_fair(session, registry):
     assert floor.claim_next(session).id == small_jobs[2].id
 
 
-def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_keep_coming(database_url, registry):
+@pytest.mark.parametrize("tenants", ["abc", "a"])  # one tenant: the hinted claim from one floor
+def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_keep_coming(
+    database_url, registry, tenants
+):
     seed = 20261204
     print(f"seed {seed}")
     randomness = random.Random(seed)
     setup = open_session(database_url)
-    for tenant in ("a", "b", "c"):
+    for tenant in tenants:
         queue_backlog(setup, tenant, 150, priority=randomness.choice((0, 0, 1)))
     instances = [ClaimFloor(rescan_seconds=0.05), ClaimFloor(rescan_seconds=0.05)]
     claimed: list[str] = []
@@ -133,7 +163,7 @@ def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_kee
         try:
             for number in range(150):  # jobs that sort before, at and after the floors
                 when = (past + timedelta(seconds=number)).isoformat() if randomness.random() < 0.3 else None
-                queue.enqueue(session, registry, kind="noop", payload={}, tenant=randomness.choice("abc"),
+                queue.enqueue(session, registry, kind="noop", payload={}, tenant=randomness.choice(tenants),
                               priority=randomness.choice((0, 0, 1, 2)), run_at=when)  # fmt: skip
         finally:
             stop_enqueueing.set()
@@ -150,17 +180,20 @@ def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_kee
         "SELECT count(*), count(*) FILTER (WHERE job_status = 'completed' AND attempts = 1) FROM jobs"
     )
     setup.close()
-    assert len(claimed) == len(set(claimed)) == 600
-    assert total == [[600, 600]]
+    jobs = 150 * len(tenants) + 150
+    assert len(claimed) == len(set(claimed)) == jobs
+    assert total == [[jobs, jobs]]
 
 
 # -- what a claim reads while an XID is held ---------------------------------------------------
 
 
-def claim_pages(session, floor: ClaimFloor) -> tuple[int, int]:
-    """(pages of the hinted claim from the floor, pages of the full claim)."""
-    hinted = shared_buffers(session, statement_text("claim_next_job_from_floor"), floors=json.dumps(floor.floors()))
-    return hinted, shared_buffers(session, statement_text("claim_next_job"))
+def claim_pages(session, floor: ClaimFloor) -> tuple[int, int, int]:
+    """(pages of the hinted claim from the floors, of the one-floor claim, of the full claim)."""
+    floors = floor.floors()
+    hinted = shared_buffers(session, statement_text("claim_next_job_from_floor"), floors=json.dumps(floors))
+    one = shared_buffers(session, statement_text("claim_next_job_from_one_floor"), **floors[0])
+    return hinted, one, shared_buffers(session, statement_text("claim_next_job"))
 
 
 def test_under_a_held_xid_the_hinted_claim_reads_what_a_clean_claim_reads_and_the_full_claim_more(
@@ -171,18 +204,20 @@ def test_under_a_held_xid_the_hinted_claim_reads_what_a_clean_claim_reads_and_th
     floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
     for _ in range(20):
         claim_and_complete(floor, session)
-    clean_hinted, clean_full = claim_pages(session, floor)
+    clean_hinted, clean_one, clean_full = claim_pages(session, floor)
     holder = open_session(database_url)
     try:
         holder.run_sql("BEGIN")
         holder.run_sql("SELECT txid_current()")  # an idle transaction holding an XID: vacuum cannot prune
         for _ in range(2500):
             claim_and_complete(floor, session)
-        held_hinted, held_full = claim_pages(session, floor)
+        held_hinted, held_one, held_full = claim_pages(session, floor)
     finally:
         holder.close()
-    print(f"pages: clean hinted {clean_hinted}, full {clean_full}; held hinted {held_hinted}, full {held_full}")
+    print(f"pages: clean hinted {clean_hinted}, one floor {clean_one}, full {clean_full};"
+          f" held hinted {held_hinted}, one floor {held_one}, full {held_full}")  # fmt: skip
     assert held_hinted <= clean_full + 10  # about what a clean claim reads
+    assert held_one <= clean_full + 10
     assert held_full > max(2 * held_hinted, clean_full + 40)  # the full claim walks the 2,500 dead entries
 
 
@@ -196,6 +231,20 @@ def test_each_tenants_probe_is_a_range_of_the_claim_index_that_starts_at_its_flo
     sql = statement_text("claim_next_job_from_floor")
     plan = [row[0] for row in session.run_sql("EXPLAIN " + sql, floors=json.dumps(floor.floors()))]
     starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(floor.run_at, floor.id)" in line]
+    assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
+    assert "jobs_tenant_claim_idx" in plan[starts[0] - 1], "\n".join(plan)
+
+
+def test_the_one_floor_claims_probe_is_a_range_of_the_claim_index_that_starts_at_its_floor(session):
+    for tenant in ("a", "b"):
+        queue_backlog(session, tenant, 2000)
+    session.run_sql("VACUUM ANALYZE jobs")
+    [[tenant, priority, run_at, job_id]] = session.run_sql(
+        "SELECT tenant, priority, run_at, id FROM jobs WHERE tenant = 'a' ORDER BY run_at OFFSET 6 LIMIT 1"
+    )
+    floor = {"tenant": tenant, "priority": priority, "run_at": run_at.isoformat(), "id": str(job_id)}
+    plan = [row[0] for row in session.run_sql("EXPLAIN " + statement_text("claim_next_job_from_one_floor"), **floor)]
+    starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(" in line]
     assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
     assert "jobs_tenant_claim_idx" in plan[starts[0] - 1], "\n".join(plan)
 

@@ -417,7 +417,16 @@ def claim_next_from_floor(session: Session, floors: list[dict]) -> tuple[Job | N
     """The hinted claim: like the full one among the tenants of `floors`, each one's scan
     starting at its floor. None when nothing is due at or after them (the full claim may
     still find a job sorting before a floor)."""
+    if len(floors) == 1:  # one tenant: no fair pick to make, and the claimed job is its head
+        row = session.row("claim_next_job_from_one_floor", **floors[0])
+        job = Job.from_row(row) if row else None
+        return job, [] if job is None else [head_of(job)]
     return _job_and_heads(session.row("claim_next_job_from_floor", floors=json.dumps(floors)))
+
+
+def head_of(job: Job) -> dict:
+    """A job's key in the claim order, as the full claim's `heads` give it (a floor)."""
+    return {"tenant": job.tenant, "priority": job.priority, "run_at": job.run_at.isoformat(), "id": job.id}
 
 
 def _job_and_heads(row: dict | None) -> tuple[Job | None, list[dict]]:
