@@ -1,10 +1,14 @@
 """The layers, held by their imports: the core imports no edge, no Flask and no kind; a kind
 imports no edge; a function imports no kind and no other function; no module imports itself
-in a circle; and there is one list of the functions."""
+in a circle; there is one list of the functions; and a function does not load at start what
+only another function runs."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from local.functions import FUNCTIONS, REPO
@@ -162,3 +166,29 @@ def test_the_circle_check_catches_the_settings_circle_the_tree_once_had():
         [module for module in cycle if module in ("shared.core.db", "shared.core.handlers", "shared.core.settings")]
         for cycle in import_cycles(graph)
     ]
+
+
+# -- what a function loads at start ----------------------------------------------------------
+
+# Modules only some functions run: the runner and its watcher (process), the maintenance
+# services (sweep, at its first tick). Another function loading them pays for them at every
+# cold start (docs/performance.md).
+RUN_ONLY_BY = {"shared.core.runner": ("process",), "shared.core.maintenance": ()}
+LOADED_AT_START = """
+import json, sys, functions_framework
+functions_framework.create_app(target=sys.argv[1], source=f"functions/{sys.argv[1]}/main.py")
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_function_does_not_load_at_start_what_only_another_function_runs():
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://unused@127.0.0.1:1/x", "API_TOKEN": "t"}
+    for function in FUNCTIONS:
+        done = subprocess.run(
+            [sys.executable, "-c", LOADED_AT_START, function], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        loaded = json.loads(done.stdout.strip().splitlines()[-1])
+        for module, runners in RUN_ONLY_BY.items():
+            if function not in runners:
+                assert module not in loaded, f"{function} loads {module} at start"

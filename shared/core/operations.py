@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.core import log, maintenance, metrics, queue, tracing
+from shared.core import log, metrics, queue, tracing
 from shared.core.db import Pool
 from shared.core.dispatch import Dispatcher
 from shared.core.errors import DatabaseUnavailable, JobQueueError
 from shared.core.handlers import HandlerRegistry
 from shared.core.jobs import Job, JobStatus, iso
-from shared.core.maintenance import SweepReport
-from shared.core.maintenance.redispatcher import redispatch
 from shared.core.outbox import Drained
 from shared.core.queue import CancelOutcome
-from shared.core.runner import Outcome, Runner, RunOutcome
 from shared.core.settings import ADMIN_TENANT, DEFAULT_TENANT, Settings
+
+if TYPE_CHECKING:  # the runner and the maintenance services load where they run: process, sweep
+    from shared.core.maintenance import SweepReport
+    from shared.core.runner import Runner, RunOutcome
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def run_and_follow_up(runner: Runner, dispatcher: Dispatcher, job_id: str | None
     most WEBHOOK_DRAIN_SECONDS, before the invocation answers (after the answer, Cloud Run
     throttles the CPU). An invocation that ran nothing drains too: that is how a Scheduler
     tick retries deliveries. None: nothing was claimed."""
+    from shared.core.runner import Outcome  # noqa: PLC0415 (loaded already: the caller built the runner)
+
     ran = runner.run_next() if job_id is None else runner.run_named(job_id)
     if ran is not None and ran.outcome is not Outcome.LOST:
         dispatcher.follow_up(ran.job)
@@ -149,6 +152,9 @@ def sweep_and_redispatch(pool: Pool, dispatcher: Dispatcher, settings: Settings)
     with the time bound WEBHOOK_DRAIN_SECONDS, drain the webhook outbox (the jobs it finished
     wrote theirs in the same transaction): however slow the receivers, the queue's own work is
     done first and the tick ends in time."""
+    from shared.core import maintenance  # noqa: PLC0415 (only sweep needs them)
+    from shared.core.maintenance.redispatcher import redispatch  # noqa: PLC0415
+
     redispatch_after = settings.redispatch_after_seconds if dispatcher.tasks_enabled else None
     with pool.session() as session:
         report = maintenance.sweep(
