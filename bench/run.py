@@ -11,7 +11,7 @@ enqueue, propagation, streams, cancel, writer, tasks_path, listen_peer, big_tabl
     python -m bench.run [--quick] [--only NAME,... [--merge]]
 
 --quick runs fewer jobs and repeats; --only runs the named scenarios and prints their
-figures. Neither overwrites the published page, except --only with --merge: the named
+figures. Neither writes build/bench.json or the published page, except --only with --merge: the named
 scenarios' figures replace theirs in build/bench.json (a full run's), and the page is written
 from the whole, its header naming what was measured again and when (after a change that
 touches some scenarios, without a second hour of Pressure).
@@ -162,16 +162,24 @@ def main() -> int:
         postgres.remove(server)
     if args.merge:
         results = merged(json.loads(OUT.read_text()), results, sorted(wanted))
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2, default=float))
     if args.only and not args.merge:
         print(json.dumps(results, indent=2, default=float))
         return 0
     page = report.markdown(results)
-    if not args.quick:  # a smoke run does not overwrite the published figures
+    if publishes(args.quick, args.only, args.merge):
+        OUT.parent.mkdir(exist_ok=True)
+        OUT.write_text(json.dumps(results, indent=2, default=float))
         PAGE.write_text(keeping_scale(page, PAGE.read_text() if PAGE.exists() else ""))
     print(page)
     return 0
+
+
+def publishes(quick: bool, only: str | None, merge: bool) -> bool:
+    """Whether a run writes build/bench.json and the page: a full run, or --only with --merge.
+    A smoke run or a run of some scenarios only prints: build/bench.json stays the last full
+    run's, which --merge builds on (an --only run that overwrote it once left --merge only its
+    own figures to merge into)."""
+    return not quick and (only is None or merge)
 
 
 def merged(full: dict, again: dict, scenarios: list[str]) -> dict:

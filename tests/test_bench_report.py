@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from bench import report
-from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_scale, merged, sizes
+from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_scale, merged, publishes, sizes
 
 RESULTS = {
     "date": "2026-01-02T03:04:05+00:00",
@@ -198,3 +198,11 @@ def test_scenarios_measured_again_replace_theirs_and_the_header_says_so():
     # Measured again once more, the older entry for the same scenarios goes.
     twice = merged(results, {**again, "date": "2026-03-04T00:00:00+00:00"}, ["cancel"])
     assert [entry["date"] for entry in twice["remeasured"]] == ["2026-03-04T00:00:00+00:00"]
+
+
+def test_only_a_full_run_or_a_merge_writes_the_results_that_a_merge_builds_on():
+    assert publishes(quick=False, only=None, merge=False)
+    assert publishes(quick=False, only="throughput", merge=True)
+    assert not publishes(quick=False, only="throughput", merge=False)  # printed: the full run's stay
+    assert not publishes(quick=True, only=None, merge=False)
+    assert not publishes(quick=True, only="writer", merge=False)
