@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pg8000.native
 import pytest
 
 from bench.common import shared_buffers, statement_text
@@ -124,9 +125,23 @@ def test_with_two_tenants_the_hinted_claim_stays_fair(session, registry):
     assert floor.claim_next(session).id == small_jobs[2].id
 
 
+@pytest.fixture
+def floors_per_hinted_claim(monkeypatch) -> list[int]:
+    """How many floors each hinted claim of the test started from (1: the one-floor statement)."""
+    counts = []
+    claim_from_floor = queue.claim_next_from_floor
+
+    def counted(session, floors):
+        counts.append(len(floors))
+        return claim_from_floor(session, floors)
+
+    monkeypatch.setattr(queue, "claim_next_from_floor", counted)
+    return counts
+
+
 @pytest.mark.parametrize("tenants", ["abc", "a"])  # one tenant: the hinted claim from one floor
 def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_keep_coming(
-    database_url, registry, tenants
+    database_url, registry, tenants, floors_per_hinted_claim
 ):
     seed = 20261204
     print(f"seed {seed}")
@@ -183,6 +198,8 @@ def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_kee
     jobs = 150 * len(tenants) + 150
     assert len(claimed) == len(set(claimed)) == jobs
     assert total == [[jobs, jobs]]
+    if len(tenants) == 1:
+        assert floors_per_hinted_claim.count(1) > jobs / 2  # most claims were the one-floor statement's
 
 
 # -- what a claim reads while an XID is held ---------------------------------------------------
@@ -243,10 +260,23 @@ def test_the_one_floor_claims_probe_is_a_range_of_the_claim_index_that_starts_at
         "SELECT tenant, priority, run_at, id FROM jobs WHERE tenant = 'a' ORDER BY run_at OFFSET 6 LIMIT 1"
     )
     floor = {"tenant": tenant, "priority": priority, "run_at": run_at.isoformat(), "id": str(job_id)}
-    plan = [row[0] for row in session.run_sql("EXPLAIN " + statement_text("claim_next_job_from_one_floor"), **floor)]
-    starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(" in line]
-    assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
-    assert "jobs_tenant_claim_idx" in plan[starts[0] - 1], "\n".join(plan)
+    sql, values = pg8000.native.to_statement(statement_text("claim_next_job_from_one_floor"))
+    custom = [row[0] for row in session.run_sql("EXPLAIN " + statement_text("claim_next_job_from_one_floor"), **floor)]
+    # A named statement, as the runner's sessions prepare it, is planned blind to its values
+    # after a few runs: that plan must start at the floor too.
+    session.run_sql("PREPARE one_floor AS " + sql)
+    session.run_sql("SET plan_cache_mode = force_generic_plan")
+    try:
+        arguments = ", ".join(f"'{value}'" for value in values(floor))
+        generic = [row[0] for row in session.run_sql(f"EXPLAIN EXECUTE one_floor({arguments})")]
+    finally:
+        session.run_sql("RESET plan_cache_mode")
+        session.run_sql("DEALLOCATE one_floor")
+    assert "$3" in "\n".join(generic)  # blind to the values indeed
+    for plan in (custom, generic):
+        starts = [number for number, line in enumerate(plan) if "ROW(run_at, id) >= ROW(" in line]
+        assert len(starts) == 1 and "Index Cond" in plan[starts[0]], "\n".join(plan)
+        assert "jobs_tenant_claim_idx" in plan[starts[0] - 1], "\n".join(plan)
 
 
 # -- a hinted claim that ends after a full claim ------------------------------------------------

@@ -173,7 +173,12 @@ def test_the_circle_check_catches_the_settings_circle_the_tree_once_had():
 # Modules only some functions run: the runner and its watcher (process), the maintenance
 # services (sweep, at its first tick). Another function loading them pays for them at every
 # cold start (docs/performance.md).
-RUN_ONLY_BY = {"shared.core.runner": ("process",), "shared.core.maintenance": ()}
+RUN_ONLY_BY = {
+    "shared.core.runner": ("process",),
+    "shared.core.watcher": ("process",),
+    "shared.core.claimfloor": ("process",),
+    "shared.core.maintenance": (),
+}
 LOADED_AT_START = """
 import json, sys, functions_framework
 functions_framework.create_app(target=sys.argv[1], source=f"functions/{sys.argv[1]}/main.py")

@@ -11,6 +11,9 @@
 -- bounds tenant on both sides for the reason that statement gives): the same priority at or
 -- after (run_at, id), then any lower priority. UNION ALL under LIMIT 1 runs the second only
 -- when the first finds nothing (each is a subquery: FOR UPDATE may not sit in a UNION's arm).
+-- That order is how PostgreSQL runs an Append, not a promise of SQL: a parallel plan could
+-- mix the arms, and a statement that locks and writes rows never gets one.
+-- tests/test_claim_floor.py holds the order (a lower priority comes after the floor's).
 WITH next AS (
     SELECT id FROM (
         SELECT id FROM jobs
