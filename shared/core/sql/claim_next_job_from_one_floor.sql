@@ -5,7 +5,7 @@
 -- plain parameters, not a JSON list to unpack, and with one tenant there is no fair pick to
 -- make and no heads to gather (the claimed job is the tenant's new head: the caller reads its
 -- key from the row). One tenant draining its backlog is the common case, and there that
--- statement's extra work cost a tenth of a millisecond a job (docs/benchmarks.md).
+-- statement's extra work cost a tenth of a millisecond a job (docs/claim-design.md).
 --
 -- The same two probes of jobs_tenant_claim_idx, each a range starting at the floor (the first
 -- bounds tenant on both sides for the reason that statement gives): the same priority at or
