@@ -32,11 +32,16 @@ def _header(results: dict) -> list[str]:
         f"{machine['python']}), PostgreSQL with fsync and synchronous_commit on. The machine is shared and noisy:",
         "each figure is the median of several runs, and throughput is a ratio against an ideal measured in the same run.",
         *(
-            f"Measured again {entry['date']} (`python -m bench.run --only {','.join(entry['scenarios'])} --merge`):"
-            f" {', '.join(entry['scenarios'])}."
+            f"Measured again {entry['date']} (`{_command(entry)}`): {', '.join(entry['scenarios'])}."
             for entry in results.get("remeasured", [])
         ),
     ]
+
+
+def _command(entry: dict) -> str:
+    """How the scenarios were measured again: bench.run's --merge, or the command the entry names
+    (a scenario's own module run alone, its figures merged with bench.run.merged)."""
+    return entry.get("command") or f"python -m bench.run --only {','.join(entry['scenarios'])} --merge"
 
 
 def _core_target(row: dict) -> float:

@@ -182,12 +182,14 @@ def publishes(quick: bool, only: str | None, merge: bool) -> bool:
     return not quick and (only is None or merge)
 
 
-def merged(full: dict, again: dict, scenarios: list[str]) -> dict:
+def merged(full: dict, again: dict, scenarios: list[str], command: str | None = None) -> dict:
     """A full run's results with some scenarios measured again: their figures replace the
-    full run's, and `remeasured` says which and when (the page's header names them)."""
+    full run's, and `remeasured` says which and when (the page's header names them, and
+    `command` when they were measured some other way than this module's --merge)."""
     figures = {key: value for key, value in again.items() if key not in ("date", "machine", "postgres")}
     earlier = [entry for entry in full.get("remeasured", []) if not set(entry["scenarios"]) <= set(scenarios)]
-    return {**full, **figures, "remeasured": [*earlier, {"date": again["date"], "scenarios": scenarios}]}
+    entry = {"date": again["date"], "scenarios": scenarios, **({"command": command} if command else {})}
+    return {**full, **figures, "remeasured": [*earlier, entry]}
 
 
 def keeping_scale(page: str, published: str) -> str:

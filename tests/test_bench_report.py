@@ -198,6 +198,9 @@ def test_scenarios_measured_again_replace_theirs_and_the_header_says_so():
     # Measured again once more, the older entry for the same scenarios goes.
     twice = merged(results, {**again, "date": "2026-03-04T00:00:00+00:00"}, ["cancel"])
     assert [entry["date"] for entry in twice["remeasured"]] == ["2026-03-04T00:00:00+00:00"]
+    # Measured by a scenario's own module: the header names that command.
+    alone = merged(results, {**again, "date": "2026-03-05T00:00:00+00:00"}, ["cancel"], "python -m bench.cancel")
+    assert "Measured again 2026-03-05T00:00:00+00:00 (`python -m bench.cancel`): cancel." in report.markdown(alone)
 
 
 def test_only_a_full_run_or_a_merge_writes_the_results_that_a_merge_builds_on():
