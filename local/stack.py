@@ -247,7 +247,7 @@ class Stack:
                 self._tasks = TasksEmulator(
                     port=self.tasks_port, allow_loopback=True, max_concurrent=self.tasks_max_concurrent
                 ).start()
-                self.tasks_port = self._tasks.server.server_address[1]
+                self.tasks_port = self._tasks.port
             if self.gemini_port is not None:
                 self.gemini = GeminiEmulator(port=self.gemini_port).start()
                 self.gemini_port = self.gemini.server.server_address[1]
@@ -317,7 +317,7 @@ def print_welcome(stack: Stack) -> None:
     ids = [source.id for source in stack.demo_sources]
     dated = "dated this week" if stack.feeds_relative_to_today else "dated January 2025"
     print(f"  feeds    http://127.0.0.1:{stack.feeds_port}/ (demo sources {', '.join(map(str, ids))}, {dated})")
-    print(f"  tasks    http://127.0.0.1:{stack.tasks_port}/ (Cloud Tasks emulator: enqueue dispatches at once)")
+    print(f"  tasks    127.0.0.1:{stack.tasks_port} (Cloud Tasks emulator, gRPC: enqueue dispatches at once)")
     print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process and sweep every 60 s)")
     body = json.dumps({"dateRange": last_seven_days(), "selectedSources": ids, "outputFormat": "markdown"})
     print("\nOr from a terminal:")

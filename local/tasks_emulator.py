@@ -1,5 +1,9 @@
-"""A small Cloud Tasks emulator, bound to loopback, that speaks the REST API the real
-google-cloud-tasks client uses (`transport="rest"`), and dispatches tasks over HTTP.
+"""A small Cloud Tasks emulator, bound to loopback, that dispatches tasks over HTTP. It speaks
+gRPC, the transport the real google-cloud-tasks client uses by default and the one our
+dispatcher uses, at `endpoint` (CLOUD_TASKS_EMULATOR_HOST), and the JSON REST API at
+`rest_endpoint` (for curl, and for tests that send what the typed client cannot, such as a
+schedule time that is not a time). Both reach the same tasks; gRPC answers CreateTask only,
+the one call the dispatcher makes.
 
 What it does as Cloud Tasks does: task names are unique (a second create with the same
 name is 409 ALREADY_EXISTS), tasks wait until their schedule time, an HTTP target gets the
@@ -15,7 +19,7 @@ address, connected to the address that was checked, no redirect followed; loopba
 plain http to it) only with `allow_loopback` (`--allow-loopback`; the local stack sets it,
 since the functions it calls listen there).
 
-    python -m local.tasks_emulator --port 8123
+    python -m local.tasks_emulator --port 8123 --rest-port 8124
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +44,7 @@ MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600  # Cloud Tasks refuses a schedule ti
 # The dispatcher sleeps at most this long at a time, whatever the next due time: a wait of
 # years overflows the lock's timeout (and killed this thread once).
 MAX_WAIT_SECONDS = 60.0
+IDLE_CONNECTION_SECONDS = 60.0  # a client's open connection is closed after this long unused
 
 
 def _timestamp(value: str | None) -> float:
@@ -85,6 +91,9 @@ class Task:
     created: float = field(compare=False, default_factory=time.time)
     dispatches: list[Dispatch] = field(compare=False, default_factory=list)
     done: bool = field(compare=False, default=False)
+    # Set once a delivery is recorded: a benchmark waits on it instead of polling a function
+    # (a poll would take CPU from the path it times).
+    dispatched: threading.Event = field(compare=False, default_factory=threading.Event)
 
     def to_json(self) -> dict:
         return {
@@ -106,6 +115,7 @@ class TasksEmulator:
         max_attempts: int = 5,
         max_concurrent: int = 10,
         allow_loopback: bool = False,
+        rest_port: int = 0,
     ):
         self.tasks: dict[str, Task] = {}
         self.max_attempts = max_attempts
@@ -114,15 +124,23 @@ class TasksEmulator:
         self._lock = threading.Condition()
         self._slots = threading.Semaphore(max_concurrent)
         self._stopped = threading.Event()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.host = host
+        self.grpc, self.port = _grpc_server(self, host, port)
+        self.server = ThreadingHTTPServer((host, rest_port), self._handler())
         self.server.daemon_threads = True
 
     @property
     def endpoint(self) -> str:
+        """Where the gRPC API listens: CLOUD_TASKS_EMULATOR_HOST."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def rest_endpoint(self) -> str:
         host, port = self.server.server_address[:2]
         return f"{host}:{port}"
 
     def start(self) -> TasksEmulator:
+        self.grpc.start()
         threading.Thread(target=self.server.serve_forever, name="tasks-emulator-http", daemon=True).start()
         threading.Thread(target=self._dispatch_forever, name="tasks-emulator-dispatch", daemon=True).start()
         return self
@@ -131,6 +149,7 @@ class TasksEmulator:
         self._stopped.set()
         with self._lock:
             self._lock.notify_all()
+        self.grpc.stop(grace=None)
         self.server.shutdown()
         self.server.server_close()
 
@@ -167,6 +186,14 @@ class TasksEmulator:
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Connections stay open between calls, as the real API's do: a client that had to
+            # connect again for each task would pay a cost here that it does not pay deployed.
+            protocol_version = "HTTP/1.1"
+            timeout = IDLE_CONNECTION_SECONDS
+            # On an open connection Nagle's algorithm holds the answer's body back until the
+            # client acknowledges its head, which the client delays: 40 ms an answer.
+            disable_nagle_algorithm = True
+
             def log_message(self, *args):
                 pass
 
@@ -264,7 +291,69 @@ class TasksEmulator:
         except OSError:
             status = None
         task.dispatches.append(Dispatch(status, headers, time.time(), refused, sent_at))
+        task.dispatched.set()
         return status
+
+
+# -- the gRPC API ----------------------------------------------------------------------------
+
+GRPC_SERVICE = "google.cloud.tasks.v2.CloudTasks"
+MAX_GRPC_THREADS = 16  # calls served at once (a bulk enqueue pushes 16 at a time)
+
+
+def _grpc_server(emulator: TasksEmulator, host: str, port: int):
+    """A gRPC server for CreateTask, bound (not started): (server, port). gRPC and the
+    messages come with google-cloud-tasks, a runtime dependency."""
+    import grpc  # noqa: PLC0415
+    from google.cloud import tasks_v2  # noqa: PLC0415
+
+    request_type, task_type = tasks_v2.CreateTaskRequest.pb(), tasks_v2.Task.pb()
+    codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS}
+
+    def create_task(request, context):
+        status, answer = emulator.create(request.parent, {"task": _rest_shape(request.task)})
+        if status != 200:
+            context.abort(codes[status], answer["error"]["message"])
+        task = emulator.tasks[answer["name"]]
+        created = task_type(name=task.name)
+        created.schedule_time.FromNanoseconds(int(task.due * 1e9))
+        created.create_time.FromNanoseconds(int(task.created * 1e9))
+        created.dispatch_deadline.FromNanoseconds(int(task.deadline * 1e9))
+        return created
+
+    handlers = grpc.method_handlers_generic_handler(
+        GRPC_SERVICE,
+        {
+            "CreateTask": grpc.unary_unary_rpc_method_handler(
+                create_task,
+                request_deserializer=request_type.FromString,
+                response_serializer=task_type.SerializeToString,
+            )
+        },
+    )
+    # gRPC binds with SO_REUSEPORT by default: a second emulator would share the port silently.
+    server = grpc.server(ThreadPoolExecutor(MAX_GRPC_THREADS), handlers=(handlers,), options=[("grpc.so_reuseport", 0)])
+    return server, server.add_insecure_port(f"{host}:{port}")
+
+
+def _rest_shape(task) -> dict:
+    """A Task message as the REST API spells it (what `create` reads)."""
+    spec: dict = {"name": task.name}
+    if task.HasField("http_request"):
+        http = task.http_request
+        spec["httpRequest"] = {"url": http.url, "httpMethod": http.http_method, "headers": dict(http.headers)}
+        if http.body:
+            spec["httpRequest"]["body"] = base64.b64encode(http.body).decode()
+        if http.HasField("oidc_token"):
+            spec["httpRequest"]["oidcToken"] = {
+                "serviceAccountEmail": http.oidc_token.service_account_email,
+                "audience": http.oidc_token.audience,
+            }
+    if task.HasField("schedule_time"):
+        spec["scheduleTime"] = task.schedule_time.ToJsonString()
+    if task.HasField("dispatch_deadline"):
+        spec["dispatchDeadline"] = task.dispatch_deadline.ToJsonString()
+    return spec
 
 
 def _error(code: int, status: str, message: str) -> dict:
@@ -273,11 +362,12 @@ def _error(code: int, status: str, message: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--port", type=int, default=8123, help="the gRPC API (CLOUD_TASKS_EMULATOR_HOST)")
+    parser.add_argument("--rest-port", type=int, default=8124, help="the JSON REST API")
     parser.add_argument("--allow-loopback", action="store_true", help="dispatch to this machine too (development)")
     args = parser.parse_args()
-    emulator = TasksEmulator(port=args.port, allow_loopback=args.allow_loopback).start()
-    print(f"Cloud Tasks emulator on http://{emulator.endpoint}", flush=True)
+    emulator = TasksEmulator(port=args.port, rest_port=args.rest_port, allow_loopback=args.allow_loopback).start()
+    print(f"Cloud Tasks emulator: gRPC on {emulator.endpoint}, REST on http://{emulator.rest_endpoint}", flush=True)
     threading.Event().wait()
 
 

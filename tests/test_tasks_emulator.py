@@ -7,8 +7,12 @@ import time
 
 import httpx
 import pytest
+from google.api_core import exceptions
+from google.cloud import tasks_v2
 
 from local.tasks_emulator import TasksEmulator
+from shared.core.dispatch import Dispatcher
+from shared.core.settings import Settings
 from tests import netspy
 from tests.test_netguard import Recorder
 
@@ -26,7 +30,7 @@ def create(emulator, name: str, url: str, schedule: str | None = None) -> httpx.
     task = {"name": f"{QUEUE}/tasks/{name}", "httpRequest": {"url": url, "httpMethod": "POST"}}
     if schedule is not None:
         task["scheduleTime"] = schedule
-    return httpx.post(f"http://{emulator.endpoint}/v2/{QUEUE}/tasks", json={"task": task}, timeout=10)
+    return httpx.post(f"http://{emulator.rest_endpoint}/v2/{QUEUE}/tasks", json={"task": task}, timeout=10)
 
 
 def wait_done(emulator, name: str, timeout: float = 10):
@@ -88,3 +92,41 @@ def test_the_emulator_follows_no_redirect(emulator):
         internal.close()
         if redirector:
             redirector.close()
+
+
+def test_over_grpc_a_task_is_delivered_and_a_bad_one_refused_as_over_rest(emulator):
+    """What the dispatcher speaks: CreateTask over gRPC, through the real client it builds. The
+    task's method, headers, body and OIDC token reach the target; a second create with the same
+    name is ALREADY_EXISTS and a schedule time over 30 days ahead INVALID_ARGUMENT, neither kept."""
+    receiver = Recorder()
+    env = {
+        "DATABASE_URL": "postgresql://unused@127.0.0.1:1/x",
+        "TASKS_QUEUE": QUEUE,
+        "PROCESS_URL": receiver.url(),
+        "CLOUD_TASKS_EMULATOR_HOST": emulator.endpoint,
+    }
+    client = Dispatcher(Settings.from_env(env))._tasks_client()
+    assert client.transport.kind == "grpc"
+
+    def task(name: str, **extra) -> dict:
+        http = {"http_method": tasks_v2.HttpMethod.POST, "url": receiver.url(), "body": b'{"id": "x"}'}
+        http["headers"] = {"Content-Type": "application/json"}
+        http["oidc_token"] = {"service_account_email": "invoker@p.iam.gserviceaccount.com", "audience": "aud"}
+        return {"name": f"{QUEUE}/tasks/{name}", "http_request": http, **extra}
+
+    try:
+        created = client.create_task(parent=QUEUE, task=task("one"), timeout=10)
+        assert created.name == f"{QUEUE}/tasks/one"
+        delivered = wait_done(emulator, "one")
+        assert delivered.dispatches[0].status == 200 and receiver.requests[0]["body"] == b'{"id": "x"}'
+        headers = delivered.dispatches[0].headers
+        assert headers["Content-Type"] == "application/json" and headers["X-CloudTasks-TaskName"] == "one"
+        assert headers["Authorization"].startswith("Bearer ")
+        with pytest.raises(exceptions.AlreadyExists):
+            client.create_task(parent=QUEUE, task=task("one"), timeout=10)
+        in_31_days = {"seconds": int(time.time()) + 31 * 86400}
+        with pytest.raises(exceptions.InvalidArgument, match="720h"):
+            client.create_task(parent=QUEUE, task=task("far", schedule_time=in_31_days), timeout=10)
+        assert sorted(emulator.tasks) == [f"{QUEUE}/tasks/one"] and len(receiver.requests) == 1
+    finally:
+        receiver.close()

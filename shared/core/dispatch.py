@@ -87,17 +87,19 @@ class Dispatcher:
                 skip_async_rest_transport()
                 from google.cloud import tasks_v2  # noqa: PLC0415
 
+                # gRPC, the client's default transport: a push costs about a third of what the
+                # REST transport's did (0.6 against 1.4 ms here), and a bulk enqueue's
+                # concurrent pushes share one connection. grpc comes with the client's import.
                 if self.settings.tasks_emulator_host:
-                    from google.api_core.client_options import ClientOptions  # noqa: PLC0415
-                    from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
-
-                    self._client = tasks_v2.CloudTasksClient(
-                        transport="rest",
-                        credentials=AnonymousCredentials(),
-                        client_options=ClientOptions(api_endpoint=f"http://{self.settings.tasks_emulator_host}"),
+                    import grpc  # noqa: PLC0415
+                    from google.cloud.tasks_v2.services.cloud_tasks.transports import (  # noqa: PLC0415
+                        CloudTasksGrpcTransport,
                     )
+
+                    channel = grpc.insecure_channel(self.settings.tasks_emulator_host)
+                    self._client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
                 else:
-                    self._client = tasks_v2.CloudTasksClient(transport="rest")
+                    self._client = tasks_v2.CloudTasksClient()
             return self._client
 
     def _create_task(self, name: str, http_request: dict, schedule_epoch: float | None, deadline: float) -> bool:

@@ -335,7 +335,7 @@ class Settings:
     )
     tasks_emulator_host: str | None = setting(
         "CLOUD_TASKS_EMULATOR_HOST",
-        doc="`host:port` of a local emulator (the client then uses plain HTTP, no credentials)",
+        doc="`host:port` of a local emulator's gRPC API (the client then uses an insecure channel, no credentials)",
     )
     job_timeout_seconds: float = setting(
         "JOB_TIMEOUT_SECONDS",
