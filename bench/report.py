@@ -239,6 +239,8 @@ def _tasks_path(results: dict) -> list[str]:
         f"| push: the enqueue request, its commit and the push, to the emulator accepting the task | {path['push']} ms |",
         f"| process: the delivery, the process request, the named claim, to the handler's start | {path['process']} ms |",
     ]
+    if "answer" in path:  # measured since 2026-12-05
+        lines.append(f"| the enqueue's answer, as its caller waits for it (not on the path) | {path['answer']} ms |")
     if (peer := results.get("listen_peer")) is not None:
         ratio = path["total_less_emulator"] / peer["p50_ms"]
         lines += [
