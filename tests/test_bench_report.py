@@ -145,6 +145,9 @@ def test_the_tasks_path_section_reports_the_emulators_share_apart():
     peer = {"p50_ms": 3.8, "p99_ms": 9.1, "samples": 30}
     page = report.markdown({**RESULTS, "tasks_path": path, "listen_peer": peer})
     assert "same server and run (p99 9.1 ms) | 3.8 ms |" in page and "| 2.00 (≤ 1: MISSED) |" in page
+    assert "the enqueue's answer" not in page  # measured since 2026-12-05: older runs lack it
+    page = report.markdown({**RESULTS, "tasks_path": {**path, "answer": 5.2}})
+    assert "| the enqueue's answer, as its caller waits for it (not on the path) | 5.2 ms |" in page
 
 
 def test_bulk_enqueue_is_reported_beside_pgbench_single_row_insert():
