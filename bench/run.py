@@ -44,7 +44,7 @@ from bench import (
     writer,
 )
 from bench.common import HANDLERS, fresh_database
-from bench.scale.report import replace_section
+from bench.scale.report import find_section, replace_section
 from local import postgres
 from local.functions import NO_RATE_LIMITS, REPO
 from local.stack import Stack
@@ -169,7 +169,8 @@ def main() -> int:
     if publishes(args.quick, args.only, args.merge):
         OUT.parent.mkdir(exist_ok=True)
         OUT.write_text(json.dumps(results, indent=2, default=float))
-        PAGE.write_text(keeping_scale(page, PAGE.read_text() if PAGE.exists() else ""))
+        kept = ["## Scale"] + (["## Pressure"] if args.merge and "pressure" not in wanted else [])
+        PAGE.write_text(keeping_sections(page, PAGE.read_text() if PAGE.exists() else "", kept))
     print(page)
     return 0
 
@@ -192,15 +193,16 @@ def merged(full: dict, again: dict, scenarios: list[str], command: str | None = 
     return {**full, **figures, "remeasured": [*earlier, entry]}
 
 
-def keeping_scale(page: str, published: str) -> str:
-    """The new page, with the published page's "## Scale" section kept as it was: that section
-    is `make scale`'s, which this run does not measure."""
-    start = published.find("## Scale\n")
-    if start < 0:
-        return page
-    following = published.find("\n## ", start + 1)
-    section = published[start:] if following < 0 else published[start : following + 1]
-    return replace_section(page, section)
+def keeping_sections(page: str, published: str, headings: list[str]) -> str:
+    """The new page, with the published page's sections under `headings` kept as they were:
+    "## Scale" is `make scale`'s, which this run does not measure, and a merge that did not
+    measure Pressure keeps its section, the note of how it was run included."""
+    for heading in headings:
+        start = find_section(published, heading + "\n")
+        if start >= 0:
+            following = published.find("\n## ", start + 1)
+            page = replace_section(page, published[start:] if following < 0 else published[start : following + 1])
+    return page
 
 
 if __name__ == "__main__":

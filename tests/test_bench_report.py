@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from bench import report
-from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_scale, merged, publishes, sizes
+from bench.run import ON_THE_STACK, WITHOUT_STACK, keeping_sections, merged, publishes, sizes
 
 RESULTS = {
     "date": "2026-01-02T03:04:05+00:00",
@@ -180,10 +180,19 @@ def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
 def test_make_bench_keeps_the_scale_section_that_make_scale_wrote():
     page = report.markdown(RESULTS)
     published = "# Benchmarks\n\n## Core throughput\nstale figure 9999\n\n## Scale\n\n1,000 jobs at once\n"
-    kept = keeping_scale(page, published)
+    kept = keeping_sections(page, published, ["## Scale"])
     assert kept.startswith(page.rstrip("\n")) and kept.endswith("## Scale\n\n1,000 jobs at once\n")
     assert "stale figure 9999" not in kept
-    assert keeping_scale(page, "# Benchmarks\n") == page
+    assert keeping_sections(page, "# Benchmarks\n", ["## Scale"]) == page
+
+
+def test_a_merge_that_did_not_measure_pressure_keeps_its_section_and_its_note():
+    pressure = {"checkpoints": [2000], "cells": {}}
+    page = report.markdown({**RESULTS, "pressure": pressure})
+    published = "# Benchmarks\n\n## Pressure\n\n| old table |\n\nHow this section was run: by hand.\n\n## Cold start\n"
+    kept = keeping_sections(page, published, ["## Scale", "## Pressure"])
+    assert "| old table |\n\nHow this section was run: by hand.\n\n## " in kept
+    assert kept.count("## Pressure") == 1 and "### Pressure" not in kept
 
 
 def test_scenarios_measured_again_replace_theirs_and_the_header_says_so():

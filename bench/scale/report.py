@@ -77,10 +77,20 @@ last), against {scale["jobs"] * results["jobSeconds"]:g} job-seconds of work.
 
 
 def replace_section(document: str, section: str) -> str:
-    """The "## Scale" section replaced (or added at the end), every other section kept."""
-    start = document.find("## Scale\n")
+    """The section under `section`'s heading (its first line, "## Scale" by default) replaced,
+    or added at the end; every other section kept."""
+    heading = section.split("\n", 1)[0] + "\n"
+    start = find_section(document, heading)
     if start < 0:
         return document.rstrip("\n") + "\n\n" + section
     following = document.find("\n## ", start + 1)
     end = len(document) if following < 0 else following + 1
     return document[:start] + section + document[end:]
+
+
+def find_section(document: str, heading: str) -> int:
+    """Where the line `heading` (with its newline) starts in `document`, or -1."""
+    if document.startswith(heading):
+        return 0
+    found = document.find("\n" + heading)
+    return found + 1 if found >= 0 else -1
