@@ -5,6 +5,7 @@ addresses are only ever handed to the guard (and a stub resolver), never connect
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -205,34 +206,66 @@ def test_the_connection_goes_to_the_checked_address_with_the_name_in_the_host_he
     assert receiver.requests[0]["host"] == f"hooks.localhost:{receiver.port}"
 
 
-def test_the_whole_exchange_is_bounded_even_against_a_server_that_drips():
+@pytest.fixture
+def dripping_url():
+    """A server that answers a status line, then a header line every 0.2 s for ever: no single
+    read ever waits long enough to time out."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     stop = threading.Event()
 
     def drip():
-        conn, _ = listener.accept()
-        conn.recv(65536)
-        conn.sendall(b"HTTP/1.1 200 OK\r\n")
-        while not stop.wait(0.2):  # a header line every 0.2 s, for ever: no read ever times out
-            try:
-                conn.sendall(b"X-Drip: 1\r\n")
-            except OSError:
-                break
-        conn.close()
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"X-Drip: 1\r\n")
+                except OSError:
+                    break
+            conn.close()
 
     threading.Thread(target=drip, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    listener.close()
+
+
+def test_the_whole_exchange_is_bounded_even_against_a_server_that_drips(dripping_url):
     started = time.monotonic()
+    with pytest.raises(OSError):
+        netguard.request_status("POST", dripping_url, b"{}", {}, CALLBACKS_IN_DEVELOPMENT, 1.0)
+    assert time.monotonic() - started < 5  # the deadline (1 s), not the drip, ended it
+
+
+def test_a_short_deadline_is_kept_while_a_longer_one_is_waited_for(dripping_url):
+    """One thread keeps every exchange's deadline: one that comes later but ends sooner still
+    ends on time (against a server that drips, only the deadline can end it)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts (the backlog), never answers: the long exchange waits on it
+    outcomes: dict[str, float] = {}
+
+    def exchange(name: str, url: str, seconds: float) -> None:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            netguard.request_status("POST", url, b"{}", {}, CALLBACKS_IN_DEVELOPMENT, seconds)
+        outcomes[name] = time.monotonic() - started
+
+    watched = len(netguard._DEADLINES._heap)
+    long = threading.Thread(target=exchange, args=("long", f"http://127.0.0.1:{silent.getsockname()[1]}/", 8.0))
+    long.start()
     try:
-        with pytest.raises(OSError):
-            netguard.request_status(
-                "POST", f"http://127.0.0.1:{listener.getsockname()[1]}/", b"{}", {}, CALLBACKS_IN_DEVELOPMENT, 1.0
-            )
-        assert time.monotonic() - started < 5  # the deadline (1 s), not the drip, ended it
+        waited_for = time.monotonic() + 10
+        while len(netguard._DEADLINES._heap) == watched and time.monotonic() < waited_for:
+            time.sleep(0.01)  # until the long deadline is the one the thread waits for
+        exchange("short", dripping_url, 1.0)
+        long.join(timeout=30)
+        assert outcomes["short"] < 5 and 7.5 < outcomes["long"] < 30, outcomes
     finally:
-        stop.set()
-        listener.close()
+        silent.close()
 
 
 def test_feeds_may_be_http_but_not_private_unless_the_operator_opts_out():
