@@ -206,10 +206,9 @@ def test_the_connection_goes_to_the_checked_address_with_the_name_in_the_host_he
     assert receiver.requests[0]["host"] == f"hooks.localhost:{receiver.port}"
 
 
-@pytest.fixture
-def dripping_url():
-    """A server that answers a status line, then a header line every 0.2 s for ever: no single
-    read ever waits long enough to time out."""
+def drip_server(tls: ssl.SSLContext | None = None):
+    """(url, stop): a server that answers a status line, then a header line every 0.2 s for
+    ever: no single read ever waits long enough to time out."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -218,6 +217,8 @@ def dripping_url():
     def drip():
         with contextlib.suppress(OSError):
             conn, _ = listener.accept()
+            if tls is not None:
+                conn = tls.wrap_socket(conn, server_side=True)
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\n")
             while not stop.wait(0.2):
@@ -228,9 +229,21 @@ def dripping_url():
             conn.close()
 
     threading.Thread(target=drip, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    stop.set()
-    listener.close()
+
+    def close() -> None:
+        stop.set()
+        listener.close()
+
+    scheme = "https" if tls is not None else "http"
+    return f"{scheme}://hooks.localhost:{listener.getsockname()[1]}/", close
+
+
+@pytest.fixture
+def dripping_url(monkeypatch):
+    url, close = drip_server()
+    with netspy.hosts({"hooks.localhost": ["127.0.0.1"]}, monkeypatch):
+        yield url
+    close()
 
 
 def test_the_whole_exchange_is_bounded_even_against_a_server_that_drips(dripping_url):
@@ -238,6 +251,22 @@ def test_the_whole_exchange_is_bounded_even_against_a_server_that_drips(dripping
     with pytest.raises(OSError):
         netguard.request_status("POST", dripping_url, b"{}", {}, CALLBACKS_IN_DEVELOPMENT, 1.0)
     assert time.monotonic() - started < 5  # the deadline (1 s), not the drip, ended it
+
+
+def test_the_whole_exchange_is_bounded_over_tls_too(tmp_path, monkeypatch):
+    """TLS takes over the connection's descriptor: the deadline follows it there."""
+    cert, key = make_certificate(tmp_path, "hooks.localhost")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    url, close = drip_server(server)
+    started = time.monotonic()
+    try:
+        with netspy.hosts({"hooks.localhost": ["127.0.0.1"]}, monkeypatch), pytest.raises(OSError):
+            trusting = ssl.create_default_context(cafile=cert)
+            netguard.request_status("POST", url, b"{}", {}, CALLBACKS_IN_DEVELOPMENT, 1.0, tls=trusting)
+        assert time.monotonic() - started < 5  # the deadline (1 s), not the drip, ended it
+    finally:
+        close()
 
 
 def test_a_short_deadline_is_kept_while_a_longer_one_is_waited_for(dripping_url):

@@ -243,10 +243,16 @@ def connect_checked(
     raise last_error
 
 
-def wrap_tls(sock: socket.socket, host: str, context: ssl.SSLContext | None = None) -> ssl.SSLSocket:
+def wrap_tls(
+    sock: socket.socket, host: str, context: ssl.SSLContext | None = None, handshake: bool = True
+) -> ssl.SSLSocket:
     """TLS over a connection made to a checked address: SNI and the certificate check use the
-    host name, as they would have with a connection made by name."""
-    return (context or ssl.create_default_context()).wrap_socket(sock, server_hostname=host.strip("[]"))
+    host name, as they would have with a connection made by name. The TLS socket takes over
+    `sock`'s descriptor (`sock` is left detached); handshake=False leaves the handshake to
+    the caller."""
+    return (context or ssl.create_default_context()).wrap_socket(
+        sock, server_hostname=host.strip("[]"), do_handshake_on_connect=handshake
+    )
 
 
 def _default_port(scheme: str) -> int:
@@ -273,21 +279,22 @@ def request_status(
     parts = urlsplit(url)
     host = url_host(parts)  # the spelling that was checked is the one connected to
     port = parts.port or _default_port(parts.scheme)
-    raw = connect_checked(host, port, policy, timeout, resolver)
-    deadline = _DEADLINES.watch(raw, timeout)
+    sock: socket.socket = connect_checked(host, port, policy, timeout, resolver)
+    deadline = _DEADLINES.watch(sock, timeout)
     try:
         if parts.scheme == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout)
-            connection.sock = wrap_tls(raw, host, tls)
+            sock = wrap_tls(sock, host, tls, handshake=False)
+            _DEADLINES.retarget(deadline, sock)  # the TLS socket holds the descriptor now
+            sock.do_handshake()  # under the deadline too: a handshake can drip as well
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
-            connection.sock = raw
+        connection.sock = sock
         path = parts.path or "/"
         connection.request(method, f"{path}?{parts.query}" if parts.query else path, body=body, headers=headers)
         response = connection.getresponse()
         status = response.status
         response.close()
-        connection.close()
     except (OSError, http.client.HTTPException) as exc:
         if deadline.expired:
             raise TimeoutError(f"no complete answer within {timeout:g} s") from exc
@@ -295,8 +302,8 @@ def request_status(
             raise
         raise OSError(f"bad HTTP answer: {type(exc).__name__}") from exc
     finally:
-        _DEADLINES.cancel(deadline)
-        raw.close()
+        _DEADLINES.cancel(deadline)  # first: the socket is never shut once closed
+        sock.close()
     if deadline.expired:  # cut off mid-answer: what was read may look whole, and is not
         raise TimeoutError(f"no complete answer within {timeout:g} s")
     return status
@@ -304,9 +311,16 @@ def request_status(
 
 @dataclass(eq=False)
 class _Deadline:
-    sock: socket.socket
+    sock: socket.socket | None
     ended: bool = False  # expired, or cancelled once the exchange was over
     expired: bool = False
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a blocked read or write returns at once
+    except OSError:
+        pass
 
 
 class _Deadlines:
@@ -314,10 +328,13 @@ class _Deadlines:
     a blocked read returns. A timer thread per request had cost each request the start of a
     thread, about 0.2 ms (half of what the guard adds to a request on loopback)."""
 
+    LONGEST_WAIT = 60.0  # seconds the thread sleeps at most: a wait of years overflows
+
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._heap: list[tuple[float, int, _Deadline]] = []
         self._order = itertools.count()  # ties in time never compare two deadlines
+        self._cancelled = 0  # ended entries still in the heap (they leave at their time)
         self._started = False
 
     def watch(self, sock: socket.socket, seconds: float) -> _Deadline:
@@ -331,11 +348,26 @@ class _Deadlines:
                 self._changed.notify()
         return deadline
 
+    def retarget(self, deadline: _Deadline, sock: socket.socket) -> None:
+        """The exchange goes on over `sock` (TLS over the watched socket, which it detached)."""
+        with self._changed:
+            deadline.sock = sock
+            if deadline.expired:  # passed while the old socket was being wrapped
+                _shut(sock)
+
     def cancel(self, deadline: _Deadline) -> None:
         """The exchange is over: the socket is never shut after this (it may be closed, its
-        descriptor reused). A cancelled entry leaves the heap when its time comes."""
+        descriptor reused). The entry leaves the heap at its time, or when cancelled ones
+        make up most of it (the local emulator's deadlines are half an hour long)."""
         with self._changed:
-            deadline.ended = True
+            if not deadline.ended:
+                deadline.ended = True
+                deadline.sock = None
+                self._cancelled += 1
+                if self._cancelled > 64 and 2 * self._cancelled > len(self._heap):
+                    self._heap = [entry for entry in self._heap if not entry[2].ended]
+                    heapq.heapify(self._heap)
+                    self._cancelled = 0
 
     def _shut_late_sockets(self) -> None:
         with self._changed:
@@ -343,13 +375,15 @@ class _Deadlines:
                 now = time.monotonic()
                 while self._heap and (self._heap[0][2].ended or self._heap[0][0] <= now):
                     _, _, deadline = heapq.heappop(self._heap)
-                    if not deadline.ended:
+                    if deadline.ended:
+                        self._cancelled = max(0, self._cancelled - 1)
+                    else:
                         deadline.ended = deadline.expired = True
-                        try:
-                            deadline.sock.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
-                self._changed.wait(self._heap[0][0] - now if self._heap else None)
+                        if deadline.sock is not None:
+                            _shut(deadline.sock)
+                        deadline.sock = None
+                wait = self._heap[0][0] - now if self._heap else self.LONGEST_WAIT
+                self._changed.wait(min(wait, self.LONGEST_WAIT))
 
 
 _DEADLINES = _Deadlines()
