@@ -139,6 +139,11 @@ class Stack:
         }
 
     @property
+    def tasks_emulator(self) -> TasksEmulator | None:
+        """The Cloud Tasks emulator, while the stack runs one."""
+        return self._tasks
+
+    @property
     def tasks_env(self) -> dict[str, str]:
         """With the emulator, enqueue pushes real Cloud Tasks through the real client."""
         if self.tasks_port is None:
@@ -318,6 +323,8 @@ def print_welcome(stack: Stack) -> None:
     dated = "dated this week" if stack.feeds_relative_to_today else "dated January 2025"
     print(f"  feeds    http://127.0.0.1:{stack.feeds_port}/ (demo sources {', '.join(map(str, ids))}, {dated})")
     print(f"  tasks    127.0.0.1:{stack.tasks_port} (Cloud Tasks emulator, gRPC: enqueue dispatches at once)")
+    if stack.tasks_emulator is not None:
+        print(f"           http://{stack.tasks_emulator.rest_endpoint}/v2/ (its REST API, for curl)")
     print(f"\nAPI token: {DEV_TOKEN}   (Cloud Scheduler stand-in: process and sweep every 60 s)")
     body = json.dumps({"dateRange": last_seven_days(), "selectedSources": ids, "outputFormat": "markdown"})
     print("\nOr from a terminal:")

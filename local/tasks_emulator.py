@@ -19,7 +19,7 @@ address, connected to the address that was checked, no redirect followed; loopba
 plain http to it) only with `allow_loopback` (`--allow-loopback`; the local stack sets it,
 since the functions it calls listen there).
 
-    python -m local.tasks_emulator --port 8123 --rest-port 8124
+    python -m local.tasks_emulator --port 8123 --rest-port 8125
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import argparse
 import base64
 import heapq
 import json
+import os
 import re
 import threading
 import time
@@ -119,6 +120,7 @@ class TasksEmulator:
     ):
         self.tasks: dict[str, Task] = {}
         self.max_attempts = max_attempts
+        self.unavailable_creates = 0  # gRPC CreateTask calls to answer UNAVAILABLE (tests)
         self.policy = netguard.CALLBACKS_IN_DEVELOPMENT if allow_loopback else netguard.CALLBACKS
         self._due: list[Task] = []
         self._lock = threading.Condition()
@@ -209,12 +211,14 @@ class TasksEmulator:
                 return _TASKS.match(self.path.split("?")[0])
 
             def do_POST(self):
+                # The body is read first, whatever the answer: on an open connection, one left
+                # unread would be taken for the next request.
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 match = self._route()
                 if not match or match.group(2):
                     return self._answer(404, _error(404, "NOT_FOUND", "Unknown method"))
-                length = int(self.headers.get("Content-Length") or 0)
                 try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
+                    body = json.loads(raw or b"{}")
                 except ValueError:
                     return self._answer(400, _error(400, "INVALID_ARGUMENT", "Body is not JSON"))
                 self._answer(*emulator.create(match.group(1), body))
@@ -304,6 +308,10 @@ MAX_GRPC_THREADS = 16  # calls served at once (a bulk enqueue pushes 16 at a tim
 def _grpc_server(emulator: TasksEmulator, host: str, port: int):
     """A gRPC server for CreateTask, bound (not started): (server, port). gRPC and the
     messages come with google-cloud-tasks, a runtime dependency."""
+    # The process that runs the emulator starts the functions (fork, then exec at once), and
+    # gRPC's fork handlers, of no use to such a child, log "Other threads are currently
+    # calling into gRPC, skipping fork() handlers" on each start. Read at gRPC's import.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     import grpc  # noqa: PLC0415
     from google.cloud import tasks_v2  # noqa: PLC0415
 
@@ -311,6 +319,11 @@ def _grpc_server(emulator: TasksEmulator, host: str, port: int):
     codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ALREADY_EXISTS}
 
     def create_task(request, context):
+        with emulator._lock:
+            unavailable = emulator.unavailable_creates > 0
+            emulator.unavailable_creates -= unavailable
+        if unavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable (emulated)")
         status, answer = emulator.create(request.parent, {"task": _rest_shape(request.task)})
         if status != 200:
             context.abort(codes[status], answer["error"]["message"])
@@ -341,7 +354,8 @@ def _rest_shape(task) -> dict:
     spec: dict = {"name": task.name}
     if task.HasField("http_request"):
         http = task.http_request
-        spec["httpRequest"] = {"url": http.url, "httpMethod": http.http_method, "headers": dict(http.headers)}
+        method = _METHODS.get(http.http_method, "POST")  # unspecified (0) is POST, as in Cloud Tasks
+        spec["httpRequest"] = {"url": http.url, "httpMethod": method, "headers": dict(http.headers)}
         if http.body:
             spec["httpRequest"]["body"] = base64.b64encode(http.body).decode()
         if http.HasField("oidc_token"):
@@ -363,7 +377,7 @@ def _error(code: int, status: str, message: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8123, help="the gRPC API (CLOUD_TASKS_EMULATOR_HOST)")
-    parser.add_argument("--rest-port", type=int, default=8124, help="the JSON REST API")
+    parser.add_argument("--rest-port", type=int, default=8125, help="the JSON REST API")
     parser.add_argument("--allow-loopback", action="store_true", help="dispatch to this machine too (development)")
     args = parser.parse_args()
     emulator = TasksEmulator(port=args.port, rest_port=args.rest_port, allow_loopback=args.allow_loopback).start()

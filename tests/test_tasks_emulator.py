@@ -11,6 +11,7 @@ from google.api_core import exceptions
 from google.cloud import tasks_v2
 
 from local.tasks_emulator import TasksEmulator
+from shared.core import dispatch
 from shared.core.dispatch import Dispatcher
 from shared.core.settings import Settings
 from tests import netspy
@@ -128,5 +129,46 @@ def test_over_grpc_a_task_is_delivered_and_a_bad_one_refused_as_over_rest(emulat
         with pytest.raises(exceptions.InvalidArgument, match="720h"):
             client.create_task(parent=QUEUE, task=task("far", schedule_time=in_31_days), timeout=10)
         assert sorted(emulator.tasks) == [f"{QUEUE}/tasks/one"] and len(receiver.requests) == 1
+        assert emulator.tasks[f"{QUEUE}/tasks/one"].http_request["httpMethod"] == "POST"
+        in_an_hour = time.time() + 3600
+        later = task("later", schedule_time={"seconds": int(in_an_hour)}, dispatch_deadline={"seconds": 120})
+        client.create_task(parent=QUEUE, task=later, timeout=10)
+        kept = emulator.tasks[f"{QUEUE}/tasks/later"]
+        assert abs(kept.due - int(in_an_hour)) < 1 and kept.deadline == 120 and kept.dispatches == []
+    finally:
+        receiver.close()
+
+
+def grpc_dispatcher(emulator) -> Dispatcher:
+    env = {
+        "DATABASE_URL": "postgresql://unused@127.0.0.1:1/x",
+        "TASKS_QUEUE": QUEUE,
+        "PROCESS_URL": "http://127.0.0.1:1/",
+        "CLOUD_TASKS_EMULATOR_HOST": emulator.endpoint,
+    }
+    return Dispatcher(Settings.from_env(env))
+
+
+def test_a_push_met_by_unavailable_is_tried_again_and_sent(emulator):
+    """UNAVAILABLE (a connection found reset after the instance sat idle, say) is tried again;
+    a push that keeps meeting it gives up within PUSH_RETRY_SECONDS and is left pending."""
+    dispatcher = grpc_dispatcher(emulator)
+    emulator.unavailable_creates = 2
+    assert dispatcher._create_task("retried", {"url": "http://127.0.0.1:1/"}, time.time() + 3600, 60)
+    assert emulator.unavailable_creates == 0 and f"{QUEUE}/tasks/retried" in emulator.tasks
+    emulator.unavailable_creates = 10**6
+    started = time.monotonic()
+    assert not dispatcher._create_task("given-up", {"url": "http://127.0.0.1:1/"}, time.time() + 3600, 60)
+    assert time.monotonic() - started < dispatch.PUSH_RETRY_SECONDS + 5
+    assert f"{QUEUE}/tasks/given-up" not in emulator.tasks
+
+
+def test_an_unknown_rest_route_leaves_the_open_connection_usable(emulator):
+    receiver = Recorder()
+    try:
+        with httpx.Client(base_url=f"http://{emulator.rest_endpoint}", timeout=10) as http:
+            assert http.post("/v2/nowhere", json={"task": {"name": "x" * 100}}).status_code == 404
+            task = {"name": f"{QUEUE}/tasks/after", "httpRequest": {"url": receiver.url(), "httpMethod": "POST"}}
+            assert http.post(f"/v2/{QUEUE}/tasks", json={"task": task}).status_code == 200
     finally:
         receiver.close()
