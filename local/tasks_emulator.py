@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import heapq
 import json
 import os
@@ -346,7 +347,10 @@ def _grpc_server(emulator: TasksEmulator, host: str, port: int):
     )
     # gRPC binds with SO_REUSEPORT by default: a second emulator would share the port silently.
     server = grpc.server(ThreadPoolExecutor(MAX_GRPC_THREADS), handlers=(handlers,), options=[("grpc.so_reuseport", 0)])
-    return server, server.add_insecure_port(f"{host}:{port}")
+    try:
+        return server, server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # gRPC's way of saying what a socket says with EADDRINUSE
+        raise OSError(errno.EADDRINUSE, f"The Cloud Tasks emulator cannot listen on {host}:{port}: {exc}") from exc
 
 
 def _rest_shape(task) -> dict:
