@@ -295,8 +295,9 @@ def _pressure(results: dict) -> list[str]:
         "its remembered floor with the full claim every `CLAIM_RESCAN_SECONDS`. Its latency p50 / p99 in ms, and the",
         "pages one claim reads (EXPLAIN's shared buffers, which the machine's load cannot blur; in brackets, the full",
         "claim a rescan runs): clean, after each number of jobs with the hold on, and after the hold is released and",
-        "the table vacuumed once. `procrastinate_*`: Procrastinate's own fetch and finish functions, same probe, same",
-        "database. [claim-design.md](claim-design.md) reads these figures.",
+        "the table vacuumed once. `N full`: how many of the sampled claims were full ones (a rescan's), which alone",
+        "can make the p99 under a hold. `procrastinate_*`: Procrastinate's own fetch and finish functions, same probe,",
+        "same database. [claim-design.md](claim-design.md) reads these figures.",
         "",
         "| cell | clean | " + " | ".join(f"after {int(point):,}" for point in points) + " | released | p99 ratio |",
         "| --- | --- | " + " | ".join("---" for _ in points) + " | --- | --- |",
@@ -318,7 +319,8 @@ def _pressure(results: dict) -> list[str]:
 
 def _pressure_figures(figures: dict) -> str:
     full = f" ({figures['full_pages']})" if "full_pages" in figures else ""
-    return f"{figures['p50_ms']:g} / {figures['p99_ms']:g} ms, {figures['pages']}{full} pages"
+    rescans = f", {figures['full_claims']} full" if "full_claims" in figures else ""  # measured since 2026-12-05
+    return f"{figures['p50_ms']:g} / {figures['p99_ms']:g} ms, {figures['pages']}{full} pages{rescans}"
 
 
 def markdown(results: dict) -> str:

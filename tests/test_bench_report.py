@@ -136,6 +136,15 @@ def test_a_cell_that_stops_early_says_where_and_why():
     assert "¹ The two-tenant cell stops at 10,000 jobs" in page
 
 
+def test_a_pressure_cell_says_how_many_sampled_claims_were_full_ones_when_counted():
+    counted = {"p50_ms": 0.8, "p99_ms": 12.5, "pages": 36, "full_pages": 4739, "full_claims": 4}
+    older = {"p50_ms": 1, "p99_ms": 2, "pages": 30}
+    cell = {"clean": older, "2000": counted, "released": older, "p99_ratio": 6.25, "p99_ratio_at": 2000}
+    page = report.markdown({**RESULTS, "pressure": {"checkpoints": [2000], "cells": {"active_reader": cell}}})
+    assert "| 0.8 / 12.5 ms, 36 (4739) pages, 4 full |" in page
+    assert "| 1 / 2 ms, 30 pages |" in page  # a run before the count says nothing of it
+
+
 def test_the_tasks_path_section_reports_the_emulators_share_apart():
     path = {"total": 9.1, "push": 4.2, "emulator": 1.5, "process": 3.3, "total_less_emulator": 7.6, "samples": 30}
     page = report.markdown({**RESULTS, "tasks_path": path, "first_enqueue_with_tasks_ms": 612})

@@ -53,6 +53,11 @@ class ClaimFloor:
         self._reset(heads)
         return job
 
+    @property
+    def full_claims(self) -> int:
+        """How many full claims (first, rescans, and after a floor found nothing) have run."""
+        return self._resets
+
     def floors(self) -> list[dict]:
         """The floors as they stand (what the next hinted claim would start from)."""
         with self._lock:
