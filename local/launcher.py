@@ -44,12 +44,11 @@ REQUEST_READ_TIMEOUT_SECONDS = 10.0
 # then reads the request line and headers with no deadline: a client that sends half a line
 # and waits holds that thread for ever, and THREADS such clients stall the instance. Deployed,
 # Google's front end stands between clients and the instance (docs/security.md); locally, a
-# watchdog shuts a connection whose request head is not in by the deadline. One watchdog
-# thread per worker, started by its first connection (a thread does not survive gunicorn's
-# fork), looks at the heads in flight a few times a second: a timer thread per request cost
-# each request the thread's start, about 0.1 ms on a quiet machine and more on a busy one.
+# watchdog shuts a connection whose request head is not in by the deadline: netguard's
+# SocketDeadlines, one thread per worker, which the guard's own requests use too (a timer
+# thread per request cost each request the thread's start, about 0.1 ms on a quiet machine).
 BOOTSTRAP = f"""
-import os, runpy, sys, threading, time
+import os, runpy, sys
 fd = int(os.environ.pop("JOBQUEUE_LISTEN_FD"))
 if fd != {LISTEN_FD}:
     os.dup2(fd, {LISTEN_FD})
@@ -57,56 +56,20 @@ if fd != {LISTEN_FD}:
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
 
 READ_TIMEOUT = float(os.environ.get("REQUEST_READ_TIMEOUT_SECONDS") or {REQUEST_READ_TIMEOUT_SECONDS})
-TICK = min(0.25, READ_TIMEOUT / 4)
 from gunicorn.workers import gthread
-
-_heads = {{}}  # connection -> when its head is due; deadlines grow, so the oldest come first
-_heads_lock = threading.Lock()
-_watchdog_pid = None
-
-def _cut_off(conn):
-    try:
-        conn.sock.shutdown(2)  # the blocked read returns: the worker closes the connection
-    except OSError:
-        pass
-
-def _watch_heads():
-    while True:
-        time.sleep(TICK)
-        now = time.monotonic()
-        with _heads_lock:
-            late = []
-            for conn, due in _heads.items():
-                if due > now:
-                    break
-                late.append(conn)
-            for conn in late:
-                del _heads[conn]
-                _cut_off(conn)  # under _head_read's lock: a connection whose head is in is gone from _heads
-
-def _await_head(conn):
-    global _watchdog_pid
-    with _heads_lock:
-        if _watchdog_pid != os.getpid():
-            _watchdog_pid = os.getpid()
-            threading.Thread(target=_watch_heads, name="request-head-watchdog", daemon=True).start()
-        _heads[conn] = time.monotonic() + READ_TIMEOUT
-
-def _head_read(conn):
-    with _heads_lock:
-        _heads.pop(conn, None)
+from shared.core.netguard import DEADLINES
 
 _handle, _handle_request = gthread.ThreadWorker.handle, gthread.ThreadWorker.handle_request
 
 def handle(self, conn):
-    _await_head(conn)
+    conn.jobqueue_head_due = DEADLINES.watch(conn.sock, READ_TIMEOUT)  # shut then: the blocked read returns
     try:
         return _handle(self, conn)
     finally:
-        _head_read(conn)
+        DEADLINES.cancel(conn.jobqueue_head_due)
 
 def handle_request(self, req, conn):
-    _head_read(conn)
+    DEADLINES.cancel(conn.jobqueue_head_due)  # the head is in: never shut from here on
     conn.sock.settimeout(READ_TIMEOUT)
     return _handle_request(self, req, conn)
 

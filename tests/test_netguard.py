@@ -283,12 +283,12 @@ def test_a_short_deadline_is_kept_while_a_longer_one_is_waited_for(dripping_url)
             netguard.request_status("POST", url, b"{}", {}, CALLBACKS_IN_DEVELOPMENT, seconds)
         outcomes[name] = time.monotonic() - started
 
-    watched = len(netguard._DEADLINES._heap)
+    watched = len(netguard.DEADLINES._heap)
     long = threading.Thread(target=exchange, args=("long", f"http://127.0.0.1:{silent.getsockname()[1]}/", 8.0))
     long.start()
     try:
         waited_for = time.monotonic() + 10
-        while len(netguard._DEADLINES._heap) == watched and time.monotonic() < waited_for:
+        while len(netguard.DEADLINES._heap) == watched and time.monotonic() < waited_for:
             time.sleep(0.01)  # until the long deadline is the one the thread waits for
         exchange("short", dripping_url, 1.0)
         long.join(timeout=30)

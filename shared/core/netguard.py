@@ -280,12 +280,12 @@ def request_status(
     host = url_host(parts)  # the spelling that was checked is the one connected to
     port = parts.port or _default_port(parts.scheme)
     sock: socket.socket = connect_checked(host, port, policy, timeout, resolver)
-    deadline = _DEADLINES.watch(sock, timeout)
+    deadline = DEADLINES.watch(sock, timeout)
     try:
         if parts.scheme == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout)
             sock = wrap_tls(sock, host, tls, handshake=False)
-            _DEADLINES.retarget(deadline, sock)  # the TLS socket holds the descriptor now
+            DEADLINES.retarget(deadline, sock)  # the TLS socket holds the descriptor now
             sock.do_handshake()  # under the deadline too: a handshake can drip as well
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -302,7 +302,7 @@ def request_status(
             raise
         raise OSError(f"bad HTTP answer: {type(exc).__name__}") from exc
     finally:
-        _DEADLINES.cancel(deadline)  # first: the socket is never shut once closed
+        DEADLINES.cancel(deadline)  # first: the socket is never shut once closed
         sock.close()
     if deadline.expired:  # cut off mid-answer: what was read may look whole, and is not
         raise TimeoutError(f"no complete answer within {timeout:g} s")
@@ -310,7 +310,7 @@ def request_status(
 
 
 @dataclass(eq=False)
-class _Deadline:
+class Deadline:
     sock: socket.socket | None
     ended: bool = False  # expired, or cancelled once the exchange was over
     expired: bool = False
@@ -323,22 +323,24 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-class _Deadlines:
+class SocketDeadlines:
     """One thread per process that shuts each watched socket when its deadline passes, so that
-    a blocked read returns. A timer thread per request had cost each request the start of a
-    thread, about 0.2 ms (half of what the guard adds to a request on loopback)."""
+    a blocked read returns: the whole-exchange bound of request_status, and the local
+    launcher's cut-off of a request head that is not in by its deadline. A timer thread per
+    request had cost each request the start of a thread, about 0.2 ms (half of what the guard
+    adds to a request on loopback)."""
 
     LONGEST_WAIT = 60.0  # seconds the thread sleeps at most: a wait of years overflows
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._heap: list[tuple[float, int, Deadline]] = []
         self._order = itertools.count()  # ties in time never compare two deadlines
         self._cancelled = 0  # ended entries still in the heap (they leave at their time)
         self._started = False
 
-    def watch(self, sock: socket.socket, seconds: float) -> _Deadline:
-        deadline = _Deadline(sock)
+    def watch(self, sock: socket.socket, seconds: float) -> Deadline:
+        deadline = Deadline(sock)
         with self._changed:
             if not self._started:
                 threading.Thread(target=self._shut_late_sockets, name="netguard-deadlines", daemon=True).start()
@@ -348,14 +350,14 @@ class _Deadlines:
                 self._changed.notify()
         return deadline
 
-    def retarget(self, deadline: _Deadline, sock: socket.socket) -> None:
+    def retarget(self, deadline: Deadline, sock: socket.socket) -> None:
         """The exchange goes on over `sock` (TLS over the watched socket, which it detached)."""
         with self._changed:
             deadline.sock = sock
             if deadline.expired:  # passed while the old socket was being wrapped
                 _shut(sock)
 
-    def cancel(self, deadline: _Deadline) -> None:
+    def cancel(self, deadline: Deadline) -> None:
         """The exchange is over: the socket is never shut after this (it may be closed, its
         descriptor reused). The entry leaves the heap at its time, or when cancelled ones
         make up most of it (the local emulator's deadlines are half an hour long)."""
@@ -386,7 +388,7 @@ class _Deadlines:
                 self._changed.wait(min(wait, self.LONGEST_WAIT))
 
 
-_DEADLINES = _Deadlines()
+DEADLINES = SocketDeadlines()
 # A forked child (gunicorn's worker) has none of its parent's threads, and may have inherited
 # the lock held: it starts afresh.
-os.register_at_fork(after_in_child=_DEADLINES.__init__)
+os.register_at_fork(after_in_child=DEADLINES.__init__)
