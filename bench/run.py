@@ -44,7 +44,7 @@ from bench import (
     writer,
 )
 from bench.common import HANDLERS, fresh_database
-from bench.scale.report import find_section, replace_section
+from bench.scale.report import replace_section, section_of
 from local import postgres
 from local.functions import NO_RATE_LIMITS, REPO
 from local.stack import Stack
@@ -198,10 +198,8 @@ def keeping_sections(page: str, published: str, headings: list[str]) -> str:
     "## Scale" is `make scale`'s, which this run does not measure, and a merge that did not
     measure Pressure keeps its section, the note of how it was run included."""
     for heading in headings:
-        start = find_section(published, heading + "\n")
-        if start >= 0:
-            following = published.find("\n## ", start + 1)
-            page = replace_section(page, published[start:] if following < 0 else published[start : following + 1])
+        if (section := section_of(published, heading)) is not None:
+            page = replace_section(page, section)
     return page
 
 

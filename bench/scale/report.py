@@ -79,18 +79,26 @@ last), against {scale["jobs"] * results["jobSeconds"]:g} job-seconds of work.
 def replace_section(document: str, section: str) -> str:
     """The section under `section`'s heading (its first line, "## Scale" by default) replaced,
     or added at the end; every other section kept."""
-    heading = section.split("\n", 1)[0] + "\n"
-    start = find_section(document, heading)
+    start, end = section_span(document, section.split("\n", 1)[0])
     if start < 0:
         return document.rstrip("\n") + "\n\n" + section
-    following = document.find("\n## ", start + 1)
-    end = len(document) if following < 0 else following + 1
     return document[:start] + section + document[end:]
 
 
-def find_section(document: str, heading: str) -> int:
-    """Where the line `heading` (with its newline) starts in `document`, or -1."""
-    if document.startswith(heading):
-        return 0
-    found = document.find("\n" + heading)
-    return found + 1 if found >= 0 else -1
+def section_of(document: str, heading: str) -> str | None:
+    """The section under the line `heading` (up to the next "## "), or None."""
+    start, end = section_span(document, heading)
+    return None if start < 0 else document[start:end]
+
+
+def section_span(document: str, heading: str) -> tuple[int, int]:
+    """Where the section under the line `heading` starts and ends in `document`; (-1, -1)."""
+    line = heading + "\n"
+    if document.startswith(line):
+        start = 0
+    elif (found := document.find("\n" + line)) >= 0:
+        start = found + 1
+    else:
+        return -1, -1
+    following = document.find("\n## ", start + 1)
+    return start, len(document) if following < 0 else following + 1
