@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -50,16 +50,17 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def borrow(pool: Pool) -> Iterator[Session]:
     """A pooled connection for a short piece of work, waiting as long as the pool is busy."""
     while True:
-        stack = ExitStack()
         try:
-            session = stack.enter_context(pool.session())
+            session = pool.lend()
         except PoolExhausted:
             log.warning("All pooled connections busy; a running job waits for one")
             time.sleep(0.1)  # with DB_POOL_TIMEOUT_SECONDS=0 the pool answers at once: no busy loop
             continue
         break
-    with stack:
+    try:
         yield session
+    finally:
+        pool.give_back(session)
 
 
 class LeaseKeeper:

@@ -154,35 +154,50 @@ class Session:
         finally:
             self._in_transaction = False
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """A statement in flight. The server's refusal of a statement (a DatabaseError pg8000
-        raises once it has read up to ReadyForQuery) leaves the connection in step; any other
-        exception may have left part of the reply unread (a converter failing on a row: a
-        RecursionError on deep JSON, a MemoryError, an interrupt), and the next statement
-        on the connection would read this one's rows. Such a connection is never lent again."""
-        try:
-            yield
-        except (InterfaceError, OSError) as exc:
+    def _guard(self) -> _Guard:
+        """A statement in flight (a class, not a generator: entered on every statement)."""
+        return _Guard(self)
+
+    def _after_failure(self, exc: BaseException) -> None:
+        """What a statement's failure means. The server's refusal of a statement (a
+        DatabaseError pg8000 raises once it has read up to ReadyForQuery) leaves the connection
+        in step; any other exception may have left part of the reply unread (a converter
+        failing on a row: a RecursionError on deep JSON, a MemoryError, an interrupt), and the
+        next statement on the connection would read this one's rows. Such a connection is never
+        lent again. Raises what the caller sees instead of `exc`, or returns to let it pass."""
+        if isinstance(exc, (InterfaceError, OSError)):
             self.broken = True
             raise DatabaseUnavailable() from exc
-        except DatabaseError as exc:
+        if isinstance(exc, DatabaseError):
             code = sqlstate(exc)
             if code == QUERY_CANCELED:
                 raise StatementTimeout() from exc
             if code[:2] in UNAVAILABLE_CLASSES:
                 self.broken = True
                 raise DatabaseUnavailable() from exc
-            raise
-        except BaseException:
-            self.broken = True
-            raise
+            return
+        self.broken = True
 
     def close(self) -> None:
         try:
             self.conn.close()
         except Exception:  # noqa: BLE001 (closing a dead connection may fail any way it likes)
             pass
+
+
+class _Guard:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc: BaseException | None, traceback) -> bool:
+        if exc is not None:
+            self.session._after_failure(exc)
+        return False
 
 
 def open_session(url: str, timeout: float = 60.0, application_name: str = "jobqueue") -> Session:
