@@ -1,7 +1,8 @@
 """Core throughput: the real runner draining no-op jobs with N worker processes, against two
 ideals, the simplest pg8000 loop of claim and complete: with the plain claim (the first due
-job, no fairness: `plain_claim`) and with the real, fair claim. All three interleaved
-so that the machine's noise hits them alike. The runner is judged against the plain ideal, so
+job, no fairness) in SQL frozen in bench/sql/ (the fixed baseline: it does not move with the
+queue's SQL), and with the queue's own fair claim and completion. All three interleaved so
+that the machine's noise hits them alike. The runner is judged against the plain ideal, so
 that the fair claim's own price shows (an ideal running the fair claim once hid a 30 % drop);
 the fair ideal's own ratio to the plain one is that price."""
 
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from bench.common import env_for, fill_queue, median, session_for
 from shared.core.db import STATEMENTS, Pool
@@ -21,29 +23,25 @@ from shared.core.runner import Runner
 from shared.core.settings import Settings
 
 WORKERS = (1, 2, 4, 8)
-NAMED = "WHERE id = CAST(:id AS uuid) AND job_status = 'queued' AND run_at <= now()\n"
-FIRST_DUE = (
-    "WHERE job_status = 'queued' AND run_at <= now()\n    ORDER BY tenant, priority DESC, run_at, id\n    LIMIT 1\n"
-)
+BASELINE_SQL = Path(__file__).parent / "sql"
 
 
-def plain_claim() -> str:
-    """The plain claim: the first due job in the claim index's order that nobody holds, no
-    fairness (one index probe). The named claim's statement with its WHERE swapped, so that
-    the update, the lease and the event are the real claim's and the two ideals differ by
-    the choice of job alone."""
-    named = STATEMENTS["claim_named_job"]
-    assert NAMED in named, "claim_named_job.sql changed: update plain_claim"
-    return named.replace(NAMED, FIRST_DUE)
+def plain_statements() -> tuple[str, str]:
+    """The fixed baseline's claim and completion (bench/sql/plain_claim.sql says why frozen)."""
+    return tuple((BASELINE_SQL / f"{name}.sql").read_text() for name in ("plain_claim", "plain_complete"))
 
 
-def _ideal_worker(claim_sql: str, url: str, done: multiprocessing.Value) -> None:
+def queue_statements() -> tuple[str, str]:
+    """The queue's own fair claim and completion, as they stand."""
+    return STATEMENTS["claim_next_job"], STATEMENTS["complete_job"]
+
+
+def _ideal_worker(statements: tuple[str, str], url: str, done: multiprocessing.Value) -> None:
     """The simplest loop doing the same two transactions: claim, then complete."""
     import pg8000.native  # noqa: PLC0415
 
     session = session_for(url)
-    claim = pg8000.native.PreparedStatement(session.conn, claim_sql)
-    complete = pg8000.native.PreparedStatement(session.conn, STATEMENTS["complete_job"])
+    claim, complete = (pg8000.native.PreparedStatement(session.conn, sql) for sql in statements)
     count = 0
     while True:
         rows = claim.run()
@@ -88,8 +86,8 @@ def drain(url: str, worker: Callable, processes: int, jobs: int) -> float:
 
 def measure(url: str, jobs: int, repeats: int) -> list[dict]:
     rows = []
-    plain_worker = partial(_ideal_worker, plain_claim())
-    fair_worker = partial(_ideal_worker, STATEMENTS["claim_next_job"])
+    plain_worker = partial(_ideal_worker, plain_statements())
+    fair_worker = partial(_ideal_worker, queue_statements())
     for workers in WORKERS:
         plain, fair, core = [], [], []
         for _ in range(repeats):
