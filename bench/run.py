@@ -114,6 +114,8 @@ def run(server: postgres.PostgresServer, url: str, size: dict, wanted: set[str])
     if "throughput" in wanted:
         print("core throughput (jobs/s, median of runs; ideal = bare pg8000 loop of the same two statements)")
         results["core_throughput"] = throughput.measure(url, size["jobs"], size["repeats"])
+        print("one worker, the runner's obligations added one at a time", flush=True)
+        results["core_ladder"] = throughput.ladder(url, size["jobs"], size["repeats"])
     if "cold_start" in wanted:
         print("cold start", flush=True)
         results["cold_start"] = cold_start.measure(url, size["cold_repeats"])

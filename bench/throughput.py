@@ -107,3 +107,64 @@ def measure(url: str, jobs: int, repeats: int) -> list[dict]:
         )
         print(f"  core x{workers}: {rows[-1]}", flush=True)
     return rows
+
+
+# The one-worker ladder: the plain loop, then the runner's obligations added one at a time, so
+# that each run shows what each costs. A runner must build the job records (the handler's,
+# and the answer's) and write the two log lines the metrics count (job.started, job.ended);
+# the queue claims from a remembered floor. What the last step adds to the one before it is
+# the runner's own machinery: lease keeper, watcher, pool, job context, fencing checks.
+LADDER = (
+    ("plain loop", ()),
+    ("+ the two job records", ("records",)),
+    ("+ the two log lines", ("records", "logs")),
+    ("+ the claim from a floor", ("records", "logs", "floor")),
+)
+
+
+def _ladder_worker(parts: tuple[str, ...], url: str, done: multiprocessing.Value) -> None:
+    import pg8000.native  # noqa: PLC0415
+
+    from shared.core import log, metrics, queue  # noqa: PLC0415
+    from shared.core.jobs import Job  # noqa: PLC0415
+
+    sys.stdout = open(os.devnull, "w")  # as the runner's: the lines are written, to nowhere
+    session = session_for(url)
+    plain, complete = (pg8000.native.PreparedStatement(session.conn, sql) for sql in plain_statements())
+    from_floor = pg8000.native.PreparedStatement(session.conn, STATEMENTS["claim_next_job_from_one_floor"])
+    floor, count = None, 0
+    while True:
+        claim = from_floor if floor is not None else plain
+        rows = claim.run(**floor) if floor is not None else claim.run()
+        if not rows:
+            break
+        row = dict(zip([c["name"] for c in claim.columns], rows[0]))
+        job = Job.from_row(row) if "records" in parts else None
+        if "logs" in parts:
+            log.info("Job started", jobId=job.id, **metrics.started_fields(job))
+        if "floor" in parts:
+            floor = queue.head_of(job)
+        ended = complete.run(id=str(row["id"]), token=str(row["worker_token"]), result="null")
+        if "records" in parts:
+            ended = Job.from_row(dict(zip([c["name"] for c in complete.columns], ended[0])))
+        if "logs" in parts:
+            log.info("Job completed", jobId=job.id, **metrics.ended_fields(ended, "completed"))
+        count += 1
+    with done.get_lock():
+        done.value += count
+    session.close()
+
+
+def ladder(url: str, jobs: int, repeats: int) -> list[dict]:
+    """One worker: jobs/s of each step and of the runner, each a ratio to the plain loop."""
+    steps = [(name, partial(_ladder_worker, parts)) for name, parts in LADDER] + [("the runner", _core_worker)]
+    runs: dict[str, list[float]] = {name: [] for name, _ in steps}
+    for _ in range(repeats):
+        for name, worker in steps:
+            runs[name].append(drain(url, worker, 1, jobs))
+    plain = median(runs[LADDER[0][0]])
+    rows = [{"step": name, "jobs_per_s": round(median(rates)), "of_plain": round(median(rates) / plain, 3)}
+            for name, rates in runs.items()]  # fmt: skip
+    for row in rows:
+        print(f"  ladder: {row}", flush=True)
+    return rows

@@ -177,6 +177,17 @@ def test_the_first_enqueue_is_shown_step_by_step_when_the_run_measured_it():
     assert "step by step" not in report.markdown(RESULTS)
 
 
+def test_the_one_worker_ladder_shows_each_obligation_when_the_run_measured_it():
+    steps = [
+        {"step": "plain loop", "jobs_per_s": 1180, "of_plain": 1.0},
+        {"step": "+ the two log lines", "jobs_per_s": 1114, "of_plain": 0.944},
+        {"step": "the runner", "jobs_per_s": 1021, "of_plain": 0.865},
+    ]
+    page = report.markdown({**RESULTS, "core_ladder": steps})
+    assert "| + the two log lines | 1114 | 0.94 |" in page and "| the runner | 1021 | 0.86 |" in page
+    assert "| plain loop |" not in report.markdown(RESULTS)  # an older run's page says nothing
+
+
 def test_every_scenario_has_its_module_and_the_smoke_run_is_smaller():
     import importlib  # noqa: PLC0415
 
