@@ -238,6 +238,31 @@ def test_under_a_held_xid_the_hinted_claim_reads_what_a_clean_claim_reads_and_th
     assert held_full > max(2 * held_hinted, clean_full + 40)  # the full claim walks the 2,500 dead entries
 
 
+def test_with_two_tenants_under_a_held_xid_the_hinted_claim_counts_no_running_jobs(session, database_url):
+    """The fair pick's running count walks every job run since the hold began (no floor can
+    shorten a count); the hinted claim weighs the counts the instance keeps instead."""
+    for tenant in ("a", "b"):
+        queue_backlog(session, tenant, 1500)
+    session.run_sql("VACUUM ANALYZE jobs")
+    floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
+    for _ in range(20):
+        claim_and_complete(floor, session)
+    assert {head["tenant"]: head["running"] for head in floor.floors()} == {"a": 10, "b": 10}  # turn by turn
+    clean_hinted, _, clean_full = claim_pages(session, floor)
+    holder = open_session(database_url)
+    try:
+        holder.run_sql("BEGIN")
+        holder.run_sql("SELECT txid_current()")  # an idle transaction holding an XID: vacuum cannot prune
+        for _ in range(2500):
+            claim_and_complete(floor, session)
+        held_hinted, _, held_full = claim_pages(session, floor)
+    finally:
+        holder.close()
+    print(f"pages: clean hinted {clean_hinted}, full {clean_full}; held hinted {held_hinted}, full {held_full}")
+    assert held_hinted <= clean_full + 10  # about what a clean claim reads
+    assert held_full > max(2 * held_hinted, clean_full + 100)  # the full claim's counts walk the 2,500 jobs run
+
+
 def test_each_tenants_probe_is_a_range_of_the_claim_index_that_starts_at_its_floor(session):
     for tenant in ("a", "b"):  # two tenants' jobs interleaved in run_at: jobs_waiting_idx tempts the planner
         queue_backlog(session, tenant, 2000)

@@ -19,6 +19,14 @@ new to this instance is likewise seen at the next full claim.
 
 One floor per instance, shared by its threads: the floors are hints, so a thread that
 writes an older one only costs the next claim a few more entries.
+
+With two tenants or more, the fair pick weighs each tenant's running jobs, and no floor can
+shorten that count: while vacuum is held back it walks every job run since. So the instance
+keeps the counts too: each full claim's (exact, counted when it had a choice to make), plus
+one for each job it has claimed since. A hinted claim weighs those and counts nothing; the
+next full claim, at most CLAIM_RESCAN_SECONDS later, counts again. Between full claims the
+counts miss other instances' claims and every job that has finished (docs/claim-design.md,
+"running counts from the floors", says what that changes).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ class ClaimFloor:
         self.rescan_seconds = rescan_seconds
         self._clock = clock
         self._floors: dict[str, dict] = {}
+        self._running: dict[str, int | None] = {}  # per tenant: the last full count, plus claims since
         self._rescan_at = float("-inf")  # an instance's first claim is a full one
         self._resets = 0  # how many full claims have replaced the floors: a hinted claim's heads must be newer
         self._lock = threading.Lock()
@@ -47,10 +56,10 @@ class ClaimFloor:
         if floors:
             job, heads = queue.claim_next_from_floor(session, floors)
             if job is not None:
-                self._move_up(heads, resets)
+                self._move_up(heads, resets, job.tenant)
                 return job
         job, heads = queue.claim_next_and_heads(session)
-        self._reset(heads)
+        self._reset(heads, job)
         return job
 
     @property
@@ -59,9 +68,15 @@ class ClaimFloor:
         return self._resets
 
     def floors(self) -> list[dict]:
-        """The floors as they stand (what the next hinted claim would start from)."""
+        """The floors as they stand (what the next hinted claim would start from), each with
+        its tenant's running jobs as the instance counts them (None: not counted)."""
         with self._lock:
+            return self._current_floors()
+
+    def _current_floors(self) -> list[dict]:
+        if len(self._floors) == 1:  # the one-floor claim: no fair pick, no count to bring
             return list(self._floors.values())
+        return [{**floor, "running": self._running.get(tenant)} for tenant, floor in self._floors.items()]
 
     def _floors_unless_rescan_due(self) -> tuple[list[dict], int]:
         """The floors (and how many resets they have seen), or none when the full claim is due:
@@ -72,17 +87,31 @@ class ClaimFloor:
             if now >= self._rescan_at:
                 self._rescan_at = now + self.rescan_seconds
                 return [], self._resets
-            return list(self._floors.values()), self._resets
+            return self._current_floors(), self._resets
 
-    def _move_up(self, heads: list[dict], resets: int) -> None:
+    def _move_up(self, heads: list[dict], resets: int, claimed_tenant: str) -> None:
         """Heads of a hinted claim that started before a full claim's reset are dropped: they
-        would move a floor the reset moved back (to a job sorting before it) forward again."""
+        would move a floor the reset moved back (to a job sorting before it) forward again.
+        So is its claim from the counts: the reset's count may hold it already."""
         with self._lock:
             if resets == self._resets:
-                self._floors.update((head["tenant"], head) for head in heads)
+                self._floors.update((head["tenant"], head) for head in heads)  # each floor's count: _current_floors
+                self._count_claim(claimed_tenant)
 
-    def _reset(self, heads: list[dict]) -> None:
+    def _reset(self, heads: list[dict], claimed: Job | None) -> None:
         with self._lock:
-            self._floors = {head["tenant"]: head for head in heads}
+            self._floors = {head["tenant"]: _floor(head) for head in heads}
+            self._running = {head["tenant"]: head.get("running") for head in heads}
+            if claimed is not None:
+                self._count_claim(claimed.tenant)  # counted before it ran: the statement's own claim
             self._resets += 1
             self._rescan_at = self._clock() + self.rescan_seconds
+
+    def _count_claim(self, tenant: str) -> None:
+        if self._running.get(tenant) is not None:
+            self._running[tenant] += 1
+
+
+def _floor(head: dict) -> dict:
+    """A head's key in the claim order: what a floor is (its count is kept apart)."""
+    return {key: head[key] for key in ("tenant", "priority", "run_at", "id")}

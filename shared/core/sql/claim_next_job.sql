@@ -17,8 +17,9 @@
 -- steer it to another index on tenant: (tenant, idempotency_key) holds the finished jobs
 -- too, and a probe over it walks every one of them.
 --
--- `heads` (the head of every tenant it weighed, as JSON) gives the runner its floors for the
--- hinted claim (claim_next_job_from_floor.sql); reading it changes nothing in what is claimed.
+-- `heads` (the head of every tenant it weighed, as JSON, with its tenant's running jobs when
+-- it counted them: when there was a choice) gives the runner its floors for the hinted claim
+-- (claim_next_job_from_floor.sql); reading it changes nothing in what is claimed.
 --
 -- SKIP LOCKED lets concurrent invocations each take a different job; the CTEs fence the
 -- LIMIT so that exactly one row is updated. The same statement bumps attempts and hands
@@ -43,9 +44,9 @@ WITH RECURSIVE first AS (
     FROM later_tenants
     WHERE later_tenants.tenant IS NOT NULL
 ), heads AS (
-    SELECT id, tenant, priority, run_at FROM first
+    SELECT id, tenant, priority, run_at, CAST(NULL AS bigint) AS running FROM first  -- counted if need be
     UNION ALL
-    SELECT head.id, later_tenants.tenant, head.priority, head.run_at
+    SELECT head.id, later_tenants.tenant, head.priority, head.run_at, NULL
     FROM later_tenants
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM jobs
@@ -60,5 +61,6 @@ WITH RECURSIVE first AS (
 ),
 -- include: parts/start_attempt.sql
 SELECT claimed.*, (SELECT jsonb_agg(jsonb_build_object('tenant', tenant, 'priority', priority,
-                                                       'run_at', run_at, 'id', id)) FROM heads) AS heads
+                                                       'run_at', run_at, 'id', id, 'running', running))
+                   FROM weighed) AS heads
 FROM claimed

@@ -23,14 +23,20 @@
 -- jobs. Bounded, the tenant stays in the order, and only jobs_tenant_claim_idx provides it.
 --
 -- The fairness between the heads is the full claim's (the fewest running, then served longest
--- ago, probes skipped when only one tenant has a head), and so are the update and its event.
--- `heads` (every head seen, as JSON) moves the instance's floors up to them.
+-- ago, probes skipped when only one tenant has a head), and so are the update and its event,
+-- with one difference: a floor may bring its tenant's running jobs as the instance counts them
+-- (the last full claim's count, plus the instance's own claims since), and then that tenant's
+-- jobs are not counted again. The count is the probe that no floor can shorten: while vacuum
+-- is held back it walks every job run since (docs/claim-design.md, "running counts from the
+-- floors"). `heads` (every head seen, as JSON) moves the instance's floors up to them.
 WITH floors AS (
-    SELECT tenant, priority, run_at, id
-    FROM jsonb_to_recordset(CAST(:floors AS jsonb)) AS floor (tenant text, priority integer, run_at timestamptz, id uuid)
+    SELECT tenant, priority, run_at, id, running
+    FROM jsonb_to_recordset(CAST(:floors AS jsonb))
+         AS floor (tenant text, priority integer, run_at timestamptz, id uuid, running bigint)
 ), heads AS (
     SELECT COALESCE(same.id, lower.id) AS id, floors.tenant,
-           COALESCE(same.priority, lower.priority) AS priority, COALESCE(same.run_at, lower.run_at) AS run_at
+           COALESCE(same.priority, lower.priority) AS priority, COALESCE(same.run_at, lower.run_at) AS run_at,
+           floors.running
     FROM floors
     LEFT JOIN LATERAL (
         SELECT jobs.id, jobs.priority, jobs.run_at FROM jobs
@@ -56,5 +62,6 @@ WITH floors AS (
 ),
 -- include: parts/start_attempt.sql
 SELECT claimed.*, (SELECT jsonb_agg(jsonb_build_object('tenant', tenant, 'priority', priority,
-                                                       'run_at', run_at, 'id', id)) FROM heads) AS heads
+                                                       'run_at', run_at, 'id', id, 'running', running))
+                   FROM weighed) AS heads
 FROM claimed
