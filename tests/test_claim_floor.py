@@ -38,6 +38,7 @@ def claim_and_complete(floor: ClaimFloor, session) -> queue.Job | None:
     job = floor.claim_next(session)
     if job is not None:
         queue.complete(session, queue.Lease.of(job), None)
+        floor.count_end(job.tenant)  # as the runner does
     return job
 
 
@@ -123,6 +124,26 @@ def test_with_two_tenants_the_hinted_claim_stays_fair(session, registry):
     # From the floors now: the fewest running first. big 4, small 1: small again, then 2 against 4.
     assert floor.claim_next(session).id == small_jobs[1].id
     assert floor.claim_next(session).id == small_jobs[2].id
+
+
+def test_between_full_claims_the_instance_counts_the_jobs_it_claims_and_ends(pool, registry, env, session):
+    queue_backlog(session, "a", 5)
+    queue_backlog(session, "b", 5)
+    [[busy]] = session.run_sql("SELECT id FROM jobs WHERE tenant = 'a' ORDER BY run_at LIMIT 1")
+    queue.claim_named(session, str(busy))  # a has a job running elsewhere
+    settings = Settings.from_env(env)
+    runner = Runner(pool, registry, settings, listen=False)
+    runner.claim_floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())  # one full claim, then hinted ones
+    try:
+        assert runner.run_next().job.tenant == "b"  # the full claim counts: a 1, b 0
+        running = lambda: {head["tenant"]: head["running"] for head in runner.claim_floor.floors()}  # noqa: E731
+        assert running() == {"a": 1, "b": 0}  # b's job ran and ended
+        assert runner.run_next().job.tenant == "b"  # from the instance's counts: b still has none running
+        [[named]] = session.run_sql("SELECT id FROM jobs WHERE tenant = 'a' AND job_status = 'queued' LIMIT 1")
+        assert runner.run_named(str(named)).job.tenant == "a"
+        assert running() == {"a": 1, "b": 0}  # claimed by name, counted, ended, counted off
+    finally:
+        runner.close()
 
 
 @pytest.fixture
@@ -245,9 +266,9 @@ def test_with_two_tenants_under_a_held_xid_the_hinted_claim_counts_no_running_jo
         queue_backlog(session, tenant, 1500)
     session.run_sql("VACUUM ANALYZE jobs")
     floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
-    for _ in range(20):
-        claim_and_complete(floor, session)
-    assert {head["tenant"]: head["running"] for head in floor.floors()} == {"a": 10, "b": 10}  # turn by turn
+    tenants = [claim_and_complete(floor, session).tenant for _ in range(20)]
+    assert tenants.count("a") == tenants.count("b") == 10  # turn by turn
+    assert {head["tenant"]: head["running"] for head in floor.floors()} == {"a": 0, "b": 0}
     clean_hinted, _, clean_full = claim_pages(session, floor)
     holder = open_session(database_url)
     try:

@@ -23,10 +23,11 @@ writes an older one only costs the next claim a few more entries.
 With two tenants or more, the fair pick weighs each tenant's running jobs, and no floor can
 shorten that count: while vacuum is held back it walks every job run since. So the instance
 keeps the counts too: each full claim's (exact, counted when it had a choice to make), plus
-one for each job it has claimed since. A hinted claim weighs those and counts nothing; the
+one for each job it has claimed since (by the floors or by name), less one for each of its
+jobs that has ended (the runner says so). A hinted claim weighs those and counts nothing; the
 next full claim, at most CLAIM_RESCAN_SECONDS later, counts again. Between full claims the
-counts miss other instances' claims and every job that has finished (docs/claim-design.md,
-"running counts from the floors", says what that changes).
+counts miss what other instances claimed and ended (docs/claim-design.md, "running counts
+from the floors", says what that changes).
 """
 
 from __future__ import annotations
@@ -106,6 +107,17 @@ class ClaimFloor:
                 self._count_claim(claimed.tenant)  # counted before it ran: the statement's own claim
             self._resets += 1
             self._rescan_at = self._clock() + self.rescan_seconds
+
+    def count_claim(self, tenant: str) -> None:
+        """A job of `tenant` this instance claimed by name (a Cloud Task's): one more running."""
+        with self._lock:
+            self._count_claim(tenant)
+
+    def count_end(self, tenant: str) -> None:
+        """A job of `tenant` this instance ran has ended: one fewer running."""
+        with self._lock:
+            if self._running.get(tenant):  # None: not counted (one tenant); 0: ended before the count
+                self._running[tenant] -= 1
 
     def _count_claim(self, tenant: str) -> None:
         if self._running.get(tenant) is not None:

@@ -189,13 +189,23 @@ class Runner:
         """Claim and run the next due job; None when nothing is due."""
         with self.pool.session() as session:
             job = self.claim_floor.claim_next(session)
-        return self._run(job) if job else None
+        return self._run_counted(job) if job else None
 
     def run_named(self, job_id: str) -> RunOutcome | None:
         """Claim and run that job; None when it is not queued and due (the caller reads why)."""
         with self.pool.session() as session:
             job = queue.claim_named(session, job_id)
-        return self._run(job) if job else None
+        if job is None:
+            return None
+        self.claim_floor.count_claim(job.tenant)
+        return self._run_counted(job)
+
+    def _run_counted(self, job: Job) -> RunOutcome:
+        """Run it; then the instance's count of its tenant's running jobs drops (ClaimFloor)."""
+        try:
+            return self._run(job)
+        finally:
+            self.claim_floor.count_end(job.tenant)
 
     @tracing.traced_run
     def _run(self, job: Job) -> RunOutcome:
