@@ -16,7 +16,7 @@ import pytest
 from bench.common import shared_buffers, statement_text
 from shared.core import queue
 from shared.core.claimfloor import ClaimFloor
-from shared.core.db import open_session
+from shared.core.db import StatementTimeout, open_session
 from shared.core.runner import Runner
 from shared.core.settings import Settings
 from tests.test_fairness import queue_backlog
@@ -144,6 +144,41 @@ def test_between_full_claims_the_instance_counts_the_jobs_it_claims_and_ends(poo
         assert running() == {"a": 1, "b": 0}  # claimed by name, counted, ended, counted off
     finally:
         runner.close()
+
+
+class FullClaimsFail:
+    """A real session whose full claims time out (a hold long enough to pass the statement
+    timeout): the instance's counts cannot be renewed."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def row(self, name: str, /, **params):
+        if name == "claim_next_job":
+            raise StatementTimeout()
+        return self._session.row(name, **params)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def test_counts_that_no_full_claim_renewed_for_two_periods_are_counted_again(session):
+    queue_backlog(session, "a", 5)
+    queue_backlog(session, "b", 5)
+    clock = Clock()
+    floor = ClaimFloor(rescan_seconds=1.0, clock=clock)
+    first = floor.claim_next(session).tenant  # the full claim: first 1 running, the other 0
+    other = "b" if first == "a" else "a"
+    for row in session.run_sql("SELECT id FROM jobs WHERE tenant = :t AND job_status = 'queued' LIMIT 3", t=other):
+        queue.claim_named(session, str(row[0]))  # another instance's: the other has 3 running, unknown here
+    failing = FullClaimsFail(session)
+    for now in (1.0, 2.0):
+        clock.now = now
+        with pytest.raises(StatementTimeout):
+            floor.claim_next(failing)  # each rescan's full claim fails
+    clock.now = 2.5  # hinted, two periods after the last count: the claim counts for itself
+    assert {head["running"] for head in floor.floors()} == {None}
+    assert floor.claim_next(failing).tenant == first  # 1 running against 3 (the kept counts said 1 against 0)
 
 
 @pytest.fixture

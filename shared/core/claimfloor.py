@@ -24,10 +24,12 @@ With two tenants or more, the fair pick weighs each tenant's running jobs, and n
 shorten that count: while vacuum is held back it walks every job run since. So the instance
 keeps the counts too: each full claim's (exact, counted when it had a choice to make), plus
 one for each job it has claimed since (by the floors or by name), less one for each of its
-jobs that has ended (the runner says so). A hinted claim weighs those and counts nothing; the
-next full claim, at most CLAIM_RESCAN_SECONDS later, counts again. Between full claims the
-counts miss what other instances claimed and ended (docs/claim-design.md, "running counts
-from the floors", says what that changes).
+jobs that has ended (the runner says so). A hinted claim weighs those and counts no running
+jobs; the next full claim, at most CLAIM_RESCAN_SECONDS later, counts again (and if full
+claims keep failing for two periods, hinted claims count for themselves). Between full
+claims the counts miss what other instances claimed and ended, and a claim or an end that
+crosses a full claim in flight may be counted once too often or not at all until the next
+(docs/claim-design.md, "running counts from the floors", says what that changes).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ClaimFloor:
         self._clock = clock
         self._floors: dict[str, dict] = {}
         self._running: dict[str, int | None] = {}  # per tenant: the last full count, plus claims since
+        self._counted_at = float("-inf")  # when a full claim last counted: older than two periods, count again
         self._rescan_at = float("-inf")  # an instance's first claim is a full one
         self._resets = 0  # how many full claims have replaced the floors: a hinted claim's heads must be newer
         self._lock = threading.Lock()
@@ -70,13 +73,15 @@ class ClaimFloor:
 
     def floors(self) -> list[dict]:
         """The floors as they stand (what the next hinted claim would start from), each with
-        its tenant's running jobs as the instance counts them (None: not counted)."""
+        its tenant's running jobs as the instance counts them (None: the claim counts them)."""
         with self._lock:
-            return self._current_floors()
+            return self._current_floors(self._clock())
 
-    def _current_floors(self) -> list[dict]:
+    def _current_floors(self, now: float) -> list[dict]:
         if len(self._floors) == 1:  # the one-floor claim: no fair pick, no count to bring
             return list(self._floors.values())
+        if now - self._counted_at > 2 * self.rescan_seconds:  # the full claims keep failing: count live
+            return [{**floor, "running": None} for floor in self._floors.values()]
         return [{**floor, "running": self._running.get(tenant)} for tenant, floor in self._floors.items()]
 
     def _floors_unless_rescan_due(self) -> tuple[list[dict], int]:
@@ -88,7 +93,7 @@ class ClaimFloor:
             if now >= self._rescan_at:
                 self._rescan_at = now + self.rescan_seconds
                 return [], self._resets
-            return self._current_floors(), self._resets
+            return self._current_floors(now), self._resets
 
     def _move_up(self, heads: list[dict], resets: int, claimed_tenant: str) -> None:
         """Heads of a hinted claim that started before a full claim's reset are dropped: they
@@ -106,7 +111,8 @@ class ClaimFloor:
             if claimed is not None:
                 self._count_claim(claimed.tenant)  # counted before it ran: the statement's own claim
             self._resets += 1
-            self._rescan_at = self._clock() + self.rescan_seconds
+            self._counted_at = self._clock()
+            self._rescan_at = self._counted_at + self.rescan_seconds
 
     def count_claim(self, tenant: str) -> None:
         """A job of `tenant` this instance claimed by name (a Cloud Task's): one more running."""
