@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from google.cloud.sql.connector import pg8000 as connector_pg8000
 
-from shared.core.db import Pool, Session, StatementTimeout, connect, connection
+from shared.core.db import Pool, PoolExhausted, Session, StatementTimeout, connect, connection
 from shared.core.errors import DatabaseUnavailable, SettingsError
 from shared.core.settings import DatabaseTarget, Settings
 
@@ -234,3 +234,20 @@ def test_a_connection_reset_while_connecting_leaves_no_socket_open():
         listener.close()
         resetter.join(5)
     assert [str(warning.message) for warning in caught if warning.category is ResourceWarning] == []
+
+
+def test_a_connection_given_back_twice_is_refused_and_never_lent_to_two_borrowers(env):
+    pool = Pool(Settings.from_env({**env, "DB_POOL_SIZE": "2", "DB_POOL_TIMEOUT_SECONDS": "0"}))
+    try:
+        session = pool.lend()
+        pool.give_back(session)
+        with pytest.raises(RuntimeError, match="given back twice"):
+            pool.give_back(session)
+        first, second = pool.lend(), pool.lend()
+        assert first is not second  # one idle connection, one new: not the same one twice
+        with pytest.raises(PoolExhausted):
+            pool.lend()  # and no third slot was made by the second give_back
+        pool.give_back(first)
+        pool.give_back(second)
+    finally:
+        pool.close()

@@ -95,18 +95,27 @@ class Pool:
             self._slots.get(timeout=self.timeout if timeout is None else timeout)
         except Empty:
             raise PoolExhausted(f"All {self.size} database connections are busy; retry shortly") from None
+        session = None
         try:
             with self._lock:
                 session = self._idle.pop() if self._idle else None
             if session is None:
-                return self._new_session()
-            session.stale_suspect = True
+                session = self._new_session()
+            else:
+                session.stale_suspect = True
+            session.lent = True
             return session
         except BaseException:
+            if session is not None:  # an interrupt after the pop: the connection stays the pool's
+                with self._lock:
+                    self._idle.append(session)
             self._slots.put(None)
             raise
 
     def give_back(self, session: Session) -> None:
+        if not session.lent:  # given back twice: a second token, and two borrowers on one connection
+            raise RuntimeError("A pooled connection was given back twice")
+        session.lent = False
         try:
             session.stale_suspect = False
             if session.broken:

@@ -53,6 +53,7 @@ class Session:
         # connection dead (a database restart since), nothing ran, so it may be replaced and
         # the statement sent again, once.
         self.stale_suspect = False
+        self.lent = False  # the pool's: lent out now
 
     def reopen(self) -> None:
         """Replace a broken connection with a new one (DatabaseUnavailable if it cannot)."""
