@@ -329,8 +329,8 @@ def _pressure(results: dict) -> list[str]:
     if any(point not in cell for cell in pressure["cells"].values() for point in points):
         lines += [
             "",
-            "¹ The two-tenant cell stops at 10,000 jobs: its fairness probes read the churn the hold keeps (claim-design.md,",
-            '"The two-tenant running count: not built"), and going further would take hours to show more of the same growth.',
+            "¹ The cell ran no further (`bench/pressure.py`'s CELLS says how far each runs: the two-tenant cell stopped at",
+            "10,000 jobs until its hinted claim took the running counts from the floors, claim-design.md).",
         ]
     return lines
 
