@@ -261,6 +261,21 @@ def test_no_job_is_claimed_twice_by_two_instances_of_many_threads_while_jobs_kee
 # -- what a claim reads while an XID is held ---------------------------------------------------
 
 
+def pages_clean_and_held(session, database_url: str, floor: ClaimFloor, jobs: int = 2500) -> tuple[tuple, tuple]:
+    """claim_pages now, and again after `jobs` claims while an idle transaction holds an XID
+    (vacuum cannot prune what they leave)."""
+    clean = claim_pages(session, floor)
+    holder = open_session(database_url)
+    try:
+        holder.run_sql("BEGIN")
+        holder.run_sql("SELECT txid_current()")
+        for _ in range(jobs):
+            claim_and_complete(floor, session)
+        return clean, claim_pages(session, floor)
+    finally:
+        holder.close()
+
+
 def claim_pages(session, floor: ClaimFloor) -> tuple[int, int, int]:
     """(pages of the hinted claim from the floors, of the one-floor claim, of the full claim)."""
     floors = floor.floors()
@@ -277,16 +292,9 @@ def test_under_a_held_xid_the_hinted_claim_reads_what_a_clean_claim_reads_and_th
     floor = ClaimFloor(rescan_seconds=3600.0, clock=Clock())
     for _ in range(20):
         claim_and_complete(floor, session)
-    clean_hinted, clean_one, clean_full = claim_pages(session, floor)
-    holder = open_session(database_url)
-    try:
-        holder.run_sql("BEGIN")
-        holder.run_sql("SELECT txid_current()")  # an idle transaction holding an XID: vacuum cannot prune
-        for _ in range(2500):
-            claim_and_complete(floor, session)
-        held_hinted, held_one, held_full = claim_pages(session, floor)
-    finally:
-        holder.close()
+    (clean_hinted, clean_one, clean_full), (held_hinted, held_one, held_full) = pages_clean_and_held(
+        session, database_url, floor
+    )
     print(f"pages: clean hinted {clean_hinted}, one floor {clean_one}, full {clean_full};"
           f" held hinted {held_hinted}, one floor {held_one}, full {held_full}")  # fmt: skip
     assert held_hinted <= clean_full + 10  # about what a clean claim reads
@@ -304,16 +312,7 @@ def test_with_two_tenants_under_a_held_xid_the_hinted_claim_counts_no_running_jo
     tenants = [claim_and_complete(floor, session).tenant for _ in range(20)]
     assert tenants.count("a") == tenants.count("b") == 10  # turn by turn
     assert {head["tenant"]: head["running"] for head in floor.floors()} == {"a": 0, "b": 0}
-    clean_hinted, _, clean_full = claim_pages(session, floor)
-    holder = open_session(database_url)
-    try:
-        holder.run_sql("BEGIN")
-        holder.run_sql("SELECT txid_current()")  # an idle transaction holding an XID: vacuum cannot prune
-        for _ in range(2500):
-            claim_and_complete(floor, session)
-        held_hinted, _, held_full = claim_pages(session, floor)
-    finally:
-        holder.close()
+    (clean_hinted, _, clean_full), (held_hinted, _, held_full) = pages_clean_and_held(session, database_url, floor)
     print(f"pages: clean hinted {clean_hinted}, full {clean_full}; held hinted {held_hinted}, full {held_full}")
     assert held_hinted <= clean_full + 10  # about what a clean claim reads
     assert held_full > max(2 * held_hinted, clean_full + 100)  # the full claim's counts walk the 2,500 jobs run

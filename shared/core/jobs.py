@@ -62,7 +62,7 @@ class Job:
         # lacks is None). That __init__ sets a frozen instance's 25 fields one
         # object.__setattr__ at a time: three times the cost, and a worker builds two a job.
         job = object.__new__(cls)
-        job.__dict__.update({name: row.get(name) for name in _FIELDS})
+        job.__dict__.update({name: row.get(name) for name in cls.__dataclass_fields__})
         return job
 
     @property
@@ -93,6 +93,3 @@ class Job:
             "cancelRequested": self.cancel_requested_at is not None,
             "rerunOf": self.rerun_of,
         }
-
-
-_FIELDS = tuple(Job.__dataclass_fields__)
